@@ -1,0 +1,5 @@
+//! qc's runtime: the numeric core (formats, rounding, block scaling, random streams).
+//!
+//! Knows nothing of syntax or IR; every other crate builds on it.
+
+pub mod numerics;
