@@ -18,8 +18,13 @@ struct Consts {
     e_norm: u32,
     /// Spacing exponent below the normal range, plus 150.
     low_grid: i32,
-    /// 2^(spacing exponent) below the normal range.
+    /// 2^(spacing exponent) below the normal range, when that is a normal f32.
     low_scale: f32,
+    /// Otherwise (the format's normal range starts at 2^-126, like bf16) results below it are
+    /// f32 subnormals, whose encoding is linear: `k << low_shift`. Multiplying by a subnormal
+    /// constant instead would cost a microcode assist on every element.
+    low_linear: bool,
+    low_shift: u32,
     /// f32 bits of the largest finite magnitude.
     max_bits: u32,
     /// Magnitude an overflow rounds to, for positive and negative values.
@@ -48,7 +53,9 @@ impl Consts {
             drop_normal: (23 - m) as u32,
             e_norm: (f.emin() + 127) as u32,
             low_grid: low_exp + 150,
-            low_scale: super::float::pow2(low_exp) as f32,
+            low_scale: super::float::pow2(low_exp.max(-126)) as f32,
+            low_linear: low_exp < -126,
+            low_shift: (low_exp + 149).max(0) as u32,
             max_bits,
             overflow_pos: ovf(false),
             overflow_neg: ovf(true),
@@ -58,9 +65,15 @@ impl Consts {
     }
 }
 
-/// Whether the kernel handles this format (else the exact path runs per element).
+/// Whether the kernel handles this format (else the exact path runs per element): the
+/// spacing below the normal range must be a normal f32, or every result there an f32
+/// subnormal (smallest normal 2^-126).
 fn applies(f: &FloatFormat) -> bool {
-    f.man_bits >= 1 && f.man_bits <= 22 && f.emin() >= -126 && f.validate().is_ok()
+    let low_exp = if f.subnormals { f.emin() - f.man_bits as i32 } else { f.emin() };
+    (1..=22).contains(&f.man_bits)
+        && f.emin() >= -126
+        && (low_exp >= -126 || f.emin() == -126)
+        && f.validate().is_ok()
 }
 
 /// Rounds `src` to `f` into `dst`; element `i` draws from `rng` at index `base + i`.
@@ -235,7 +248,7 @@ fn round_lane<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
     let (away, exact) = decide(frac32, sticky, k & 1 == 1, negative, word, r);
     let away = away as u32;
     let mag = if low {
-        ((k + away) as f32 * c.low_scale).to_bits()
+        if c.low_linear { (k + away) << c.low_shift } else { ((k + away) as f32 * c.low_scale).to_bits() }
     } else {
         ((abs >> c.drop_normal) + away) << c.drop_normal
     };
