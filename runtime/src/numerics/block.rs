@@ -1,7 +1,370 @@
-//! Block formats (to be completed by the formats work).
-use super::format::{BlockFormat, QuantizeError};
-use super::rng::RandomStream;
+//! Block-scaled formats: OCP Microscaling (MXFP8/6/4, MXINT8) with its scale rules, generic
+//! block floating point `bfp<M,block>` and single-level NVFP4. Blocks are runs of `block`
+//! consecutive elements along the last axis; a row's last block may be shorter.
+//!
+//! Owns the shared-scale computation, the quantized values ([`quantize_blocks`]) and the
+//! bit-level encoding ([`encode_blocks`], [`EncodedBlocks::decode`]); the two agree (tested).
+//! See `spec/scaled-formats.md`, "Block formats".
+
+use super::fixed::round_to_grid;
+use super::float::{exponent_of, pow2, FloatFormat, Specials};
+use super::float_extra::{decode_e8m0, encode_e8m0};
+use super::float_fast::quantize_slice;
+use super::format::{BlockElement, BlockFormat, BlockScale, QuantizeError, ScaleRule};
+use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
-pub fn quantize_blocks(_f: &BlockFormat, _data: &[f32], _shape: &[usize], _rounding: Rounding, _rng: &RandomStream, _out: &mut [f32]) -> Result<(), QuantizeError> {
-    unimplemented!("block formats")
+use super::scaled::check_lengths;
+
+/// The E4M3 format of NVFP4 scales (OCP E4M3: no infinities, NaN at all ones).
+const E4M3: FloatFormat = FloatFormat::ieee(4, 3).with_specials(Specials::Fn);
+/// The E8M0 scale of a block holding NaN or ±∞.
+const E8M0_NAN: u8 = 0xFF;
+/// Shared exponents are clamped to E8M0's range.
+const MIN_EXP: i32 = -127;
+const MAX_EXP: i32 = 127;
+
+/// The element of a block in its own domain (before the shared scale).
+#[derive(Clone, Copy, Debug)]
+enum Element {
+    /// A float, made saturating.
+    Float(FloatFormat),
+    /// Integers `|k| ≤ 2^bits − 1` times `2^(1 − bits)`; two's complement codes (MXINT8,
+    /// `bits` = 7) or sign–magnitude codes (`bfp`).
+    Int { bits: u32, twos_complement: bool },
+}
+
+impl Element {
+    fn of(b: &BlockFormat) -> Element {
+        match b.element {
+            BlockElement::Float(f) => Element::Float(FloatFormat { saturate: true, ..f }),
+            BlockElement::Int8 => Element::Int { bits: 7, twos_complement: true },
+            BlockElement::SignMagnitude(m) => Element::Int { bits: m, twos_complement: false },
+        }
+    }
+
+    /// The exponent of the largest binade (`emax_elem` of OCP MX).
+    fn emax(&self) -> i32 {
+        match self {
+            Element::Float(f) => f.emax(),
+            Element::Int { .. } => 0,
+        }
+    }
+
+    /// Mantissa bits after the leading one (the `even` scale rule rounds amax to these).
+    fn man_bits(&self) -> u32 {
+        match self {
+            Element::Float(f) => f.man_bits,
+            Element::Int { bits, .. } => bits - 1,
+        }
+    }
+
+    /// The largest magnitude.
+    fn max(&self) -> f64 {
+        match self {
+            Element::Float(f) => f.max(),
+            Element::Int { bits, .. } => ((1u64 << bits) - 1) as f64 * pow2(1 - *bits as i32),
+        }
+    }
+
+    /// `q` (the exact value x / scale) rounded to the element, saturating.
+    fn round(&self, q: f64, rounding: Rounding, draw: Draw<'_>) -> f64 {
+        match self {
+            Element::Float(f) => f.round(q, rounding, draw),
+            Element::Int { bits, .. } => {
+                let max = self.max();
+                round_to_grid(q, 1 - *bits as i32, rounding, draw).clamp(-max, max) + 0.0
+            }
+        }
+    }
+
+    /// The code of an element value.
+    fn encode(&self, v: f64) -> u32 {
+        match *self {
+            // Element values are finite: the format is saturating and NaN blocks have no elements.
+            Element::Float(f) => f.encode(v).unwrap_or(0),
+            Element::Int { bits, twos_complement } => {
+                let k = (v * pow2(bits as i32 - 1)) as i64;
+                if twos_complement {
+                    (k as u32) & ((1 << (bits + 1)) - 1)
+                } else {
+                    ((k < 0) as u32) << bits | k.unsigned_abs() as u32
+                }
+            }
+        }
+    }
+
+    fn decode(&self, code: u32) -> f64 {
+        match *self {
+            Element::Float(f) => f.decode(code),
+            Element::Int { bits, twos_complement } => {
+                let width = bits + 1;
+                let k = if twos_complement {
+                    ((code << (32 - width)) as i32 >> (32 - width)) as i64
+                } else {
+                    let magnitude = (code & ((1 << bits) - 1)) as i64;
+                    if code >> bits & 1 == 1 { -magnitude } else { magnitude }
+                };
+                k as f64 * pow2(1 - bits as i32)
+            }
+        }
+    }
+}
+
+/// The shared scale of one block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scale {
+    /// The block holds a NaN or an infinity: all its values are NaN.
+    Nan,
+    /// `2^e`, `e` in [−127, 127] (E8M0 scales and shared exponents).
+    Pow2(i32),
+    /// An E4M3 value (NVFP4), possibly zero.
+    E4m3(f64),
+}
+
+impl Scale {
+    fn value(&self) -> f64 {
+        match *self {
+            Scale::Nan => f64::NAN,
+            Scale::Pow2(e) => pow2(e),
+            Scale::E4m3(s) => s,
+        }
+    }
+
+    fn code(&self, kind: BlockScale) -> u8 {
+        match (*self, kind) {
+            (Scale::E4m3(s), _) => E4M3.encode(s).unwrap_or(0) as u8,
+            (Scale::Nan, BlockScale::E4m3) => E4M3.encode(f64::NAN).unwrap_or(0) as u8,
+            (Scale::Nan, _) => E8M0_NAN,
+            (Scale::Pow2(e), _) => encode_e8m0(pow2(e)),
+        }
+    }
+
+    fn decode(code: u8, kind: BlockScale) -> Scale {
+        match kind {
+            BlockScale::E4m3 => {
+                let s = E4M3.decode(code as u32);
+                if s.is_nan() { Scale::Nan } else { Scale::E4m3(s) }
+            }
+            BlockScale::E8m0(_) | BlockScale::SharedExponent => {
+                let s = decode_e8m0(code);
+                if s.is_nan() { Scale::Nan } else { Scale::Pow2(exponent_of(s)) }
+            }
+        }
+    }
+}
+
+/// The exponent of the shared power-of-two scale for a block with largest magnitude
+/// `amax` > 0 (finite), before clamping: by an E8M0 scale rule, or `⌊log2 amax⌋` (a `bfp`
+/// shared exponent) without one.
+fn pow2_exponent(rule: Option<ScaleRule>, element: &Element, amax: f64) -> i32 {
+    let a = exponent_of(amax); // ⌊log2 amax⌋, exact for subnormal f32 too
+    let is_pow2 = amax == pow2(a);
+    let Some(rule) = rule else { return a };
+    match rule {
+        ScaleRule::Floor => a - element.emax(),
+        ScaleRule::Ceil => a + !is_pow2 as i32 - element.emax(),
+        ScaleRule::Even => {
+            // amax = 2^a · s, s ∈ [1, 2): s rounded half up to M fraction bits reaches 2
+            // iff s ≥ 2 − 2^−(M+1).
+            let s = amax / pow2(a);
+            let carry = s >= 2.0 - pow2(-(element.man_bits() as i32) - 1);
+            a + carry as i32 - element.emax()
+        }
+        ScaleRule::RoundUp => {
+            // ⌈log2(amax / max)⌉ is a − ⌊log2 max⌋ or one more; the comparison is exact.
+            let max = element.max();
+            let e = a - exponent_of(max);
+            if amax > max * pow2(e) { e + 1 } else { e }
+        }
+    }
+}
+
+/// The scale of one block.
+fn block_scale(f: &BlockFormat, element: &Element, block: &[f32]) -> Scale {
+    let mut amax = 0f32;
+    for x in block {
+        if !x.is_finite() {
+            return Scale::Nan;
+        }
+        amax = amax.max(x.abs());
+    }
+    let rule = match f.scale {
+        BlockScale::E4m3 => {
+            // Correctly rounded quotient, then RNE to E4M3 (the draw is unused by `nearest`).
+            let s = E4M3.round(amax as f64 / element.max(), Rounding::Nearest, RandomStream::new(0, 0).at(0));
+            return Scale::E4m3(s);
+        }
+        BlockScale::E8m0(rule) => Some(rule),
+        BlockScale::SharedExponent => None,
+    };
+    if amax == 0.0 {
+        Scale::Pow2(MIN_EXP)
+    } else {
+        Scale::Pow2(pow2_exponent(rule, element, amax as f64).clamp(MIN_EXP, MAX_EXP))
+    }
+}
+
+/// The element value (in the element's own domain) that `x` rounds to under `scale`, which
+/// is not `Nan` and not zero.
+fn element_value(element: &Element, scale: Scale, x: f32, rounding: Rounding, draw: Draw<'_>) -> f64 {
+    let q = match scale {
+        Scale::Pow2(e) => x as f64 * pow2(-e), // exact
+        // Correctly rounded; never crosses a rounding boundary (spec: "Quotients").
+        _ => x as f64 / scale.value(),
+    };
+    element.round(q, rounding, draw)
+}
+
+/// The rows of a tensor (its last axis) split into blocks: `(first index, block)` in order.
+fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<Vec<(usize, &'a [f32])>, QuantizeError> {
+    let row = *shape.last().ok_or(QuantizeError::Scalar)?;
+    if row == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(data.len() / f.block + 1);
+    for (r, row_data) in data.chunks(row).enumerate() {
+        for (b, block) in row_data.chunks(f.block).enumerate() {
+            out.push((r * row + b * f.block, block));
+        }
+    }
+    Ok(out)
+}
+
+/// Quantizes `data` (row-major, `shape`) to the block format into `out`: each value is the
+/// block's scale times the element its scaled value rounds to. Element `i` draws from `rng`
+/// at index `i`.
+pub fn quantize_blocks(
+    f: &BlockFormat,
+    data: &[f32],
+    shape: &[usize],
+    rounding: Rounding,
+    rng: &RandomStream,
+    out: &mut [f32],
+) -> Result<(), QuantizeError> {
+    check_lengths(data, shape, out)?;
+    let element = Element::of(f);
+    for (start, block) in blocks(f, data, shape)? {
+        let dst = &mut out[start..start + block.len()];
+        let scale = block_scale(f, &element, block);
+        match (scale, element) {
+            (Scale::Nan, _) => dst.fill(f32::NAN),
+            (Scale::E4m3(s), _) if s == 0.0 => dst.fill(0.0),
+            (Scale::Pow2(e), Element::Float(elem)) => {
+                // Rounding x/2^e to the element and scaling back is rounding x to the
+                // element with its bias lowered by e.
+                let shifted = FloatFormat { bias: elem.bias - e, ..elem };
+                if shifted.validate().is_ok() {
+                    quantize_slice(&shifted, rounding, rng, start as u64, block, dst);
+                } else {
+                    // Only when the scaled maximum passes 2^127 (scale=ceil/even, amax near
+                    // f32's maximum): the exact path, overflowing to ±∞ in f32.
+                    for (j, (x, y)) in block.iter().zip(dst.iter_mut()).enumerate() {
+                        *y = (elem.round(*x as f64 * pow2(-e), rounding, rng.at((start + j) as u64)) * pow2(e)) as f32;
+                    }
+                }
+            }
+            _ => {
+                let s = scale.value();
+                for (j, (x, y)) in block.iter().zip(dst.iter_mut()).enumerate() {
+                    *y = (element_value(&element, scale, *x, rounding, rng.at((start + j) as u64)) * s) as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tensor in a block format at the bit level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedBlocks {
+    pub format: BlockFormat,
+    pub shape: Vec<usize>,
+    /// One scale code per block, row by row: E8M0 bits (biased exponent, 0xFF = NaN) for MX
+    /// scales and `bfp` shared exponents, E4M3 bits for NVFP4.
+    pub scales: Vec<u8>,
+    /// One element code per element, in the tensor's order: the element format's bits
+    /// (MXINT8: 8-bit two's complement; `bfp<M,..>`: sign bit M, magnitude below). Elements
+    /// of a NaN block are 0.
+    pub elements: Vec<u32>,
+}
+
+impl EncodedBlocks {
+    /// Blocks per row (the last axis): ⌈row / block⌉.
+    pub fn blocks_per_row(&self) -> usize {
+        self.shape.last().map_or(0, |row| row.div_ceil(self.format.block))
+    }
+
+    /// The value of every element: the block's scale times the element's value, rounded
+    /// once to f32 (NaN for a block whose scale is NaN).
+    pub fn decode(&self) -> Vec<f32> {
+        let element = Element::of(&self.format);
+        let mut out = vec![0f32; self.elements.len()];
+        let Some(&row) = self.shape.last() else { return out };
+        if row == 0 {
+            return out;
+        }
+        let mut scale_codes = self.scales.iter();
+        for (codes, dst) in self.elements.chunks(row).zip(out.chunks_mut(row)) {
+            for (codes, dst) in codes.chunks(self.format.block).zip(dst.chunks_mut(self.format.block)) {
+                let code = scale_codes.next().copied().unwrap_or(E8M0_NAN);
+                let s = Scale::decode(code, self.format.scale).value();
+                for (c, y) in codes.iter().zip(dst.iter_mut()) {
+                    *y = (element.decode(*c) * s) as f32;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Encodes `data` (row-major, `shape`) in the block format: per-block scale codes and
+/// per-element codes, chosen exactly as [`quantize_blocks`] chooses the values.
+pub fn encode_blocks(
+    f: &BlockFormat,
+    data: &[f32],
+    shape: &[usize],
+    rounding: Rounding,
+    rng: &RandomStream,
+) -> Result<EncodedBlocks, QuantizeError> {
+    let n: usize = shape.iter().product();
+    if data.len() != n {
+        return Err(QuantizeError::ShapeMismatch { expected: n, found: data.len() });
+    }
+    let element = Element::of(f);
+    let mut scales = Vec::new();
+    let mut elements = vec![0u32; n];
+    for (start, block) in blocks(f, data, shape)? {
+        let scale = block_scale(f, &element, block);
+        scales.push(scale.code(f.scale));
+        if scale == Scale::Nan || scale == Scale::E4m3(0.0) {
+            continue;
+        }
+        for (j, x) in block.iter().enumerate() {
+            let v = element_value(&element, scale, *x, rounding, rng.at((start + j) as u64));
+            elements[start + j] = element.encode(v);
+        }
+    }
+    Ok(EncodedBlocks { format: *f, shape: shape.to_vec(), scales, elements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_element_codes_round_trip() {
+        for element in [Element::Int { bits: 7, twos_complement: true }, Element::Int { bits: 3, twos_complement: false }] {
+            let Element::Int { bits, .. } = element else { unreachable!() };
+            let kmax = (1i64 << bits) - 1;
+            for k in -kmax..=kmax {
+                let v = k as f64 * pow2(1 - bits as i32);
+                assert_eq!(element.decode(element.encode(v)), v, "{element:?} {k}");
+            }
+        }
+        // MXINT8 codes are two's complement bytes.
+        let mxint8 = Element::Int { bits: 7, twos_complement: true };
+        assert_eq!(mxint8.encode(-1.0 / 64.0), 0xFF);
+        assert_eq!(mxint8.encode(127.0 / 64.0), 0x7F);
+        assert_eq!(mxint8.encode(-127.0 / 64.0), 0x81);
+    }
 }

@@ -1,7 +1,208 @@
-//! Fixed point `fixed<I,F>` / `ufixed<I,F>` (to be completed by the formats work).
+//! Fixed point `fixed<I,F>` (two's complement) and `ufixed<I,F>` (unsigned): the uniform grid
+//! of spacing 2^−F, saturating. See `spec/scaled-formats.md`, "Fixed point".
+//!
+//! Also owns the grid rounding every scaled family shares: [`round_to_grid`] (exact, every
+//! mode, via [`Rounding::away_from_zero`]) and [`round_to_integer`] (exact `f64` rounding
+//! operations for the deterministic modes, `round_to_grid` for the stochastic ones).
+
+use super::float::pow2;
 use super::format::FixedFormat;
-use super::rng::RandomStream;
-use super::rounding::Rounding;
-pub fn quantize_fixed(_f: &FixedFormat, _data: &[f32], _rounding: Rounding, _rng: &RandomStream, _out: &mut [f32]) {
-    unimplemented!("fixed point")
+use super::rng::{Draw, RandomStream};
+use super::rounding::{low_bits, Dyadic, Rounding};
+
+/// `v` rounded to an integer multiple of `2^s` by `rounding`, exactly, keeping its sign.
+///
+/// NaN and ±∞ come back unchanged. The magnitude lies in `[k·2^s, (k+1)·2^s)`; the exact
+/// fraction of the gap is taken from the bits of `v`, so the result is `k·2^s` or `(k+1)·2^s`
+/// as [`Rounding::away_from_zero`] decides (ties to the even `k`). Exact in `f64` for every
+/// `s` ≥ −1074 + 53 (all grids of this crate are far coarser).
+pub(crate) fn round_to_grid(v: f64, s: i32, rounding: Rounding, draw: Draw<'_>) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    let negative = v.is_sign_negative();
+    let (sig, q) = significand(v.abs());
+    let drop = s - q;
+    if drop <= 0 {
+        return v; // already a multiple of 2^s
+    }
+    let drop = drop as u32;
+    let (k, frac) = if drop >= 64 {
+        (0, Dyadic { rem: sig, shift: drop })
+    } else {
+        (sig >> drop, Dyadic { rem: low_bits(sig, drop), shift: drop })
+    };
+    let away = rounding.away_from_zero(&frac, negative, k & 1 == 1, draw);
+    let magnitude = (k + away as u64) as f64 * pow2(s);
+    if negative { -magnitude } else { magnitude }
+}
+
+/// `y` rounded to an integer by `rounding`. The deterministic modes use `f64`'s own exact
+/// rounding operations; they agree with [`round_to_grid`]`(y, 0, ..)` (tested).
+#[inline(always)]
+pub(crate) fn round_to_integer(y: f64, rounding: Rounding, draw: Draw<'_>) -> f64 {
+    match rounding {
+        Rounding::Nearest => y.round_ties_even(),
+        Rounding::NearestAway => y.round(),
+        Rounding::TowardZero => y.trunc(),
+        Rounding::Up => y.ceil(),
+        Rounding::Down => y.floor(),
+        Rounding::Stochastic | Rounding::StochasticBits(_) | Rounding::StochasticUnbiased(_) => {
+            round_to_grid(y, 0, rounding, draw)
+        }
+    }
+}
+
+/// `(sig, q)` with `a = sig·2^q`, for a finite positive `a`.
+fn significand(a: f64) -> (u64, i32) {
+    let bits = a.to_bits();
+    let field = (bits >> 52) as i32;
+    let man = bits & ((1 << 52) - 1);
+    if field == 0 { (man, -1074) } else { (man | (1 << 52), field - 1075) }
+}
+
+/// The range of a fixed-point format as `f64` bounds of the delivered `f32` values.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    /// 2^F: the input is scaled by it before rounding to an integer.
+    scale: f64,
+    /// 2^−F.
+    spacing: f64,
+    lo: f64,
+    /// The largest `f32` not above the format's maximum (the maximum itself when it has at
+    /// most 24 significant bits, as it has whenever I−1+F ≤ 24).
+    hi: f64,
+}
+
+impl Range {
+    fn new(f: &FixedFormat) -> Range {
+        let (lo, max) = fixed_range(f);
+        let mut hi32 = max as f32;
+        if hi32 as f64 > max {
+            hi32 = f32::from_bits(hi32.to_bits() - 1);
+        }
+        Range { scale: pow2(f.frac_bits as i32), spacing: pow2(-(f.frac_bits as i32)), lo, hi: hi32 as f64 }
+    }
+
+    /// A grid value (or NaN/±∞) saturated into the range, as `f32` without negative zero.
+    #[inline(always)]
+    fn deliver(&self, v: f64) -> f32 {
+        (v.clamp(self.lo, self.hi) + 0.0) as f32
+    }
+}
+
+/// The extreme values of a fixed-point format, `(min, max)`, exactly.
+pub fn fixed_range(f: &FixedFormat) -> (f64, f64) {
+    let spacing = pow2(-(f.frac_bits as i32));
+    if f.signed {
+        (-pow2(f.int_bits as i32 - 1), pow2(f.int_bits as i32 - 1) - spacing)
+    } else {
+        (0.0, pow2(f.int_bits as i32) - spacing)
+    }
+}
+
+/// Rounds `data` to the fixed-point format into `out` (same length); element `i` draws from
+/// `rng` at index `i`. NaN stays NaN, ±∞ and out-of-range values saturate, zero is `+0`.
+pub fn quantize_fixed(f: &FixedFormat, data: &[f32], rounding: Rounding, rng: &RandomStream, out: &mut [f32]) {
+    let range = Range::new(f);
+    if rounding.is_stochastic() {
+        for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
+            let t = round_to_grid(*x as f64 * range.scale, 0, rounding, rng.at(i as u64));
+            *y = range.deliver(t * range.spacing);
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { deterministic_avx2(&range, rounding, rng, data, out) };
+            return;
+        }
+    }
+    deterministic(&range, rounding, rng, data, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn deterministic_avx2(range: &Range, rounding: Rounding, rng: &RandomStream, data: &[f32], out: &mut [f32]) {
+    deterministic(range, rounding, rng, data, out)
+}
+
+/// The deterministic modes: `round(x·2^F)·2^−F` with `f64` operations, all exact.
+#[inline(always)]
+fn deterministic(range: &Range, rounding: Rounding, rng: &RandomStream, data: &[f32], out: &mut [f32]) {
+    #[inline(always)]
+    fn each(range: &Range, data: &[f32], out: &mut [f32], round: impl Fn(f64) -> f64) {
+        for (x, y) in data.iter().zip(out.iter_mut()) {
+            *y = range.deliver(round(*x as f64 * range.scale) * range.spacing);
+        }
+    }
+    match rounding {
+        Rounding::Nearest => each(range, data, out, f64::round_ties_even),
+        Rounding::NearestAway => each(range, data, out, f64::round),
+        Rounding::TowardZero => each(range, data, out, f64::trunc),
+        Rounding::Up => each(range, data, out, f64::ceil),
+        Rounding::Down => each(range, data, out, f64::floor),
+        _ => {
+            for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
+                let t = round_to_integer(*x as f64 * range.scale, rounding, rng.at(i as u64));
+                *y = range.deliver(t * range.spacing);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DETERMINISTIC: [Rounding; 5] =
+        [Rounding::Nearest, Rounding::NearestAway, Rounding::TowardZero, Rounding::Up, Rounding::Down];
+
+    /// The `f64` rounding operations against the exact grid rounding, on quarter points,
+    /// near-integers and values far outside any integer grid.
+    #[test]
+    fn integer_rounding_operations_agree_with_the_exact_grid_rounding() {
+        let d = RandomStream::new(0, 0);
+        let mut inputs = Vec::new();
+        for k in -40..=40 {
+            let v = k as f64 / 4.0;
+            inputs.extend([v, v + 1e-9, v - 1e-9, f64::from_bits(v.to_bits() + 1)]);
+        }
+        inputs.extend([1e-300, -1e-300, 3.0e15 + 0.5, -4503599627370495.5, 1e300, -0.0, 2f64.powi(52) + 1.0]);
+        for mode in DETERMINISTIC {
+            for &v in &inputs {
+                let exact = round_to_grid(v, 0, mode, d.at(0));
+                let fast = round_to_integer(v, mode, d.at(0));
+                assert_eq!(exact, fast, "{mode} {v:e}");
+            }
+        }
+    }
+
+    /// The vectorised deterministic path against the exact grid rounding on every f32 with
+    /// a few fraction bits around the ranges of several formats.
+    #[test]
+    fn fast_path_agrees_with_the_exact_path() {
+        let rng = RandomStream::new(5, 1);
+        let mut inputs: Vec<f32> = Vec::new();
+        for k in -(1 << 12)..=(1 << 12) {
+            inputs.push(k as f32 / 64.0);
+            inputs.push(k as f32 * 1.37e-3);
+            inputs.push(k as f32 * 2.9e5);
+        }
+        inputs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -f32::MAX, 1e-45, -1e-45]);
+        for f in [(4, 4, true), (1, 7, true), (8, 0, true), (32, 0, true), (8, 24, true), (4, 4, false), (32, 0, false), (0, 3, false)] {
+            let f = FixedFormat { int_bits: f.0, frac_bits: f.1, signed: f.2 };
+            let range = Range::new(&f);
+            let mut out = vec![0f32; inputs.len()];
+            for mode in DETERMINISTIC {
+                quantize_fixed(&f, &inputs, mode, &rng, &mut out);
+                for (x, y) in inputs.iter().zip(&out) {
+                    let want = range.deliver(round_to_grid(*x as f64, -(f.frac_bits as i32), mode, rng.at(0)));
+                    assert!(want.to_bits() == y.to_bits() || want.is_nan() && y.is_nan(), "{f:?} {mode} {x:e}: {y:e} vs {want:e}");
+                }
+            }
+        }
+    }
 }

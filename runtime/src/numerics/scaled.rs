@@ -1,7 +1,183 @@
-//! Scaled integers (to be completed by the formats work).
-use super::format::{IntFormat, QuantizeError};
+//! Scaled integers `int<b>` / `uint<b>`: symmetric or asymmetric (zero point), one scale
+//! per tensor or per channel, or no scale at all. See `spec/scaled-formats.md`, "Scaled
+//! integers".
+//!
+//! Also owns [`Groups`], the per-tensor / per-channel grouping of elements that the codebook
+//! formats share.
+
+use super::fixed::round_to_integer;
+use super::format::{Granularity, IntFormat, QuantizeError};
 use super::rng::RandomStream;
 use super::rounding::Rounding;
-pub fn quantize_int(_f: &IntFormat, _data: &[f32], _shape: &[usize], _rounding: Rounding, _rng: &RandomStream, _out: &mut [f32]) -> Result<(), QuantizeError> {
-    unimplemented!("scaled integers")
+
+/// Which scale group each element of a row-major tensor belongs to: the tensor splits into
+/// runs of consecutive elements (the product of the dimensions after the channel axis), and
+/// run `r` belongs to group `r mod count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Groups {
+    /// The number of groups (the length of the channel axis; 1 per tensor).
+    pub count: usize,
+    /// Elements per run, at least 1.
+    run: usize,
+}
+
+impl Groups {
+    /// Groups for `granularity` over a tensor of `shape`.
+    pub fn new(granularity: Granularity, shape: &[usize]) -> Result<Groups, QuantizeError> {
+        match granularity {
+            Granularity::PerTensor => Ok(Groups { count: 1, run: usize::MAX }),
+            Granularity::PerChannel(axis) => {
+                if axis >= shape.len() {
+                    return Err(QuantizeError::AxisOutOfRange { axis, rank: shape.len() });
+                }
+                let run = shape[axis + 1..].iter().product::<usize>().max(1);
+                Ok(Groups { count: shape[axis].max(1), run })
+            }
+        }
+    }
+
+    /// `(group, first index, elements)` of each run of `data`, in index order.
+    pub fn runs<'a, T>(&self, data: &'a [T]) -> impl Iterator<Item = (usize, usize, &'a [T])> + 'a {
+        let (run, count) = (self.run, self.count);
+        data.chunks(run).enumerate().map(move |(r, chunk)| (r % count, r.saturating_mul(run), chunk))
+    }
+}
+
+/// `ShapeMismatch` unless `data` and `out` both hold the `shape`'s element count.
+pub(crate) fn check_lengths(data: &[f32], shape: &[usize], out: &[f32]) -> Result<(), QuantizeError> {
+    let n: usize = shape.iter().product();
+    if data.len() != n || out.len() != n {
+        return Err(QuantizeError::ShapeMismatch { expected: n, found: if data.len() != n { data.len() } else { out.len() } });
+    }
+    Ok(())
+}
+
+/// Running statistics of one group.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    min: f32,
+    max: f32,
+    /// Whether the group holds a NaN or an infinity.
+    invalid: bool,
+}
+
+fn group_stats(data: &[f32], groups: &Groups) -> Vec<Stats> {
+    let mut stats = vec![Stats { min: 0.0, max: 0.0, invalid: false }; groups.count];
+    for (g, _, chunk) in groups.runs(data) {
+        let s = &mut stats[g];
+        for &x in chunk {
+            if !x.is_finite() {
+                s.invalid = true;
+            } else {
+                s.min = s.min.min(x);
+                s.max = s.max.max(x);
+            }
+        }
+    }
+    stats
+}
+
+/// The integer range `[qmin, qmax]` of the format.
+pub fn int_range(f: &IntFormat) -> (i64, i64) {
+    let b = f.bits;
+    match (f.signed, f.asymmetric || f.unscaled) {
+        (true, false) => (-((1 << (b - 1)) - 1), (1 << (b - 1)) - 1),
+        (true, true) => (-(1 << (b - 1)), (1 << (b - 1)) - 1),
+        (false, _) => (0, (1 << b) - 1),
+    }
+}
+
+/// The quantization parameters of one group: `value = (q − zero_point)·scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IntParams {
+    /// NaN when the group holds a NaN or an infinity; 0 when it is all zeros.
+    pub scale: f32,
+    pub zero_point: i64,
+}
+
+/// `a / b` rounded once to `f32`, never zero for a positive `a`: a quotient below half the
+/// smallest subnormal gives `2^−149` instead (so no non-zero group gets a zero scale).
+fn positive_scale(a: f32, b: f32) -> f32 {
+    let s = a / b;
+    if s == 0.0 && a > 0.0 { f32::from_bits(1) } else { s }
+}
+
+/// The scale and zero point of a group with statistics `s`.
+fn params(f: &IntFormat, s: &Stats) -> IntParams {
+    if f.unscaled {
+        return IntParams { scale: 1.0, zero_point: 0 };
+    }
+    if s.invalid {
+        return IntParams { scale: f32::NAN, zero_point: 0 };
+    }
+    let (qmin, qmax) = int_range(f);
+    if f.asymmetric {
+        let levels = ((1u32 << f.bits) - 1) as f32;
+        // min ≤ 0 ≤ max by construction of the statistics.
+        let spread = s.max - s.min;
+        let scale = if spread.is_finite() {
+            positive_scale(spread, levels)
+        } else {
+            // Only when the group spans more than f32's range: halves are exact there.
+            2.0 * positive_scale(s.max / 2.0 - s.min / 2.0, levels)
+        };
+        if scale == 0.0 {
+            return IntParams { scale, zero_point: 0 };
+        }
+        let z = (-(s.min as f64) / scale as f64).round_ties_even() as i64 + qmin;
+        IntParams { scale, zero_point: z.clamp(qmin, qmax) }
+    } else {
+        let amax = s.max.max(-s.min);
+        IntParams { scale: positive_scale(amax, qmax as f32), zero_point: 0 }
+    }
+}
+
+/// The scale and zero point of every group (one per tensor, or one per index of the channel
+/// axis), as `quantize_int` uses them.
+pub fn int_params(f: &IntFormat, data: &[f32], shape: &[usize]) -> Result<Vec<IntParams>, QuantizeError> {
+    Ok(params_of(f, data, &Groups::new(f.granularity, shape)?))
+}
+
+fn params_of(f: &IntFormat, data: &[f32], groups: &Groups) -> Vec<IntParams> {
+    group_stats(data, groups).iter().map(|s| params(f, s)).collect()
+}
+
+/// Quantizes `data` (row-major, `shape`) to the scaled integer format into `out`; element `i`
+/// draws from `rng` at index `i`.
+pub fn quantize_int(
+    f: &IntFormat,
+    data: &[f32],
+    shape: &[usize],
+    rounding: Rounding,
+    rng: &RandomStream,
+    out: &mut [f32],
+) -> Result<(), QuantizeError> {
+    check_lengths(data, shape, out)?;
+    let groups = Groups::new(f.granularity, shape)?;
+    let params = params_of(f, data, &groups);
+    let (qmin, qmax) = int_range(f);
+    let (qmin, qmax) = (qmin as f64, qmax as f64);
+    if f.unscaled {
+        for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
+            let q = round_to_integer(*x as f64, rounding, rng.at(i as u64));
+            *y = (q.clamp(qmin, qmax) + 0.0) as f32;
+        }
+        return Ok(());
+    }
+    for (g, start, chunk) in groups.runs(data) {
+        let p = params[g];
+        let dst = &mut out[start..start + chunk.len()];
+        if p.scale.is_nan() || p.scale == 0.0 {
+            dst.fill(if p.scale == 0.0 { 0.0 } else { f32::NAN });
+            continue;
+        }
+        let scale = p.scale as f64;
+        let z = p.zero_point as f64;
+        for (j, (x, y)) in chunk.iter().zip(dst.iter_mut()).enumerate() {
+            let q = round_to_integer(*x as f64 / scale, rounding, rng.at((start + j) as u64)) + z;
+            // (q − z)·scale is exact in f64 (at most 17 + 24 bits): one rounding to f32.
+            *y = ((q.clamp(qmin, qmax) - z) * scale + 0.0) as f32;
+        }
+    }
+    Ok(())
 }
