@@ -1,1 +1,21 @@
-//! placeholder
+//! qc's compiler: the IR (arenas of typed ids, dialects `nn`, `q`, `kernel`), its verifier,
+//! its textual form, and the passes with their manager. See `spec/ir.md`.
+//!
+//! - [`arena`]: typed-id arenas; [`ir`]: values, ops, blocks, regions, types, attributes.
+//! - [`dialect`]: the registry of op definitions, each with its verifier.
+//! - [`verify`]: generic and per-op verification with [`diag::Diagnostic`]s.
+//! - [`text`]: printer and parser.
+//! - [`pass`]: the `Pass` trait, the registry, pipelines, and the passes.
+
+pub mod arena;
+pub mod diag;
+pub mod dialect;
+pub mod ir;
+pub mod pass;
+pub mod text;
+pub mod verify;
+
+pub use diag::Diagnostic;
+pub use ir::Module;
+pub use text::{parse_module, print_module};
+pub use verify::verify;
