@@ -6,7 +6,7 @@
 //! bit-level encoding ([`encode_blocks`], [`EncodedBlocks::decode`]); the two agree (tested).
 //! See `spec/scaled-formats.md`, "Block formats".
 
-use super::fixed::round_to_grid;
+use super::fixed::{map_rounded, round_to_grid};
 use super::float::{exponent_of, pow2, FloatFormat, Specials};
 use super::float_extra::{decode_e8m0, encode_e8m0};
 use super::float_fast::quantize_slice;
@@ -262,6 +262,14 @@ pub fn quantize_blocks(
                         *y = (elem.round(*x as f64 * pow2(-e), rounding, rng.at((start + j) as u64)) * pow2(e)) as f32;
                     }
                 }
+            }
+            (Scale::Pow2(e), Element::Int { bits, .. }) => {
+                // The grid 2^(e+1−bits), integers |k| ≤ 2^bits − 1.
+                let step = e + 1 - bits as i32;
+                let (down, up) = (pow2(-step), pow2(step));
+                let kmax = ((1u64 << bits) - 1) as f64;
+                let finish = |k: f64| (k.clamp(-kmax, kmax) * up + 0.0) as f32;
+                map_rounded(rounding, rng, start as u64, block, dst, |x| x as f64 * down, finish);
             }
             _ => {
                 let s = scale.value();

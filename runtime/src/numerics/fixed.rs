@@ -2,8 +2,9 @@
 //! of spacing 2^−F, saturating. See `spec/scaled-formats.md`, "Fixed point".
 //!
 //! Also owns the grid rounding every scaled family shares: [`round_to_grid`] (exact, every
-//! mode, via [`Rounding::away_from_zero`]) and [`round_to_integer`] (exact `f64` rounding
-//! operations for the deterministic modes, `round_to_grid` for the stochastic ones).
+//! mode, via [`Rounding::away_from_zero`]), [`round_to_integer`] (exact `f64` rounding
+//! operations for the deterministic modes, `round_to_grid` for the stochastic ones) and
+//! [`map_rounded`], the vectorised loop over a slice built on them.
 
 use super::float::pow2;
 use super::format::FixedFormat;
@@ -101,14 +102,22 @@ pub fn fixed_range(f: &FixedFormat) -> (f64, f64) {
     }
 }
 
-/// Rounds `data` to the fixed-point format into `out` (same length); element `i` draws from
-/// `rng` at index `i`. NaN stays NaN, ±∞ and out-of-range values saturate, zero is `+0`.
-pub fn quantize_fixed(f: &FixedFormat, data: &[f32], rounding: Rounding, rng: &RandomStream, out: &mut [f32]) {
-    let range = Range::new(f);
+/// `out[j] = finish(round(prepare(data[j])))` where `round` rounds to an integer by
+/// `rounding`; element `j` draws from `rng` at index `base + j`. The deterministic modes run
+/// a loop the compiler vectorises (compiled for AVX2 when the CPU has it).
+#[inline(always)]
+pub(crate) fn map_rounded<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(
+    rounding: Rounding,
+    rng: &RandomStream,
+    base: u64,
+    data: &[f32],
+    out: &mut [f32],
+    prepare: P,
+    finish: G,
+) {
     if rounding.is_stochastic() {
-        for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
-            let t = round_to_grid(*x as f64 * range.scale, 0, rounding, rng.at(i as u64));
-            *y = range.deliver(t * range.spacing);
+        for (j, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
+            *y = finish(round_to_grid(prepare(*x), 0, rounding, rng.at(base + j as u64)));
         }
         return;
     }
@@ -116,41 +125,43 @@ pub fn quantize_fixed(f: &FixedFormat, data: &[f32], rounding: Rounding, rng: &R
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { deterministic_avx2(&range, rounding, rng, data, out) };
+            unsafe { deterministic_avx2(rounding, data, out, &prepare, &finish) };
             return;
         }
     }
-    deterministic(&range, rounding, rng, data, out);
+    deterministic(rounding, data, out, &prepare, &finish);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn deterministic_avx2(range: &Range, rounding: Rounding, rng: &RandomStream, data: &[f32], out: &mut [f32]) {
-    deterministic(range, rounding, rng, data, out)
+unsafe fn deterministic_avx2<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], prepare: &P, finish: &G) {
+    deterministic(rounding, data, out, prepare, finish)
 }
 
-/// The deterministic modes: `round(x·2^F)·2^−F` with `f64` operations, all exact.
+/// The deterministic modes with `f64`'s exact rounding operations.
 #[inline(always)]
-fn deterministic(range: &Range, rounding: Rounding, rng: &RandomStream, data: &[f32], out: &mut [f32]) {
+fn deterministic<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], prepare: &P, finish: &G) {
     #[inline(always)]
-    fn each(range: &Range, data: &[f32], out: &mut [f32], round: impl Fn(f64) -> f64) {
+    fn each<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(data: &[f32], out: &mut [f32], prepare: &P, finish: &G, round: impl Fn(f64) -> f64) {
         for (x, y) in data.iter().zip(out.iter_mut()) {
-            *y = range.deliver(round(*x as f64 * range.scale) * range.spacing);
+            *y = finish(round(prepare(*x)));
         }
     }
     match rounding {
-        Rounding::Nearest => each(range, data, out, f64::round_ties_even),
-        Rounding::NearestAway => each(range, data, out, f64::round),
-        Rounding::TowardZero => each(range, data, out, f64::trunc),
-        Rounding::Up => each(range, data, out, f64::ceil),
-        Rounding::Down => each(range, data, out, f64::floor),
-        _ => {
-            for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
-                let t = round_to_integer(*x as f64 * range.scale, rounding, rng.at(i as u64));
-                *y = range.deliver(t * range.spacing);
-            }
-        }
+        Rounding::NearestAway => each(data, out, prepare, finish, f64::round),
+        Rounding::TowardZero => each(data, out, prepare, finish, f64::trunc),
+        Rounding::Up => each(data, out, prepare, finish, f64::ceil),
+        Rounding::Down => each(data, out, prepare, finish, f64::floor),
+        // Nearest (the stochastic modes never come here).
+        _ => each(data, out, prepare, finish, f64::round_ties_even),
     }
+}
+
+/// Rounds `data` to the fixed-point format into `out` (same length); element `i` draws from
+/// `rng` at index `i`. NaN stays NaN, ±∞ and out-of-range values saturate, zero is `+0`.
+pub fn quantize_fixed(f: &FixedFormat, data: &[f32], rounding: Rounding, rng: &RandomStream, out: &mut [f32]) {
+    let range = Range::new(f);
+    map_rounded(rounding, rng, 0, data, out, |x| x as f64 * range.scale, |t| range.deliver(t * range.spacing));
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Also owns [`Groups`], the per-tensor / per-channel grouping of elements that the codebook
 //! formats share.
 
-use super::fixed::round_to_integer;
+use super::fixed::map_rounded;
 use super::format::{Granularity, IntFormat, QuantizeError};
 use super::rng::RandomStream;
 use super::rounding::Rounding;
@@ -158,10 +158,7 @@ pub fn quantize_int(
     let (qmin, qmax) = int_range(f);
     let (qmin, qmax) = (qmin as f64, qmax as f64);
     if f.unscaled {
-        for (i, (x, y)) in data.iter().zip(out.iter_mut()).enumerate() {
-            let q = round_to_integer(*x as f64, rounding, rng.at(i as u64));
-            *y = (q.clamp(qmin, qmax) + 0.0) as f32;
-        }
+        map_rounded(rounding, rng, 0, data, out, |x| x as f64, |q| (q.clamp(qmin, qmax) + 0.0) as f32);
         return Ok(());
     }
     for (g, start, chunk) in groups.runs(data) {
@@ -173,11 +170,9 @@ pub fn quantize_int(
         }
         let scale = p.scale as f64;
         let z = p.zero_point as f64;
-        for (j, (x, y)) in chunk.iter().zip(dst.iter_mut()).enumerate() {
-            let q = round_to_integer(*x as f64 / scale, rounding, rng.at((start + j) as u64)) + z;
-            // (q − z)·scale is exact in f64 (at most 17 + 24 bits): one rounding to f32.
-            *y = ((q.clamp(qmin, qmax) - z) * scale + 0.0) as f32;
-        }
+        // (q + z − z)·scale is exact in f64 (at most 17 + 24 bits): one rounding to f32.
+        let finish = |q: f64| (((q + z).clamp(qmin, qmax) - z) * scale + 0.0) as f32;
+        map_rounded(rounding, rng, start as u64, chunk, dst, |x| x as f64 / scale, finish);
     }
     Ok(())
 }
