@@ -121,7 +121,7 @@ fn wide_fixed_formats_deliver_the_largest_f32_not_above_the_maximum() {
 /// The mean of `count` stochastic roundings of `x` (element i draws at index i).
 fn mean_of_roundings(format: &str, x: f32, lead: &[f32], mode: Rounding, count: usize) -> f64 {
     let mut data = lead.to_vec();
-    data.extend(std::iter::repeat(x).take(count));
+    data.extend(std::iter::repeat_n(x, count));
     let out = quantize(format, &data, &[data.len()], mode, 9);
     out[lead.len()..].iter().map(|&v| v as f64).sum::<f64>() / count as f64
 }

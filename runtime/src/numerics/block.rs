@@ -248,7 +248,7 @@ pub fn quantize_blocks(
         let scale = block_scale(f, &element, block);
         match (scale, element) {
             (Scale::Nan, _) => dst.fill(f32::NAN),
-            (Scale::E4m3(s), _) if s == 0.0 => dst.fill(0.0),
+            (Scale::E4m3(0.0), _) => dst.fill(0.0),
             (Scale::Pow2(e), Element::Float(elem)) => {
                 // Rounding x/2^e to the element and scaling back is rounding x to the
                 // element with its bias lowered by e.
