@@ -156,3 +156,23 @@ impl Verifier<'_> {
         ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::parse_module;
+
+    #[test]
+    fn a_use_before_its_definition_is_reported() {
+        // Text cannot express this (the parser resolves names in order); a buggy pass can.
+        let src = "func @f(%x: tensor<4xfp32>) -> (tensor<4xfp32>) {\n  %a = nn.relu %x : (tensor<4xfp32>) -> tensor<4xfp32>\n  %b = nn.tanh %a : (tensor<4xfp32>) -> tensor<4xfp32>\n  func.return %b : (tensor<4xfp32>) -> ()\n}\n";
+        let mut m = parse_module(src).unwrap();
+        assert!(verify(&m).is_ok());
+        let entry = m.entry_block(m.funcs[0].body).unwrap();
+        m.blocks[entry].ops.swap(0, 1);
+        let diags = verify(&m).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].code, "V008");
+        assert!(diags[0].message.contains("`nn.tanh`"), "{}", diags[0]);
+    }
+}

@@ -92,7 +92,7 @@ fn constant_index(module: &Module, v: ValueId) -> Option<u64> {
 }
 
 fn set_module_chunk(module: &mut Module, op: OpId, n: u64) {
-    if !reduction_length(module, op).is_some_and(|k| k > n) {
+    if reduction_length(module, op).is_none_or(|k| k <= n) {
         return;
     }
     let o = &mut module.ops[op];

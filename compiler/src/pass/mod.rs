@@ -114,8 +114,8 @@ mod tests {
     fn pipelines_parse_with_options_and_names() {
         let names: Vec<_> = parse_pipeline("cleanup, chunking{chunk=8}").unwrap().iter().map(|p| p.name()).collect();
         assert_eq!(names, ["cse", "dce", "chunking"]);
-        assert!(parse_pipeline("dcee").unwrap_err().contains("did you mean `dce`"));
-        assert!(parse_pipeline("chunking{size=8}").unwrap_err().contains("no option `size`"));
+        assert!(parse_pipeline("dcee").err().unwrap().contains("did you mean `dce`"));
+        assert!(parse_pipeline("chunking{size=8}").err().unwrap().contains("no option `size`"));
         assert!(parse_pipeline("chunking{chunk=0}").is_err());
         assert!(parse_pipeline("dce,,cse").is_err());
     }
