@@ -96,7 +96,7 @@ pub struct ShapeExpr {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct DimExpr {
     pub kind: DimKind,
     pub span: Span,
@@ -181,7 +181,7 @@ pub enum Arg {
 }
 
 /// `key = value`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Attr {
     pub key: Ident,
     pub value: Value,
@@ -196,7 +196,7 @@ pub struct AttrBlock {
 }
 
 /// A value written in an attribute, argument, type or initialiser.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Value {
     pub kind: ValueKind,
     pub span: Span,
@@ -278,6 +278,54 @@ impl Value {
             ValueKind::Call { name, .. } => format!("`{}(...)`", name.name),
             ValueKind::List(_) => "a list".to_string(),
             ValueKind::Rounded { .. } => "a format with a rounding".to_string(),
+        }
+    }
+}
+
+// Compact Debug forms for the leaves, so that snapshots of whole files stay readable.
+
+impl fmt::Debug for DimExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            DimKind::Size(n) => write!(f, "{n} @ {:?}", self.span),
+            DimKind::Symbol(s) => write!(f, "{s} @ {:?}", self.span),
+        }
+    }
+}
+
+impl fmt::Debug for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Attr").field(&self.key).field(&self.value).field(&self.span).finish()
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ValueKind::Int(n) => write!(f, "Int({n}) @ {:?}", self.span),
+            ValueKind::Float(x) => write!(f, "Float({x:?}) @ {:?}", self.span),
+            ValueKind::Str(s) => write!(f, "Str({s:?}) @ {:?}", self.span),
+            ValueKind::Word { name, args, bits } => {
+                write!(f, "Word({:?}", name)?;
+                if let Some(args) = args {
+                    let shown: Vec<String> = args.iter().map(|a| format!("{a} @ {:?}", a.span)).collect();
+                    write!(f, " <{}>", shown.join(", "))?;
+                }
+                if let Some((n, span)) = bits {
+                    write!(f, " :{n} @ {span:?}")?;
+                }
+                write!(f, ") @ {:?}", self.span)
+            }
+            ValueKind::Call { name, args } => {
+                f.debug_struct("Call").field("name", name).field("args", args).field("span", &self.span).finish()
+            }
+            ValueKind::List(items) => f.debug_struct("List").field("items", items).field("span", &self.span).finish(),
+            ValueKind::Rounded { format, rounding } => f
+                .debug_struct("Rounded")
+                .field("format", format)
+                .field("rounding", rounding)
+                .field("span", &self.span)
+                .finish(),
         }
     }
 }
