@@ -16,19 +16,25 @@
 //!   inputs, on the fast path (`float_fast::quantize_slice`);
 //! - the stochastic modes give the result the definition selects with the same random words
 //!   (`RandomStream::word`), exactly, not statistically.
+//!
+//! E8M0 is checked the same way in every mode against its own small reference.
 
 mod common;
 
 use common::{exact, same, to_f64};
 use num_bigint::BigInt;
 use num_traits::{One, Zero};
+use qc_runtime::numerics::float_extra::round_e8m0;
 use qc_runtime::numerics::float_fast::quantize_slice;
 use qc_runtime::numerics::format::NAMED_FLOATS;
 use qc_runtime::numerics::{FloatFormat, Format, RandomStream, Rounding, Specials};
 
-/// Custom formats tested besides the named ones: no subnormals, saturation, M = 0, `fn` with a
-/// 2-bit exponent, no specials, odd biases (also ones whose values are f32 subnormals).
-const CUSTOM_FORMATS: [&str; 12] = [
+/// Custom formats tested besides the named ones: 1- and 2-bit exponents, no subnormals,
+/// saturation, M = 0, no specials, odd biases (also ones whose values are f32 subnormals).
+const CUSTOM_FORMATS: [&str; 15] = [
+    "fp<1,2,fn>",
+    "fp<1,3,nospecials>",
+    "fp<1,2,fnuz>",
     "fp<6,5>",
     "fp<6,5,nosub>",
     "fp<5,2,sat>",
@@ -575,6 +581,58 @@ fn reference_sanity() {
     assert_eq!(fp16.round(&p, Rounding::StochasticBits(2), words((3 << 30) - 1)), 1.0);
     assert_eq!(fp16.round(&p, Rounding::Stochastic, words((1 << 30) - 1)), 1.0 + 2f64.powi(-10));
     assert_eq!(fp16.round(&p, Rounding::Stochastic, words(1 << 30)), 1.0);
+}
+
+/// The E8M0 reference (spec/numerics.md §3.5): powers of two 2^-127 ..= 2^127; the gap
+/// [2^e, 2^(e+1)] has k = 1, odd, so ties go up; zero, negative inputs and NaN give NaN;
+/// magnitudes below 2^-127 give 2^-127 and above 2^127 give 2^127, in every mode.
+fn e8m0_reference(x: f64, mode: Rounding, word: impl Fn(u32) -> u32) -> f64 {
+    let (min, max) = (common::pow2(-127), common::pow2(127));
+    if x.is_nan() || x <= 0.0 {
+        return f64::NAN;
+    }
+    if x.is_infinite() || x >= max {
+        return max; // in [2^127, 2^128] either neighbour saturates to 2^127
+    }
+    if x <= min {
+        return min;
+    }
+    let e = x.log2().floor() as i32;
+    let e = if common::pow2(e) > x { e - 1 } else if common::pow2(e + 1) <= x { e + 1 } else { e };
+    let lower = common::pow2(e);
+    let gap = Gap { negative: false, lower: 0, beyond: false, offset: exact(x) - exact(lower), gap: exact(lower) };
+    if gap.offset.is_zero() {
+        return lower;
+    }
+    if gap.rounds_away(mode, false, word) { 2.0 * lower } else { lower }
+}
+
+#[test]
+fn e8m0_rounds_like_the_reference_in_every_mode() {
+    let mut xs: Vec<f32> = Vec::new();
+    for e in -127..=127 {
+        for centre in [common::pow2(e), 1.5 * common::pow2(e)] {
+            let c = centre as f32;
+            xs.push(c);
+            xs.extend([-2, -1, 1, 2].iter().filter_map(|&d| f32_step(c, d)));
+        }
+    }
+    xs.extend([0.0, -0.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, 1e-45, 1e-40, f32::MIN_POSITIVE]);
+    let rng = RandomStream::new(8, 0);
+    let format = Format::parse("e8m0").unwrap();
+    let mut out = vec![0f32; xs.len()];
+    let mut failures = Vec::new();
+    for mode in DETERMINISTIC.iter().chain(&STOCHASTIC).copied() {
+        format.quantize(&xs, &[xs.len()], mode, &rng, &mut out).unwrap();
+        for (i, (&x, &fast)) in xs.iter().zip(&out).enumerate() {
+            let want = e8m0_reference(x as f64, mode, |j| rng.word(i as u64, j));
+            let got = round_e8m0(x as f64, mode, rng.at(i as u64));
+            if !same(got, want) || !same(fast as f64, want) {
+                failures.push(format!("e8m0 {mode}: {x:e} -> exact {got:e}, fast {fast:e}, reference {want:e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures[..failures.len().min(30)].join("\n"));
 }
 
 /// spec/numerics.md §2.1: the canonical NaN keeps its sign, so the negative quiet NaN pattern
