@@ -1,1 +1,51 @@
-fn main() {}
+//! The `qc` command line: parses arguments with clap and hands each subcommand to its module
+//! in `cmd`. Adding a subcommand is adding a variant to [`Command`] (its clap arguments) and a
+//! module in `cmd` with `run`.
+
+mod cmd;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// qc: a compiler and runtime for quantized neural networks.
+#[derive(Parser)]
+#[command(name = "qc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Round values or a float32 .npy array to a number format.
+    Quantize(cmd::quantize::Args),
+    /// List the named number formats and the parametric families.
+    Formats(cmd::formats::Args),
+    /// Experiment with formats interactively (or run a script from stdin).
+    Repl(cmd::repl::Args),
+}
+
+impl Command {
+    fn run(self) -> Result<(), cmd::CliError> {
+        match self {
+            Command::Quantize(args) => cmd::quantize::run(args),
+            Command::Formats(args) => cmd::formats::run(args),
+            Command::Repl(args) => cmd::repl::run(args),
+        }
+    }
+}
+
+/// The exit status for bad input (as clap's usage errors).
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

@@ -3,3 +3,4 @@
 //! Knows nothing of syntax or IR; every other crate builds on it.
 
 pub mod numerics;
+pub mod io;
