@@ -34,7 +34,8 @@ enum Binding {
 }
 
 struct NameInfo {
-    binding: Binding,
+    /// `None` when its definition has an error: uses are then not reported again.
+    binding: Option<Binding>,
     /// The span of the name where it is defined.
     span: Span,
     kind: &'static str,
@@ -174,6 +175,13 @@ impl Checker {
         }
     }
 
+    /// Marks a name whose definition failed: it stays defined, and its uses report nothing more.
+    fn poison(&mut self, name: &str) {
+        if let Some(info) = self.names.get_mut(name) {
+            info.binding = None;
+        }
+    }
+
     fn declare(&mut self, name: &ast::Ident, binding: Binding, kind: &'static str, defined: bool) -> bool {
         if let Some(first) = self.names.get(&name.name) {
             let (first_span, first_kind) = (first.span, first.kind);
@@ -183,7 +191,7 @@ impl Checker {
             );
             return false;
         }
-        self.names.insert(name.name.clone(), NameInfo { binding, span: name.span, kind, used: false, defined });
+        self.names.insert(name.name.clone(), NameInfo { binding: Some(binding), span: name.span, kind, used: false, defined });
         true
     }
 
@@ -310,8 +318,7 @@ impl Checker {
                             self.inputs.push(TensorDecl { name: input.name.name.clone(), shape, format: spec.format, rounding, span: input.span });
                         }
                     } else if declared {
-                        // Keep the name resolvable so that later uses do not cascade into errors.
-                        self.names.remove(&input.name.name);
+                        self.poison(&input.name.name);
                     }
                 }
                 ModelItem::Param(param) => {
@@ -327,35 +334,27 @@ impl Checker {
                             let tensor = TensorDecl { name: param.name.name.clone(), shape, format: spec.format, rounding, span: param.span };
                             self.params.push(ParamDecl { tensor, init });
                         }
-                        (_, _, true) => {
-                            self.names.remove(&param.name.name);
-                        }
+                        (_, _, true) => self.poison(&param.name.name),
                         _ => {}
                     }
                 }
                 _ => {}
             }
         }
-        // Placeholders for failed declarations are removed above; lets see the names left.
-        let mut failed: Vec<String> = Vec::new();
-        for item in &model.items {
-            if let ModelItem::Let(l) = item {
-                if !self.declare(&l.name, Binding::Let(ValueRef::Constant(0.0)), "a binding", false) {
-                    continue;
-                }
-                match self.expr(&l.value, Some(&l.name.name)) {
-                    Some(v) => {
-                        if let Some(info) = self.names.get_mut(&l.name.name) {
-                            info.binding = Binding::Let(v.r);
-                            info.defined = true;
-                        }
-                    }
-                    None => failed.push(l.name.name.clone()),
-                }
+        // Bindings: all are declared first (so that a use before the definition is reported as
+        // such), then evaluated in order.
+        let lets: Vec<&ast::Let> = model.items.iter().filter_map(|i| if let ModelItem::Let(l) = i { Some(l) } else { None }).collect();
+        let declared: Vec<bool> =
+            lets.iter().map(|l| self.declare(&l.name, Binding::Let(ValueRef::Constant(0.0)), "a binding", false)).collect();
+        for (l, declared) in lets.into_iter().zip(declared) {
+            let value = self.expr(&l.value, declared.then_some(l.name.name.as_str()));
+            if !declared {
+                continue;
             }
-        }
-        for name in failed {
-            self.names.remove(&name);
+            if let Some(info) = self.names.get_mut(&l.name.name) {
+                info.binding = value.map(|v| Binding::Let(v.r));
+                info.defined = true;
+            }
         }
 
         let mut outputs = Vec::new();
@@ -382,7 +381,7 @@ impl Checker {
             self.names.iter().filter(|(_, n)| !n.used).map(|(k, n)| (k.clone(), n.span, n.kind)).collect();
         unused.sort_by_key(|(_, s, _)| s.start);
         for (name, span, kind) in unused {
-            if output_spans.iter().any(|s| self.text(*s) == name) || outputs.iter().any(|(n, ..)| *n == name) {
+            if name.starts_with('_') {
                 continue;
             }
             self.error(
@@ -422,7 +421,7 @@ impl Checker {
             return None;
         }
         info.used = true;
-        let binding = info.binding;
+        let binding = info.binding?;
         let (shape, format) = match binding {
             Binding::Input(i) => (self.inputs[i].shape.clone(), self.inputs[i].format),
             Binding::Param(i) => (self.params[i].tensor.shape.clone(), self.params[i].tensor.format),

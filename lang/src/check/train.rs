@@ -223,7 +223,7 @@ impl Checker {
         for (name, missing) in [("loss", loss.is_none() && !seen.iter().any(|(k, _)| *k == "loss")), ("optimizer", optimizer.is_none() && !seen.iter().any(|(k, _)| *k == "optimizer"))] {
             if missing {
                 self.error(
-                    Diagnostic::new(Code::MissingAttribute, train_kw, format!("the training section needs a `{name}`"), format!("`{name}` is missing"))
+                    Diagnostic::new(Code::MissingAttribute, train_kw, format!("the training section needs `{name}`"), format!("`{name}` is missing"))
                         .with_hint(if name == "loss" { "add `loss = softmax_cross_entropy;`" } else { "add `optimizer = sgd(lr = 0.1);`" }),
                 );
             }
