@@ -35,3 +35,33 @@ fn catalogue_is_valid_and_prints_canonically() {
         insta::assert_snapshot!(print_module(&module));
     });
 }
+
+#[test]
+fn every_registered_op_is_documented_in_the_spec() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/ir.md")).unwrap();
+    for def in qc_compiler::dialect::all_ops() {
+        assert!(spec.contains(&format!("`{}`", def.name)), "spec/ir.md does not document `{}`", def.name);
+    }
+}
+
+#[test]
+fn no_prefix_of_any_file_makes_the_parser_or_verifier_panic() {
+    for dir in ["passes", "verify", "roundtrip", "parse"] {
+        for path in common::qir_files(dir) {
+            let source = std::fs::read_to_string(&path).unwrap();
+            for (end, _) in source.char_indices().step_by(3) {
+                let prefix = &source[..end];
+                match parse_module(prefix) {
+                    Ok(m) => {
+                        let _ = verify(&m);
+                    }
+                    Err(d) => {
+                        let s = d.span.clone().unwrap();
+                        assert!(s.start <= s.end && s.end <= prefix.len(), "{}: {d}", path.display());
+                        let _ = d.render("prefix", prefix);
+                    }
+                }
+            }
+        }
+    }
+}

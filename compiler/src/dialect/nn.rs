@@ -333,8 +333,11 @@ fn verify_matmul(v: &OpView<'_>) -> Result<(), Failure> {
 fn window_out(input: Dim, window: u64, stride: u64, pad: u64) -> Result<Dim, Failure> {
     match input {
         Dim::Dynamic => Ok(Dim::Dynamic),
-        Dim::Fixed(h) if h + 2 * pad >= window => Ok(Dim::Fixed((h + 2 * pad - window) / stride + 1)),
-        Dim::Fixed(h) => fail(format!("the window {window} is larger than the padded input {}", h + 2 * pad)),
+        Dim::Fixed(h) => match pad.checked_mul(2).and_then(|p| p.checked_add(h)) {
+            Some(padded) if padded >= window => Ok(Dim::Fixed((padded - window) / stride + 1)),
+            Some(padded) => fail(format!("the window {window} is larger than the padded input {padded}")),
+            None => fail(format!("the padding {pad} is too large")),
+        },
     }
 }
 
@@ -440,7 +443,7 @@ fn verify_layernorm(v: &OpView<'_>) -> Result<(), Failure> {
 
 fn product(dims: &[Dim]) -> Dim {
     dims.iter().try_fold(1u64, |n, d| match d {
-        Dim::Fixed(k) => Some(n * k),
+        Dim::Fixed(k) => n.checked_mul(*k),
         Dim::Dynamic => None,
     })
     .map_or(Dim::Dynamic, Dim::Fixed)

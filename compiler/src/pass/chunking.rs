@@ -73,7 +73,7 @@ fn reduction_length(module: &Module, op: OpId) -> Option<u64> {
     match o.name() {
         "nn.dense" | "nn.matmul" => tensor(0).and_then(|t| t.dims.last().copied()).and_then(fixed),
         "nn.conv2d" => tensor(1).and_then(|w| w.dims.get(1..4).map(|d| d.to_vec())).and_then(|d| {
-            d.into_iter().map(fixed).try_fold(1u64, |n, k| k.map(|k| n * k))
+            d.into_iter().map(fixed).try_fold(1u64, |n, k| k.and_then(|k| n.checked_mul(k)))
         }),
         "kernel.accumulate" => {
             let lo = constant_index(module, o.operands[0])?;
