@@ -24,6 +24,8 @@ enum Command {
     Formats(cmd::formats::Args),
     /// Experiment with formats interactively (or run a script from stdin).
     Repl(cmd::repl::Args),
+    /// Check a .qnn model: exit 0 with a summary, 1 with diagnostics, 2 if unreadable.
+    Check(cmd::check::Args),
 }
 
 impl Command {
@@ -32,6 +34,7 @@ impl Command {
             Command::Quantize(args) => cmd::quantize::run(args),
             Command::Formats(args) => cmd::formats::run(args),
             Command::Repl(args) => cmd::repl::run(args),
+            Command::Check(args) => cmd::check::run(args),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its clap `Args` and a `run` function, and the error
 //! type they share.
 
+pub mod check;
 pub mod formats;
 pub mod quantize;
 pub mod repl;
