@@ -304,7 +304,7 @@ fn kib(bits: f64) -> String {
 impl CheckedModule {
     /// The number of parameter elements.
     pub fn parameter_count(&self) -> usize {
-        self.params.iter().filter_map(|p| p.tensor.shape.known_elements()).sum()
+        self.params.iter().filter_map(|p| p.tensor.shape.known_elements()).fold(0usize, usize::saturating_add)
     }
 
     /// Storage of the parameters in bits, in their formats (shared scales included).

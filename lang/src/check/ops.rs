@@ -105,8 +105,8 @@ fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
 
 /// Output length of a window sliding over `n` (conv and pooling).
 fn window_out(n: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = n + 2 * pad;
+    let span = dilation.saturating_mul(kernel.saturating_sub(1)).saturating_add(1);
+    let padded = n.saturating_add(pad.saturating_mul(2));
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
@@ -321,7 +321,7 @@ impl Checker {
             Some("same") => {
                 let mut pad = [0; 2];
                 for i in 0..2 {
-                    let extent = dilation[i] * (kernel[i] - 1);
+                    let extent = dilation[i].saturating_mul(kernel[i].saturating_sub(1));
                     if extent % 2 != 0 {
                         self.error(
                             Diagnostic::new(
@@ -532,7 +532,7 @@ impl Checker {
                     return None;
                 };
                 let shape = Shape(vec![x.0[0].clone(), Dim::Known(oh), Dim::Known(ow), Dim::Known(o)]);
-                (Op::Conv2d { stride, padding, dilation, groups }, shape, Some(kh * kw_ * ci))
+                (Op::Conv2d { stride, padding, dilation, groups }, shape, Some(kh.saturating_mul(kw_).saturating_mul(ci)))
             }
             "max_pool" | "avg_pool" => {
                 self.rank_exactly(ops, 0, 4, name, "an input [N, H, W, C] (NHWC)")?;
@@ -555,11 +555,11 @@ impl Checker {
                 };
                 let shape = Shape(vec![x.0[0].clone(), Dim::Known(oh), Dim::Known(ow), x.0[3].clone()]);
                 let op = if name == "max_pool" { Op::MaxPool { size, stride, padding } } else { Op::AvgPool { size, stride, padding } };
-                (op, shape, Some(size[0] * size[1]))
+                (op, shape, Some(size[0].saturating_mul(size[1])))
             }
             "global_avg_pool" => {
                 self.rank_exactly(ops, 0, 4, name, "an input [N, H, W, C] (NHWC)")?;
-                let hw = known(&x.0[1]).zip(known(&x.0[2])).map(|(a, b)| a * b);
+                let hw = known(&x.0[1]).zip(known(&x.0[2])).map(|(a, b)| a.saturating_mul(b));
                 (Op::GlobalAvgPool, Shape(vec![x.0[0].clone(), x.0[3].clone()]), hw)
             }
             "relu" | "relu6" | "sigmoid" | "tanh" | "gelu" => {
@@ -627,7 +627,7 @@ impl Checker {
                         Some(a) => self.number_in(&a.value, 0.0, 1.0, false, "a number from 0 to 1")?,
                         None => 0.1,
                     };
-                    let per_channel = x.0[..x.rank() - 1].iter().map(known).try_fold(1usize, |acc, d| d.map(|d| acc * d));
+                    let per_channel = x.0[..x.rank() - 1].iter().map(known).try_fold(1usize, |acc, d| d.map(|d| acc.saturating_mul(d)));
                     (Op::BatchNorm { eps, momentum }, x, per_channel)
                 }
             }
@@ -703,7 +703,7 @@ impl Checker {
                         );
                         return None;
                     }
-                    total = total.zip(known(&s.0[axis])).map(|(a, b)| a + b);
+                    total = total.zip(known(&s.0[axis])).map(|(a, b)| a.saturating_add(b));
                 }
                 let Some(total) = total else {
                     self.error(Diagnostic::new(Code::InvalidShape, ops.call, format!("`concat` along axis {axis} needs known sizes on that axis"), "unknown size"));
