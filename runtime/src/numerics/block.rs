@@ -9,7 +9,7 @@
 use super::fixed::{map_rounded, round_to_grid};
 use super::float::{exponent_of, pow2, FloatFormat, Specials};
 use super::float_extra::{decode_e8m0, encode_e8m0};
-use super::float_fast::quantize_slice;
+use super::float_fast::{quantize_pow2_blocks, ScaledBlock};
 use super::format::{BlockElement, BlockFormat, BlockScale, QuantizeError, ScaleRule};
 use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
@@ -181,13 +181,16 @@ fn pow2_exponent(rule: Option<ScaleRule>, element: &Element, amax: f64) -> i32 {
 
 /// The scale of one block.
 fn block_scale(f: &BlockFormat, element: &Element, block: &[f32]) -> Scale {
-    let mut amax = 0f32;
-    for x in block {
-        if !x.is_finite() {
-            return Scale::Nan;
-        }
-        amax = amax.max(x.abs());
+    // The largest magnitude's bits: an integer maximum (vectorises); NaN and ±∞ have the
+    // largest magnitude bits of all.
+    let amax_bits = match <&[f32; 32]>::try_from(block) {
+        Ok(full) => full.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).fold(0, u32::max),
+        Err(_) => block.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).fold(0, u32::max),
+    };
+    if amax_bits >= f32::INFINITY.to_bits() {
+        return Scale::Nan;
     }
+    let amax = f32::from_bits(amax_bits);
     let rule = match f.scale {
         BlockScale::E4m3 => {
             // Correctly rounded quotient, then RNE to E4M3 (the draw is unused by `nearest`).
@@ -243,6 +246,10 @@ pub fn quantize_blocks(
 ) -> Result<(), QuantizeError> {
     check_lengths(data, shape, out)?;
     let element = Element::of(f);
+    // Float elements under a power-of-two scale are gathered and rounded in one vectorised
+    // pass (rounding x/2^e to the element and scaling back is rounding x to the element with
+    // its bias lowered by e).
+    let mut scaled_floats = Vec::new();
     for (start, block) in blocks(f, data, shape)? {
         let dst = &mut out[start..start + block.len()];
         let scale = block_scale(f, &element, block);
@@ -250,11 +257,9 @@ pub fn quantize_blocks(
             (Scale::Nan, _) => dst.fill(f32::NAN),
             (Scale::E4m3(0.0), _) => dst.fill(0.0),
             (Scale::Pow2(e), Element::Float(elem)) => {
-                // Rounding x/2^e to the element and scaling back is rounding x to the
-                // element with its bias lowered by e.
                 let shifted = FloatFormat { bias: elem.bias - e, ..elem };
                 if shifted.validate().is_ok() {
-                    quantize_slice(&shifted, rounding, rng, start as u64, block, dst);
+                    scaled_floats.push(ScaledBlock { start, len: block.len(), exp: e });
                 } else {
                     // Only when the scaled maximum passes 2^127 (scale=ceil/even, amax near
                     // f32's maximum): the exact path, overflowing to ±∞ in f32.
@@ -278,6 +283,9 @@ pub fn quantize_blocks(
                 }
             }
         }
+    }
+    if let Element::Float(elem) = element {
+        quantize_pow2_blocks(&elem, rounding, rng, &scaled_floats, data, out);
     }
     Ok(())
 }

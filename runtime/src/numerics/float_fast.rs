@@ -79,14 +79,11 @@ fn applies(f: &FloatFormat) -> bool {
 /// Rounds `src` to `f` into `dst`; element `i` draws from `rng` at index `base + i`.
 pub fn quantize_slice(f: &FloatFormat, rounding: Rounding, rng: &RandomStream, base: u64, src: &[f32], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "quantize_slice: source and destination lengths differ");
-    if !applies(f) {
-        for (i, (x, y)) in src.iter().zip(dst.iter_mut()).enumerate() {
-            *y = f.round(*x as f64, rounding, rng.at(base + i as u64)) as f32;
-        }
+    let Some(c) = applies(f).then(|| Consts::new(f, rounding)) else {
+        exact(f, rounding, rng, base, src, dst);
         return;
-    }
-    let c = Consts::new(f, rounding);
-    let job = Job { f, c, rounding, rng, base };
+    };
+    let job = Job { f: *f, c, rounding, rng, base, shift: 0 };
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
@@ -95,15 +92,156 @@ pub fn quantize_slice(f: &FloatFormat, rounding: Rounding, rng: &RandomStream, b
             return;
         }
     }
-    job.run(src, dst);
+    job.run_inline::<false>(src, dst);
+}
+
+/// The exact path, element by element.
+fn exact(f: &FloatFormat, rounding: Rounding, rng: &RandomStream, base: u64, src: &[f32], dst: &mut [f32]) {
+    for (i, (x, y)) in src.iter().zip(dst.iter_mut()).enumerate() {
+        *y = f.round(*x as f64, rounding, rng.at(base + i as u64)) as f32;
+    }
+}
+
+/// One block of a power-of-two-scaled block format: `len` elements from `start`, scaled by
+/// 2^`exp`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScaledBlock {
+    pub start: usize,
+    pub len: usize,
+    pub exp: i32,
+}
+
+/// Rounds each block of `src` to `elem` scaled by the block's power of two — that is, to
+/// `elem` with its bias lowered by the exponent — into `dst`. Element `i` draws at index `i`.
+/// Every shifted format must be valid (`FloatFormat::validate`).
+pub(crate) fn quantize_pow2_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { pow2_blocks_avx2(elem, rounding, rng, blocks, src, dst) };
+            return;
+        }
+    }
+    pow2_blocks(elem, rounding, rng, blocks, src, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pow2_blocks_avx2(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
+    pow2_blocks(elem, rounding, rng, blocks, src, dst)
+}
+
+#[inline(always)]
+fn pow2_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
+    if !applies(elem) {
+        for b in blocks {
+            let f = FloatFormat { bias: elem.bias - b.exp, ..*elem };
+            let range = b.start..b.start + b.len;
+            exact(&f, rounding, rng, b.start as u64, &src[range.clone()], &mut dst[range]);
+        }
+        return;
+    }
+    // Tiles of consecutive, contiguous blocks: each element's exponent is moved by −e into a
+    // scratch tile, the tile is rounded to the element format by the plain kernel, and the
+    // results are moved back by +e. A lane that would leave f32's normal range on the way
+    // (checked by `moves_exactly`) is rounded on the exact path instead.
+    const TILE: usize = 4096; // ≥ the largest block size
+    let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base: 0, shift: 0 };
+    let mut moved = vec![0f32; TILE];
+    let mut rounded = vec![0f32; TILE];
+    let mut i = 0;
+    while i < blocks.len() {
+        let first = blocks[i].start;
+        let mut len = 0;
+        let mut j = i;
+        while j < blocks.len() && blocks[j].start == first + len && len + blocks[j].len <= TILE {
+            len += blocks[j].len;
+            j += 1;
+        }
+        if j == i {
+            // A block longer than a tile: the lane-shifting kernel.
+            let b = blocks[i];
+            let range = b.start..b.start + b.len;
+            Job { base: b.start as u64, shift: b.exp, ..job }.run_inline::<true>(&src[range.clone()], &mut dst[range]);
+            i += 1;
+            continue;
+        }
+        for b in &blocks[i..j] {
+            let at = b.start - first;
+            let (xs, ms) = (&src[b.start..b.start + b.len], &mut moved[at..at + b.len]);
+            // Full 32-element blocks (the OCP default) as fixed-size arrays: straight-line code.
+            match (<&[f32; 32]>::try_from(xs), <&mut [f32; 32]>::try_from(ms)) {
+                (Ok(xs), Ok(ms)) => move_exponents(xs, ms, b.exp),
+                (_, _) => move_exponents(xs, &mut moved[at..at + b.len], b.exp),
+            }
+        }
+        Job { base: first as u64, ..job }.run_inline::<false>(&moved[..len], &mut rounded[..len]);
+        for b in &blocks[i..j] {
+            let at = b.start - first;
+            let (xs, rs, ys) = (&src[b.start..b.start + b.len], &rounded[at..at + b.len], &mut dst[b.start..b.start + b.len]);
+            let all_exact = match (<&[f32; 32]>::try_from(xs), <&[f32; 32]>::try_from(rs), <&mut [f32; 32]>::try_from(&mut *ys)) {
+                (Ok(xs), Ok(rs), Ok(ys)) => move_back(xs, rs, ys, b.exp),
+                _ => move_back(xs, rs, ys, b.exp),
+            };
+            if !all_exact {
+                let f = FloatFormat { bias: elem.bias - b.exp, ..*elem };
+                for (k, (x, y)) in src[b.start..b.start + b.len].iter().zip(&mut dst[b.start..b.start + b.len]).enumerate() {
+                    if !moves_exactly(x.to_bits(), rounded[at + k].to_bits() & 0x7FFF_FFFF, b.exp) {
+                        let index = (b.start + k) as u64;
+                        *y = f.round(*x as f64, rounding, rng.at(index)) as f32;
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+}
+
+/// `moved[k] = src[k]·2^-e` by moving the exponent field (zeros stay as they are).
+#[inline(always)]
+fn move_exponents<S: AsRef<[f32]> + ?Sized, M: AsMut<[f32]> + ?Sized>(src: &S, moved: &mut M, e: i32) {
+    let moved_by = (e as u32) << 23;
+    for (x, m) in src.as_ref().iter().zip(moved.as_mut()) {
+        let bits = x.to_bits();
+        *m = f32::from_bits(if bits & 0x7FFF_FFFF == 0 { bits } else { bits.wrapping_sub(moved_by) });
+    }
+}
+
+/// `out[k] = rounded[k]·2^e` by moving the exponent field back; whether every lane's moves
+/// were exact (see [`moves_exactly`]).
+#[inline(always)]
+fn move_back<S: AsRef<[f32]> + ?Sized, R: AsRef<[f32]> + ?Sized, O: AsMut<[f32]> + ?Sized>(src: &S, rounded: &R, out: &mut O, e: i32) -> bool {
+    let moved_by = (e as u32) << 23;
+    let mut all_exact = true;
+    for (y, (x, r)) in out.as_mut().iter_mut().zip(src.as_ref().iter().zip(rounded.as_ref())) {
+        let bits = r.to_bits();
+        let mag = bits & 0x7FFF_FFFF;
+        all_exact &= moves_exactly(x.to_bits(), mag, e);
+        *y = f32::from_bits(if mag == 0 { bits } else { (bits & 0x8000_0000) | mag.wrapping_add(moved_by) });
+    }
+    all_exact
+}
+
+/// Whether moving an input's exponent by −e and its result's magnitude back by +e stays
+/// among normal f32 numbers (or zero), so that the move is exact.
+#[inline(always)]
+fn moves_exactly(input_bits: u32, result_mag: u32, e: i32) -> bool {
+    let abs = input_bits & 0x7FFF_FFFF;
+    let e32 = (abs >> 23) as i32;
+    let input_ok = abs == 0 || (e32 >= 1 && e32 - e >= 1);
+    let output_ok = result_mag == 0 || (result_mag >> 23) as i32 + e >= 1;
+    input_ok && output_ok
 }
 
 struct Job<'a> {
-    f: &'a FloatFormat,
+    f: FloatFormat,
     c: Consts,
     rounding: Rounding,
     rng: &'a RandomStream,
     base: u64,
+    /// With `SHIFTED` kernels: the block's exponent e, rounding to `f` with bias lowered by e.
+    shift: i32,
 }
 
 // The rounding decisions: given the fraction's first 32 bits, whether any bit follows them,
@@ -162,29 +300,37 @@ impl Job<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2(&self, src: &[f32], dst: &mut [f32]) {
-        self.run_inline(src, dst)
-    }
-
-    fn run(&self, src: &[f32], dst: &mut [f32]) {
-        self.run_inline(src, dst)
+        self.run_inline::<false>(src, dst)
     }
 
     #[inline(always)]
-    fn run_inline(&self, src: &[f32], dst: &mut [f32]) {
+    fn run_inline<const SHIFTED: bool>(&self, src: &[f32], dst: &mut [f32]) {
         match self.rounding {
-            Rounding::Nearest => self.kernel(src, dst, nearest, 0),
-            Rounding::NearestAway => self.kernel(src, dst, nearest_away, 0),
-            Rounding::TowardZero => self.kernel(src, dst, toward_zero, 0),
-            Rounding::Up => self.kernel(src, dst, up, 0),
-            Rounding::Down => self.kernel(src, dst, down, 0),
-            Rounding::Stochastic => self.kernel(src, dst, stochastic, 0),
-            Rounding::StochasticBits(r) => self.kernel(src, dst, stochastic_bits, r),
-            Rounding::StochasticUnbiased(r) => self.kernel(src, dst, stochastic_unbiased, r),
+            Rounding::Nearest => self.kernel::<SHIFTED, _>(src, dst, nearest, 0),
+            Rounding::NearestAway => self.kernel::<SHIFTED, _>(src, dst, nearest_away, 0),
+            Rounding::TowardZero => self.kernel::<SHIFTED, _>(src, dst, toward_zero, 0),
+            Rounding::Up => self.kernel::<SHIFTED, _>(src, dst, up, 0),
+            Rounding::Down => self.kernel::<SHIFTED, _>(src, dst, down, 0),
+            Rounding::Stochastic => self.kernel::<SHIFTED, _>(src, dst, stochastic, 0),
+            Rounding::StochasticBits(r) => self.kernel::<SHIFTED, _>(src, dst, stochastic_bits, r),
+            Rounding::StochasticUnbiased(r) => self.kernel::<SHIFTED, _>(src, dst, stochastic_unbiased, r),
         }
     }
 
+    /// One lane: plain, or with the block's exponent shift.
     #[inline(always)]
-    fn kernel<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool) + Copy>(
+    fn lane<const SHIFTED: bool, D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
+        &self,
+        bits: u32,
+        decide: D,
+        word: u32,
+        r: u32,
+    ) -> (u32, bool) {
+        if SHIFTED { round_lane_shifted(&self.c, bits, self.shift, decide, word, r) } else { round_lane(&self.c, bits, decide, word, r) }
+    }
+
+    #[inline(always)]
+    fn kernel<const SHIFTED: bool, D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool) + Copy>(
         &self,
         src: &[f32],
         dst: &mut [f32],
@@ -193,28 +339,48 @@ impl Job<'_> {
     ) {
         let random = self.rounding.is_stochastic();
         const LANES: usize = 16;
-        let c = self.c;
         let mut start = 0;
         for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
             let mut any_exact = false;
             for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
                 let word = if random { self.rng.word(self.base + (start + j) as u64, 0) } else { 0 };
-                let (bits, exact) = round_lane(&c, x.to_bits(), decide, word, r);
+                let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), decide, word, r);
                 *y = f32::from_bits(bits);
                 any_exact |= exact;
             }
             if any_exact {
+                let f = FloatFormat { bias: self.f.bias - self.shift, ..self.f };
                 for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
                     let index = self.base + (start + j) as u64;
                     let word = self.rng.word(index, 0);
-                    if round_lane(&c, x.to_bits(), decide, word, r).1 {
-                        *y = self.f.round(*x as f64, self.rounding, self.rng.at(index)) as f32;
+                    if self.lane::<SHIFTED, _>(x.to_bits(), decide, word, r).1 {
+                        *y = f.round(*x as f64, self.rounding, self.rng.at(index)) as f32;
                     }
                 }
             }
             start += xs.len();
         }
     }
+}
+
+/// Rounds one element to the format with its bias lowered by `e`, by moving the element's
+/// exponent by −e, rounding, and moving the result back: exact while both stay normal f32
+/// numbers (or zero); otherwise the lane asks for the exact path. The format must saturate
+/// (no ∞), as block elements do, and the input must be finite.
+#[inline(always)]
+fn round_lane_shifted<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
+    c: &Consts,
+    bits: u32,
+    e: i32,
+    decide: D,
+    word: u32,
+    r: u32,
+) -> (u32, bool) {
+    let moved = (e as u32) << 23;
+    let (out, exact) = round_lane(c, if bits & 0x7FFF_FFFF == 0 { bits } else { bits.wrapping_sub(moved) }, decide, word, r);
+    let mag = out & 0x7FFF_FFFF;
+    let out = if mag == 0 { out } else { (out & 0x8000_0000) | mag.wrapping_add(moved) };
+    (out, exact || !moves_exactly(bits, mag, e))
 }
 
 /// Rounds one element given as f32 bits. Returns (result bits, needs the exact path).

@@ -65,16 +65,41 @@ fn group_stats(data: &[f32], groups: &Groups) -> Vec<Stats> {
     let mut stats = vec![Stats { min: 0.0, max: 0.0, invalid: false }; groups.count];
     for (g, _, chunk) in groups.runs(data) {
         let s = &mut stats[g];
-        for &x in chunk {
-            if !x.is_finite() {
-                s.invalid = true;
-            } else {
-                s.min = s.min.min(x);
-                s.max = s.max.max(x);
-            }
-        }
+        let (min, max, invalid) = min_max(chunk);
+        s.min = s.min.min(min);
+        s.max = s.max.max(max);
+        s.invalid |= invalid;
     }
     stats
+}
+
+/// The order-preserving integer key of a float's bits (−0 and +0 adjacent, NaNs outside).
+#[inline(always)]
+fn order_key(x: f32) -> i32 {
+    let i = x.to_bits() as i32;
+    i ^ ((i >> 31) & 0x7FFF_FFFF)
+}
+
+#[inline(always)]
+fn from_order_key(k: i32) -> f32 {
+    f32::from_bits((k ^ ((k >> 31) & 0x7FFF_FFFF)) as u32)
+}
+
+/// The least and greatest values of `chunk` and whether it holds a NaN or ±∞, by integer
+/// reductions that vectorise (a NaN or ∞ makes the extremes meaningless, and the caller
+/// ignores them then).
+fn min_max(chunk: &[f32]) -> (f32, f32, bool) {
+    let (mut lo, mut hi, mut special) = (i32::MAX, i32::MIN, 0u32);
+    for &x in chunk {
+        let k = order_key(x);
+        lo = lo.min(k);
+        hi = hi.max(k);
+        special |= ((x.to_bits() & 0x7F80_0000) == 0x7F80_0000) as u32;
+    }
+    if chunk.is_empty() {
+        return (0.0, 0.0, false);
+    }
+    (from_order_key(lo), from_order_key(hi), special != 0)
 }
 
 /// The integer range `[qmin, qmax]` of the format.
