@@ -201,10 +201,10 @@ impl FloatFormat {
         let sign = if negative { -1.0 } else { 1.0 };
         match self.specials {
             Specials::Ieee if field == self.top_field() => {
-                return if man == 0 { sign * f64::INFINITY } else { f64::NAN };
+                return if man == 0 { sign * f64::INFINITY } else { f64::NAN.copysign(sign) };
             }
-            Specials::Fn if field == self.top_field() && man == self.man_mask() => return f64::NAN,
-            Specials::Fnuz if negative && field == 0 && man == 0 => return f64::NAN,
+            Specials::Fn if field == self.top_field() && man == self.man_mask() => return f64::NAN.copysign(sign),
+            Specials::Fnuz if negative && field == 0 && man == 0 => return -f64::NAN,
             _ => {}
         }
         let magnitude = if field == 0 {
@@ -231,8 +231,8 @@ impl FloatFormat {
         };
         if v.is_nan() {
             return match self.specials {
-                Specials::Ieee if m_bits > 0 => Ok((self.top_field() << m_bits) | (1 << (m_bits - 1))),
-                Specials::Fn => Ok((self.top_field() << m_bits) | self.man_mask()),
+                Specials::Ieee if m_bits > 0 => Ok(sign | (self.top_field() << m_bits) | (1 << (m_bits - 1))),
+                Specials::Fn => Ok(sign | (self.top_field() << m_bits) | self.man_mask()),
                 Specials::Fnuz => Ok(1u32 << (self.exp_bits + m_bits)),
                 _ => Err(EncodeError::NoNan),
             };
@@ -257,7 +257,7 @@ impl FloatFormat {
     /// exact value of `x` (±∞ on IEEE overflow; NaN stays NaN).
     pub fn round(&self, x: f64, rounding: Rounding, draw: Draw<'_>) -> f64 {
         if x.is_nan() {
-            return f64::NAN;
+            return f64::NAN.copysign(x); // NaN stays NaN, with its sign
         }
         let negative = x.is_sign_negative();
         let a = x.abs();
