@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job on built-in material: a tour of formats, rounding and accumulation.
+    Demo(cmd::demo::Args),
     /// Round values or a float32 .npy array to a number format.
     Quantize(cmd::quantize::Args),
     /// List the named number formats and the parametric families.
@@ -31,6 +33,7 @@ enum Command {
 impl Command {
     fn run(self) -> Result<(), cmd::CliError> {
         match self {
+            Command::Demo(args) => cmd::demo::run(args),
             Command::Quantize(args) => cmd::quantize::run(args),
             Command::Formats(args) => cmd::formats::run(args),
             Command::Repl(args) => cmd::repl::run(args),

@@ -2,6 +2,7 @@
 //! type they share.
 
 pub mod check;
+pub mod demo;
 pub mod formats;
 pub mod quantize;
 pub mod repl;

@@ -52,6 +52,11 @@ fn interactive(session: &mut Session) -> Result<(), CliError> {
     }
 }
 
+/// Runs a script as `qc repl` does with a non-terminal stdin, printing the transcript.
+pub fn run_script(input: impl BufRead) -> Result<(), CliError> {
+    scripted(&mut Session::new(), input)
+}
+
 fn scripted(session: &mut Session, mut input: impl BufRead) -> Result<(), CliError> {
     let mut bytes = Vec::new();
     loop {
