@@ -6,10 +6,10 @@
 //! operations for the deterministic modes, `round_to_grid` for the stochastic ones) and
 //! [`map_rounded`], the vectorised loop over a slice built on them.
 
-use super::float::pow2;
+use super::float::{pow2, round_magnitude_to_grid, significand};
 use super::format::FixedFormat;
 use super::rng::{Draw, RandomStream};
-use super::rounding::{low_bits, Dyadic, Rounding};
+use super::rounding::Rounding;
 
 /// `v` rounded to an integer multiple of `2^s` by `rounding`, exactly, keeping its sign.
 ///
@@ -23,18 +23,7 @@ pub(crate) fn round_to_grid(v: f64, s: i32, rounding: Rounding, draw: Draw<'_>) 
     }
     let negative = v.is_sign_negative();
     let (sig, q) = significand(v.abs());
-    let drop = s - q;
-    if drop <= 0 {
-        return v; // already a multiple of 2^s
-    }
-    let drop = drop as u32;
-    let (k, frac) = if drop >= 64 {
-        (0, Dyadic { rem: sig, shift: drop })
-    } else {
-        (sig >> drop, Dyadic { rem: low_bits(sig, drop), shift: drop })
-    };
-    let away = rounding.away_from_zero(&frac, negative, k & 1 == 1, draw);
-    let magnitude = (k + away as u64) as f64 * pow2(s);
+    let magnitude = round_magnitude_to_grid(sig, q, s, negative, rounding, draw);
     if negative { -magnitude } else { magnitude }
 }
 
@@ -54,13 +43,6 @@ pub(crate) fn round_to_integer(y: f64, rounding: Rounding, draw: Draw<'_>) -> f6
     }
 }
 
-/// `(sig, q)` with `a = sig·2^q`, for a finite positive `a`.
-fn significand(a: f64) -> (u64, i32) {
-    let bits = a.to_bits();
-    let field = (bits >> 52) as i32;
-    let man = bits & ((1 << 52) - 1);
-    if field == 0 { (man, -1074) } else { (man | (1 << 52), field - 1075) }
-}
 
 /// The range of a fixed-point format as `f64` bounds of the delivered `f32` values.
 #[derive(Clone, Copy, Debug)]

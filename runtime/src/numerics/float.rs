@@ -281,18 +281,7 @@ impl FloatFormat {
         } else {
             self.emin() // the gap [0, 2^emin]
         };
-        let drop = s - q; // bits of `sig` below the rounding position
-        if drop <= 0 {
-            return signed(a); // exactly representable
-        }
-        let drop = drop as u32;
-        let (k, frac) = if drop >= 64 {
-            (0, Dyadic { rem: sig, shift: drop })
-        } else {
-            (sig >> drop, Dyadic { rem: low_bits(sig, drop), shift: drop })
-        };
-        let away = rounding.away_from_zero(&frac, negative, k & 1 == 1, draw);
-        let result = (k + away as u64) as f64 * pow2(s);
+        let result = round_magnitude_to_grid(sig, q, s, negative, rounding, draw);
         if result > self.max() {
             return signed(self.overflow(negative, rounding));
         }
@@ -325,8 +314,26 @@ pub fn pow2(e: i32) -> f64 {
     }
 }
 
+/// The magnitude `sig·2^q` (of a value of sign `negative`) rounded by `rounding` to a multiple
+/// of `2^s`: `k·2^s` or `(k+1)·2^s`, where `k = ⌊sig·2^q / 2^s⌋`, as
+/// [`Rounding::away_from_zero`] decides from the exact fraction of the gap (ties to even `k`).
+pub(crate) fn round_magnitude_to_grid(sig: u64, q: i32, s: i32, negative: bool, rounding: Rounding, draw: Draw<'_>) -> f64 {
+    let drop = s - q; // bits of `sig` below the rounding position
+    if drop <= 0 {
+        return sig as f64 * pow2(q); // already a multiple of 2^s
+    }
+    let drop = drop as u32;
+    let (k, frac) = if drop >= 64 {
+        (0, Dyadic { rem: sig, shift: drop })
+    } else {
+        (sig >> drop, Dyadic { rem: low_bits(sig, drop), shift: drop })
+    };
+    let away = rounding.away_from_zero(&frac, negative, k & 1 == 1, draw);
+    (k + away as u64) as f64 * pow2(s)
+}
+
 /// `(sig, q)` with `a = sig·2^q`, for a finite positive `a`.
-fn significand(a: f64) -> (u64, i32) {
+pub(crate) fn significand(a: f64) -> (u64, i32) {
     let bits = a.to_bits();
     let field = (bits >> 52) as i32;
     let man = bits & ((1 << 52) - 1);

@@ -342,8 +342,19 @@ impl Job<'_> {
         let mut start = 0;
         for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
             let mut any_exact = false;
+            // The chunk's indices as 32-bit halves: the high half is shared unless the low
+            // half wraps inside the chunk.
+            let first = self.base + start as u64;
+            let (lo0, hi) = (first as u32, (first >> 32) as u32);
+            let wraps = lo0.checked_add(LANES as u32).is_none();
             for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
-                let word = if random { self.rng.word(self.base + (start + j) as u64, 0) } else { 0 };
+                let word = if !random {
+                    0
+                } else if wraps {
+                    self.rng.word(first + j as u64, 0)
+                } else {
+                    self.rng.word_split(lo0 + j as u32, hi, 0)
+                };
                 let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), decide, word, r);
                 *y = f32::from_bits(bits);
                 any_exact |= exact;

@@ -48,8 +48,13 @@ impl RandomStream {
     /// Random word number `j` (0, 1, 2, ...) for element `index`.
     #[inline(always)]
     pub fn word(&self, index: u64, j: u32) -> u32 {
-        let lo = index as u32;
-        let hi = (index >> 32) as u32;
+        self.word_split(index as u32, (index >> 32) as u32, j)
+    }
+
+    /// [`RandomStream::word`] with the index given as its low and high 32-bit halves (lets
+    /// vectorised callers keep indices in 32-bit lanes).
+    #[inline(always)]
+    pub fn word_split(&self, lo: u32, hi: u32, j: u32) -> u32 {
         hash32(hash32(lo ^ self.k0 ^ j.wrapping_mul(PHI32)) ^ hi ^ self.k1)
     }
 
