@@ -334,3 +334,42 @@ fn stochastic_mxfp4_is_unbiased_inside_the_range() {
     let sd = (0.3f64 * 0.7).sqrt() / (vals.len() as f64).sqrt();
     assert!((mean - 2.3f32 as f64).abs() < 5.0 * sd, "{mean}");
 }
+
+/// The vectorised path for whole 32-element blocks moves each element's exponent by the
+/// block's; elements far below the block maximum (down to float32 subnormals), zeros, NaN
+/// blocks and blocks at the top of float32's range must still round exactly as the
+/// bit-level encoding (computed on the exact path) says, in every mode.
+#[test]
+fn whole_blocks_agree_with_the_encoding_on_extreme_data() {
+    let rng = RandomStream::new(77, 1);
+    let rows = 16;
+    let mut data = Vec::with_capacity(rows * 64);
+    for i in 0..(rows * 64) as u64 {
+        let row = i / 64;
+        let u = rng.word(i, 0);
+        let x = match row {
+            // A huge dynamic range: one large element per block, the rest spread down to 2^-149.
+            0..=5 => {
+                if i % 32 == 0 {
+                    f32::from_bits(0x7E00_0000 | (u & 0x7F_FFFF))
+                } else {
+                    f32::from_bits(u & 0x7FFF_FFFF).min(1e30)
+                }
+            }
+            6 => f32::from_bits(u & 0x00FF_FFFF), // subnormals and the smallest normals
+            7 => if i % 64 == 5 { f32::NAN } else { 1.0 },
+            8 => 0.0,
+            9 => f32::MAX * if u & 1 == 0 { 1.0 } else { -0.999 },
+            _ => f32::from_bits(0x3000_0000 + (u >> 4)),
+        };
+        data.push(if u & (1 << 31) != 0 { -x } else { x });
+    }
+    let shape = [rows, 64];
+    for format in ["mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp4<scale=ceil>", "mxfp8_e4m3<scale=rceil>"] {
+        for mode in MODES {
+            let got = quantize(format, &data, &shape, mode);
+            let want = encode_blocks(&block_format(format), &data, &shape, mode, &RandomStream::new(4, 0)).unwrap().decode();
+            assert_bits(&got, &want, &format!("{format} {mode}"));
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use super::fixed::{map_rounded, round_to_grid};
 use super::float::{exponent_of, pow2, FloatFormat, Specials};
 use super::float_extra::{decode_e8m0, encode_e8m0};
-use super::float_fast::{quantize_pow2_blocks, ScaledBlock};
+use super::float_fast::{quantize_pow2_blocks, quantize_uniform_blocks, BlockExp, ScaledBlock};
 use super::format::{BlockElement, BlockFormat, BlockScale, QuantizeError, ScaleRule};
 use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
@@ -233,6 +233,28 @@ fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<Vec<(
     Ok(out)
 }
 
+/// The common case, rounded by one flat vectorised loop: float elements under E8M0 scales,
+/// rows that are whole numbers of blocks, blocks a multiple of 16 elements, and every
+/// block's shifted element format valid. Returns each block's exponent (or NaN), or `None`
+/// when the data is not of that kind.
+fn uniform_float_blocks(f: &BlockFormat, element: &Element, data: &[f32], shape: &[usize]) -> Option<Vec<BlockExp>> {
+    let (Element::Float(elem), BlockScale::E8m0(_)) = (element, f.scale) else { return None };
+    let row = *shape.last()?;
+    if row == 0 || row % f.block != 0 || f.block % 16 != 0 {
+        return None;
+    }
+    // The shifted format 2^e·elem stays within float32 (what `validate` checks) for these e.
+    let (lo, hi) = (elem.min_positive_exponent(), elem.emax());
+    let valid = (-149 - lo)..=(127 - hi);
+    data.chunks_exact(f.block)
+        .map(|block| match block_scale(f, element, block) {
+            Scale::Nan => Some(BlockExp::Nan),
+            Scale::Pow2(e) if valid.contains(&e) => Some(BlockExp::Pow2(e)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Quantizes `data` (row-major, `shape`) to the block format into `out`: each value is the
 /// block's scale times the element its scaled value rounds to. Element `i` draws from `rng`
 /// at index `i`.
@@ -246,6 +268,12 @@ pub fn quantize_blocks(
 ) -> Result<(), QuantizeError> {
     check_lengths(data, shape, out)?;
     let element = Element::of(f);
+    if let Some(exps) = uniform_float_blocks(f, &element, data, shape) {
+        if let Element::Float(elem) = element {
+            quantize_uniform_blocks(&elem, rounding, rng, f.block, &exps, data, out);
+            return Ok(());
+        }
+    }
     // Float elements under a power-of-two scale are gathered and rounded in one vectorised
     // pass (rounding x/2^e to the element and scaling back is rounding x to the element with
     // its bias lowered by e).

@@ -102,6 +102,46 @@ fn exact(f: &FloatFormat, rounding: Rounding, rng: &RandomStream, base: u64, src
     }
 }
 
+/// What a block of [`quantize_uniform_blocks`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockExp {
+    /// Elements scaled by 2^e, with the shifted format valid.
+    Pow2(i32),
+    /// Every element is NaN.
+    Nan,
+}
+
+/// Rounds `src` — consecutive blocks of `block` elements (a multiple of 16), block `b`
+/// scaled by `exps[b]` — to `elem` with each block's bias lowered by its exponent, into `dst`.
+/// Element `i` draws at index `i`. The flat loop keeps the kernel's constants in registers
+/// and moves each lane's exponent in and out (see [`round_lane_shifted`]).
+pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+    assert!(block % LANES == 0 && src.len() == exps.len() * block && dst.len() == src.len(), "quantize_uniform_blocks: blocks do not tile the data");
+    if !applies(elem) {
+        for (b, e) in exps.iter().enumerate() {
+            let range = b * block..(b + 1) * block;
+            match *e {
+                BlockExp::Nan => dst[range].fill(f32::NAN),
+                BlockExp::Pow2(e) => {
+                    let f = FloatFormat { bias: elem.bias - e, ..*elem };
+                    exact(&f, rounding, rng, range.start as u64, &src[range.clone()], &mut dst[range]);
+                }
+            }
+        }
+        return;
+    }
+    let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base: 0, shift: 0 };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { job.run_blocks_avx2(block, exps, src, dst) };
+            return;
+        }
+    }
+    job.run_blocks_inline(block, exps, src, dst);
+}
+
 /// One block of a power-of-two-scaled block format: `len` elements from `start`, scaled by
 /// 2^`exp`.
 #[derive(Clone, Copy, Debug)]
@@ -142,85 +182,12 @@ fn pow2_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, block
         }
         return;
     }
-    // Tiles of consecutive, contiguous blocks: each element's exponent is moved by −e into a
-    // scratch tile, the tile is rounded to the element format by the plain kernel, and the
-    // results are moved back by +e. A lane that would leave f32's normal range on the way
-    // (checked by `moves_exactly`) is rounded on the exact path instead.
-    const TILE: usize = 4096; // ≥ the largest block size
+    // One set of constants, for the element itself; each lane's exponent is moved instead.
     let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base: 0, shift: 0 };
-    let mut moved = vec![0f32; TILE];
-    let mut rounded = vec![0f32; TILE];
-    let mut i = 0;
-    while i < blocks.len() {
-        let first = blocks[i].start;
-        let mut len = 0;
-        let mut j = i;
-        while j < blocks.len() && blocks[j].start == first + len && len + blocks[j].len <= TILE {
-            len += blocks[j].len;
-            j += 1;
-        }
-        if j == i {
-            // A block longer than a tile: the lane-shifting kernel.
-            let b = blocks[i];
-            let range = b.start..b.start + b.len;
-            Job { base: b.start as u64, shift: b.exp, ..job }.run_inline::<true>(&src[range.clone()], &mut dst[range]);
-            i += 1;
-            continue;
-        }
-        for b in &blocks[i..j] {
-            let at = b.start - first;
-            let (xs, ms) = (&src[b.start..b.start + b.len], &mut moved[at..at + b.len]);
-            // Full 32-element blocks (the OCP default) as fixed-size arrays: straight-line code.
-            match (<&[f32; 32]>::try_from(xs), <&mut [f32; 32]>::try_from(ms)) {
-                (Ok(xs), Ok(ms)) => move_exponents(xs, ms, b.exp),
-                (_, _) => move_exponents(xs, &mut moved[at..at + b.len], b.exp),
-            }
-        }
-        Job { base: first as u64, ..job }.run_inline::<false>(&moved[..len], &mut rounded[..len]);
-        for b in &blocks[i..j] {
-            let at = b.start - first;
-            let (xs, rs, ys) = (&src[b.start..b.start + b.len], &rounded[at..at + b.len], &mut dst[b.start..b.start + b.len]);
-            let all_exact = match (<&[f32; 32]>::try_from(xs), <&[f32; 32]>::try_from(rs), <&mut [f32; 32]>::try_from(&mut *ys)) {
-                (Ok(xs), Ok(rs), Ok(ys)) => move_back(xs, rs, ys, b.exp),
-                _ => move_back(xs, rs, ys, b.exp),
-            };
-            if !all_exact {
-                let f = FloatFormat { bias: elem.bias - b.exp, ..*elem };
-                for (k, (x, y)) in src[b.start..b.start + b.len].iter().zip(&mut dst[b.start..b.start + b.len]).enumerate() {
-                    if !moves_exactly(x.to_bits(), rounded[at + k].to_bits() & 0x7FFF_FFFF, b.exp) {
-                        let index = (b.start + k) as u64;
-                        *y = f.round(*x as f64, rounding, rng.at(index)) as f32;
-                    }
-                }
-            }
-        }
-        i = j;
+    for b in blocks {
+        let range = b.start..b.start + b.len;
+        Job { base: b.start as u64, shift: b.exp, ..job }.run_inline::<true>(&src[range.clone()], &mut dst[range]);
     }
-}
-
-/// `moved[k] = src[k]·2^-e` by moving the exponent field (zeros stay as they are).
-#[inline(always)]
-fn move_exponents<S: AsRef<[f32]> + ?Sized, M: AsMut<[f32]> + ?Sized>(src: &S, moved: &mut M, e: i32) {
-    let moved_by = (e as u32) << 23;
-    for (x, m) in src.as_ref().iter().zip(moved.as_mut()) {
-        let bits = x.to_bits();
-        *m = f32::from_bits(if bits & 0x7FFF_FFFF == 0 { bits } else { bits.wrapping_sub(moved_by) });
-    }
-}
-
-/// `out[k] = rounded[k]·2^e` by moving the exponent field back; whether every lane's moves
-/// were exact (see [`moves_exactly`]).
-#[inline(always)]
-fn move_back<S: AsRef<[f32]> + ?Sized, R: AsRef<[f32]> + ?Sized, O: AsMut<[f32]> + ?Sized>(src: &S, rounded: &R, out: &mut O, e: i32) -> bool {
-    let moved_by = (e as u32) << 23;
-    let mut all_exact = true;
-    for (y, (x, r)) in out.as_mut().iter_mut().zip(src.as_ref().iter().zip(rounded.as_ref())) {
-        let bits = r.to_bits();
-        let mag = bits & 0x7FFF_FFFF;
-        all_exact &= moves_exactly(x.to_bits(), mag, e);
-        *y = f32::from_bits(if mag == 0 { bits } else { (bits & 0x8000_0000) | mag.wrapping_add(moved_by) });
-    }
-    all_exact
 }
 
 /// Whether moving an input's exponent by −e and its result's magnitude back by +e stays
@@ -233,6 +200,9 @@ fn moves_exactly(input_bits: u32, result_mag: u32, e: i32) -> bool {
     let output_ok = result_mag == 0 || (result_mag >> 23) as i32 + e >= 1;
     input_ok && output_ok
 }
+
+/// Elements per chunk of the kernels' inner loops.
+const LANES: usize = 16;
 
 struct Job<'a> {
     f: FloatFormat,
@@ -317,6 +287,76 @@ impl Job<'_> {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_blocks_avx2(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+        self.run_blocks_inline(block, exps, src, dst)
+    }
+
+    #[inline(always)]
+    fn run_blocks_inline(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+        match self.rounding {
+            Rounding::Nearest => self.blocks_kernel(block, exps, src, dst, nearest, 0),
+            Rounding::NearestAway => self.blocks_kernel(block, exps, src, dst, nearest_away, 0),
+            Rounding::TowardZero => self.blocks_kernel(block, exps, src, dst, toward_zero, 0),
+            Rounding::Up => self.blocks_kernel(block, exps, src, dst, up, 0),
+            Rounding::Down => self.blocks_kernel(block, exps, src, dst, down, 0),
+            Rounding::Stochastic => self.blocks_kernel(block, exps, src, dst, stochastic, 0),
+            Rounding::StochasticBits(r) => self.blocks_kernel(block, exps, src, dst, stochastic_bits, r),
+            Rounding::StochasticUnbiased(r) => self.blocks_kernel(block, exps, src, dst, stochastic_unbiased, r),
+        }
+    }
+
+    /// The flat loop over 16-lane chunks of uniform blocks; each chunk lies in one block.
+    #[inline(always)]
+    fn blocks_kernel<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool) + Copy>(
+        &self,
+        block: usize,
+        exps: &[BlockExp],
+        src: &[f32],
+        dst: &mut [f32],
+        decide: D,
+        r: u32,
+    ) {
+        let random = self.rounding.is_stochastic();
+        let chunks_per_block = block / LANES;
+        for (c, (xs, ys)) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)).enumerate() {
+            let start = c * LANES;
+            let e = match exps[c / chunks_per_block] {
+                BlockExp::Nan => {
+                    ys.fill(f32::NAN);
+                    continue;
+                }
+                BlockExp::Pow2(e) => e,
+            };
+            let (xs, ys): (&[f32; LANES], &mut [f32; LANES]) = (xs.try_into().expect("chunks_exact"), ys.try_into().expect("chunks_exact"));
+            let (lo0, hi) = (start as u32, (start as u64 >> 32) as u32);
+            let wraps = lo0.checked_add(LANES as u32).is_none();
+            let mut any_exact = false;
+            for j in 0..LANES {
+                let word = if !random {
+                    0
+                } else if wraps {
+                    self.rng.word(start as u64 + j as u64, 0)
+                } else {
+                    self.rng.word_split(lo0 + j as u32, hi, 0)
+                };
+                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, decide, word, r);
+                ys[j] = f32::from_bits(bits);
+                any_exact |= exact;
+            }
+            if any_exact {
+                let f = FloatFormat { bias: self.f.bias - e, ..self.f };
+                for j in 0..LANES {
+                    let index = (start + j) as u64;
+                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, decide, self.rng.word(index, 0), r).1 {
+                        ys[j] = f.round(xs[j] as f64, self.rounding, self.rng.at(index)) as f32;
+                    }
+                }
+            }
+        }
+    }
+
     /// One lane: plain, or with the block's exponent shift.
     #[inline(always)]
     fn lane<const SHIFTED: bool, D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
@@ -338,7 +378,6 @@ impl Job<'_> {
         r: u32,
     ) {
         let random = self.rounding.is_stochastic();
-        const LANES: usize = 16;
         let mut start = 0;
         for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
             let mut any_exact = false;
