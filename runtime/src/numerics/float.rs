@@ -218,11 +218,20 @@ impl FloatFormat {
     /// The canonical encoding of `x` after rounding it to nearest-even.
     pub fn encode(&self, x: f64) -> Result<u32, EncodeError> {
         let v = self.round(x, Rounding::Nearest, super::rng::RandomStream::new(0, 0).at(0));
-        self.encode_exact(v)
+        self.encode_value(v)
     }
 
-    /// The encoding of a value of the format (or of ±∞/NaN where the format has them).
-    fn encode_exact(&self, v: f64) -> Result<u32, EncodeError> {
+    /// Rounds `src` by `rounding` (element `i` drawing at index `base + i`) and returns the
+    /// encodings of the results: the bit-pattern form of `float_fast::quantize_slice`.
+    pub fn encode_slice(&self, src: &[f32], rounding: Rounding, rng: &super::rng::RandomStream, base: u64) -> Result<Vec<u32>, EncodeError> {
+        let mut values = vec![0f32; src.len()];
+        super::float_fast::quantize_slice(self, rounding, rng, base, src, &mut values);
+        values.iter().map(|&v| self.encode_value(v as f64)).collect()
+    }
+
+    /// The encoding of a value of the format (or of ±∞/NaN where the format has them),
+    /// without rounding: `v` must be one of the format's values.
+    pub fn encode_value(&self, v: f64) -> Result<u32, EncodeError> {
         let m_bits = self.man_bits;
         let sign = if v.is_sign_negative() && self.has_negative_zero() || v < 0.0 {
             1u32 << (self.exp_bits + m_bits)
@@ -405,6 +414,23 @@ mod tests {
         assert_eq!(f.round(min * 1e-3, Rounding::Up, d.at(0)), min);
         assert!(!f.is_canonical(1)); // exponent field 0 with mantissa bits
         assert_eq!(f.decode(1), 0.0);
+    }
+
+    #[test]
+    fn encoded_slices_decode_to_the_quantized_values() {
+        let f = FloatFormat::ieee(5, 2);
+        let rng = RandomStream::new(5, 0);
+        let src: Vec<f32> = (0..2000).map(|i| (i as f32 - 1000.0) * 37.1).chain([f32::NAN, -f32::INFINITY, -0.0]).collect();
+        let mut values = vec![0f32; src.len()];
+        for mode in [Rounding::Nearest, Rounding::StochasticBits(5)] {
+            let codes = f.encode_slice(&src, mode, &rng, 9).unwrap();
+            crate::numerics::float_fast::quantize_slice(&f, mode, &rng, 9, &src, &mut values);
+            for (c, v) in codes.iter().zip(&values) {
+                let d = f.decode(*c) as f32;
+                assert!(d.to_bits() == v.to_bits() || d.is_nan() && v.is_nan(), "{c:#x}: {d} vs {v}");
+            }
+        }
+        assert_eq!(FloatFormat::ieee(2, 1).with_specials(Specials::None).encode_slice(&[f32::NAN], Rounding::Nearest, &rng, 0), Err(EncodeError::NoNan));
     }
 
     #[test]
