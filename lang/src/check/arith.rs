@@ -76,10 +76,7 @@ impl Checker {
         for attr in &block.attrs {
             let key = attr.key.name.as_str();
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                self.error(
-                    Diagnostic::new(Code::DuplicateAttribute, attr.key.span, format!("`{key}` is given twice"), "given again here")
-                        .with_secondary(*first, "first given here"),
-                );
+                self.duplicate(key, attr.key.span, *first);
                 continue;
             }
             seen.push((key, attr.key.span));

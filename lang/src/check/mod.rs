@@ -109,6 +109,14 @@ impl Checker {
         self.diagnostics.push(d);
     }
 
+    /// Reports `key`, given again at `again` after its first place `first`.
+    fn duplicate(&mut self, key: &str, again: Span, first: Span) {
+        self.error(
+            Diagnostic::new(Code::DuplicateAttribute, again, format!("`{key}` is given twice"), "given again here")
+                .with_secondary(first, "first given here"),
+        );
+    }
+
     /// The source text of a span, when the source is known (used in hints only).
     fn text(&self, span: Span) -> String {
         self.source_text.get(span.start..span.end).unwrap_or("").to_string()

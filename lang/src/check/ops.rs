@@ -158,10 +158,7 @@ impl Checker {
                     let key = attr.key.name.as_str();
                     if let Some(first) = keywords.get(key) {
                         let first = first.key.span;
-                        self.error(
-                            Diagnostic::new(Code::DuplicateAttribute, attr.key.span, format!("`{key}` is given twice"), "given again here")
-                                .with_secondary(first, "first given here"),
-                        );
+                        self.duplicate(key, attr.key.span, first);
                         ok = false;
                     } else if !spec.keywords.contains(&key) {
                         let d = if super::arith::ARITH_ATTRS.contains(&key) {

@@ -53,10 +53,7 @@ impl Checker {
             };
             let key = attr.key.name.as_str();
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                self.error(
-                    Diagnostic::new(Code::DuplicateAttribute, attr.key.span, format!("`{key}` is given twice"), "given again here")
-                        .with_secondary(*first, "first given here"),
-                );
+                self.duplicate(key, attr.key.span, *first);
                 continue;
             }
             seen.push((key, attr.key.span));
@@ -136,10 +133,7 @@ impl Checker {
                 SectionEntry::Section(s) => (s.name.name.as_str(), s.name.span),
             };
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                self.error(
-                    Diagnostic::new(Code::DuplicateAttribute, key_span, format!("`{key}` is given twice"), "given again here")
-                        .with_secondary(*first, "first given here"),
-                );
+                self.duplicate(key, key_span, *first);
                 ok = false;
                 continue;
             }

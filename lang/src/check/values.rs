@@ -247,10 +247,7 @@ impl Checker {
                         continue;
                     };
                     if let Some(first) = spans.get(name) {
-                        self.error(
-                            Diagnostic::new(Code::DuplicateAttribute, key.span, format!("`{name}` is given twice"), "given again here")
-                                .with_secondary(*first, "first given here"),
-                        );
+                        self.duplicate(name, key.span, *first);
                         ok = false;
                         continue;
                     }
