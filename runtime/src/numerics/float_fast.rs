@@ -25,6 +25,8 @@ struct Consts {
     /// constant instead would cost a microcode assist on every element.
     low_linear: bool,
     low_shift: u32,
+    /// 2^(spacing exponent + 23), for rounding below the normal range to nearest.
+    low_magic: f32,
     /// f32 bits of the largest finite magnitude.
     max_bits: u32,
     /// Magnitude an overflow rounds to, for positive and negative values.
@@ -56,6 +58,7 @@ impl Consts {
             low_scale: super::float::pow2(low_exp.max(-126)) as f32,
             low_linear: low_exp < -126,
             low_shift: (low_exp + 149).max(0) as u32,
+            low_magic: super::float::pow2(low_exp + 23) as f32,
             max_bits,
             overflow_pos: ovf(false),
             overflow_neg: ovf(true),
@@ -218,11 +221,6 @@ struct Job<'a> {
 // the parity of k, the sign, the random word and R, return (away, needs the exact path).
 
 #[inline(always)]
-fn nearest(frac32: u32, sticky: bool, k_odd: bool, _: bool, _: u32, _: u32) -> (bool, bool) {
-    let tie = frac32 == 0x8000_0000 && !sticky;
-    ((frac32 >= 0x8000_0000 && !tie) || (tie && k_odd), false)
-}
-#[inline(always)]
 fn nearest_away(frac32: u32, _: bool, _: bool, _: bool, _: u32, _: u32) -> (bool, bool) {
     (frac32 >= 0x8000_0000, false)
 }
@@ -276,14 +274,14 @@ impl Job<'_> {
     #[inline(always)]
     fn run_inline<const SHIFTED: bool>(&self, src: &[f32], dst: &mut [f32]) {
         match self.rounding {
-            Rounding::Nearest => self.kernel::<SHIFTED, _>(src, dst, nearest, 0),
-            Rounding::NearestAway => self.kernel::<SHIFTED, _>(src, dst, nearest_away, 0),
-            Rounding::TowardZero => self.kernel::<SHIFTED, _>(src, dst, toward_zero, 0),
-            Rounding::Up => self.kernel::<SHIFTED, _>(src, dst, up, 0),
-            Rounding::Down => self.kernel::<SHIFTED, _>(src, dst, down, 0),
-            Rounding::Stochastic => self.kernel::<SHIFTED, _>(src, dst, stochastic, 0),
-            Rounding::StochasticBits(r) => self.kernel::<SHIFTED, _>(src, dst, stochastic_bits, r),
-            Rounding::StochasticUnbiased(r) => self.kernel::<SHIFTED, _>(src, dst, stochastic_unbiased, r),
+            Rounding::Nearest => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, _| (round_lane_nearest(c, bits), false)),
+            Rounding::NearestAway => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, w| round_lane(c, bits, nearest_away, w, 0)),
+            Rounding::TowardZero => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, w| round_lane(c, bits, toward_zero, w, 0)),
+            Rounding::Up => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, w| round_lane(c, bits, up, w, 0)),
+            Rounding::Down => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, w| round_lane(c, bits, down, w, 0)),
+            Rounding::Stochastic => self.kernel_with::<SHIFTED, _>(src, dst, |c, bits, w| round_lane(c, bits, stochastic, w, 0)),
+            Rounding::StochasticBits(r) => self.kernel_with::<SHIFTED, _>(src, dst, move |c, bits, w| round_lane(c, bits, stochastic_bits, w, r)),
+            Rounding::StochasticUnbiased(r) => self.kernel_with::<SHIFTED, _>(src, dst, move |c, bits, w| round_lane(c, bits, stochastic_unbiased, w, r)),
         }
     }
 
@@ -296,28 +294,20 @@ impl Job<'_> {
     #[inline(always)]
     fn run_blocks_inline(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
         match self.rounding {
-            Rounding::Nearest => self.blocks_kernel(block, exps, src, dst, nearest, 0),
-            Rounding::NearestAway => self.blocks_kernel(block, exps, src, dst, nearest_away, 0),
-            Rounding::TowardZero => self.blocks_kernel(block, exps, src, dst, toward_zero, 0),
-            Rounding::Up => self.blocks_kernel(block, exps, src, dst, up, 0),
-            Rounding::Down => self.blocks_kernel(block, exps, src, dst, down, 0),
-            Rounding::Stochastic => self.blocks_kernel(block, exps, src, dst, stochastic, 0),
-            Rounding::StochasticBits(r) => self.blocks_kernel(block, exps, src, dst, stochastic_bits, r),
-            Rounding::StochasticUnbiased(r) => self.blocks_kernel(block, exps, src, dst, stochastic_unbiased, r),
+            Rounding::Nearest => self.blocks_kernel(block, exps, src, dst, |c, bits, _| (round_lane_nearest(c, bits), false)),
+            Rounding::NearestAway => self.blocks_kernel(block, exps, src, dst, |c, bits, w| round_lane(c, bits, nearest_away, w, 0)),
+            Rounding::TowardZero => self.blocks_kernel(block, exps, src, dst, |c, bits, w| round_lane(c, bits, toward_zero, w, 0)),
+            Rounding::Up => self.blocks_kernel(block, exps, src, dst, |c, bits, w| round_lane(c, bits, up, w, 0)),
+            Rounding::Down => self.blocks_kernel(block, exps, src, dst, |c, bits, w| round_lane(c, bits, down, w, 0)),
+            Rounding::Stochastic => self.blocks_kernel(block, exps, src, dst, |c, bits, w| round_lane(c, bits, stochastic, w, 0)),
+            Rounding::StochasticBits(r) => self.blocks_kernel(block, exps, src, dst, move |c, bits, w| round_lane(c, bits, stochastic_bits, w, r)),
+            Rounding::StochasticUnbiased(r) => self.blocks_kernel(block, exps, src, dst, move |c, bits, w| round_lane(c, bits, stochastic_unbiased, w, r)),
         }
     }
 
     /// The flat loop over 16-lane chunks of uniform blocks; each chunk lies in one block.
     #[inline(always)]
-    fn blocks_kernel<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool) + Copy>(
-        &self,
-        block: usize,
-        exps: &[BlockExp],
-        src: &[f32],
-        dst: &mut [f32],
-        decide: D,
-        r: u32,
-    ) {
+    fn blocks_kernel<L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32], lane: L) {
         let random = self.rounding.is_stochastic();
         let chunks_per_block = block / LANES;
         for (c, (xs, ys)) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)).enumerate() {
@@ -341,7 +331,7 @@ impl Job<'_> {
                 } else {
                     self.rng.word_split(lo0 + j as u32, hi, 0)
                 };
-                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, decide, word, r);
+                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, word);
                 ys[j] = f32::from_bits(bits);
                 any_exact |= exact;
             }
@@ -349,7 +339,7 @@ impl Job<'_> {
                 let f = FloatFormat { bias: self.f.bias - e, ..self.f };
                 for j in 0..LANES {
                     let index = (start + j) as u64;
-                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, decide, self.rng.word(index, 0), r).1 {
+                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, self.rng.word(index, 0)).1 {
                         ys[j] = f.round(xs[j] as f64, self.rounding, self.rng.at(index)) as f32;
                     }
                 }
@@ -357,26 +347,14 @@ impl Job<'_> {
         }
     }
 
-    /// One lane: plain, or with the block's exponent shift.
+    /// One lane: plain, or moved by the block's exponent.
     #[inline(always)]
-    fn lane<const SHIFTED: bool, D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
-        &self,
-        bits: u32,
-        decide: D,
-        word: u32,
-        r: u32,
-    ) -> (u32, bool) {
-        if SHIFTED { round_lane_shifted(&self.c, bits, self.shift, decide, word, r) } else { round_lane(&self.c, bits, decide, word, r) }
+    fn lane<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool)>(&self, bits: u32, lane: L, word: u32) -> (u32, bool) {
+        if SHIFTED { round_lane_shifted(&self.c, bits, self.shift, lane, word) } else { lane(&self.c, bits, word) }
     }
 
     #[inline(always)]
-    fn kernel<const SHIFTED: bool, D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool) + Copy>(
-        &self,
-        src: &[f32],
-        dst: &mut [f32],
-        decide: D,
-        r: u32,
-    ) {
+    fn kernel_with<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, src: &[f32], dst: &mut [f32], lane: L) {
         let random = self.rounding.is_stochastic();
         let mut start = 0;
         for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
@@ -394,7 +372,7 @@ impl Job<'_> {
                 } else {
                     self.rng.word_split(lo0 + j as u32, hi, 0)
                 };
-                let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), decide, word, r);
+                let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), lane, word);
                 *y = f32::from_bits(bits);
                 any_exact |= exact;
             }
@@ -403,7 +381,7 @@ impl Job<'_> {
                 for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
                     let index = self.base + (start + j) as u64;
                     let word = self.rng.word(index, 0);
-                    if self.lane::<SHIFTED, _>(x.to_bits(), decide, word, r).1 {
+                    if self.lane::<SHIFTED, _>(x.to_bits(), lane, word).1 {
                         *y = f.round(*x as f64, self.rounding, self.rng.at(index)) as f32;
                     }
                 }
@@ -418,19 +396,32 @@ impl Job<'_> {
 /// numbers (or zero); otherwise the lane asks for the exact path. The format must saturate
 /// (no ∞), as block elements do, and the input must be finite.
 #[inline(always)]
-fn round_lane_shifted<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
-    c: &Consts,
-    bits: u32,
-    e: i32,
-    decide: D,
-    word: u32,
-    r: u32,
-) -> (u32, bool) {
+fn round_lane_shifted<L: Fn(&Consts, u32, u32) -> (u32, bool)>(c: &Consts, bits: u32, e: i32, lane: L, word: u32) -> (u32, bool) {
     let moved = (e as u32) << 23;
-    let (out, exact) = round_lane(c, if bits & 0x7FFF_FFFF == 0 { bits } else { bits.wrapping_sub(moved) }, decide, word, r);
+    let (out, exact) = lane(c, if bits & 0x7FFF_FFFF == 0 { bits } else { bits.wrapping_sub(moved) }, word);
     let mag = out & 0x7FFF_FFFF;
     let out = if mag == 0 { out } else { (out & 0x8000_0000) | mag.wrapping_add(moved) };
     (out, exact || !moves_exactly(bits, mag, e))
+}
+
+/// Rounds one element to nearest-even, the cheap way: in the normal range by integer
+/// round-half-even on the bits; below it by `(|x| + C) − C` with `C = 2^(g+23)`, which rounds
+/// exactly once onto the grid `2^g` with the FPU's ties-to-even (|x| < 2^(g+23) there) and
+/// subtracts exactly. Agrees with the exact path (tested around every value of every small
+/// format, and against the big-integer reference and ml_dtypes).
+#[inline(always)]
+fn round_lane_nearest(c: &Consts, bits: u32) -> u32 {
+    let sign = bits & 0x8000_0000;
+    let abs = bits & 0x7FFF_FFFF;
+    let d = c.drop_normal;
+    let lsb = (abs >> d) & 1;
+    let normal = (abs + ((1 << d) >> 1) - 1 + lsb) & !((1u32 << d) - 1);
+    let low = ((f32::from_bits(abs) + c.low_magic) - c.low_magic).to_bits();
+    let mag = if abs >> 23 < c.e_norm { low } else { normal };
+    let mag = if mag > c.max_bits { c.overflow_pos } else { mag };
+    let mag = if abs == 0x7F80_0000 { c.inf_bits } else { mag };
+    let out_sign = if mag == 0 && !c.signed_zero { 0 } else { sign };
+    if abs > 0x7F80_0000 { bits } else { out_sign | mag }
 }
 
 /// Rounds one element given as f32 bits. Returns (result bits, needs the exact path).
