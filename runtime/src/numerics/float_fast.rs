@@ -308,7 +308,6 @@ impl Job<'_> {
     /// The flat loop over 16-lane chunks of uniform blocks; each chunk lies in one block.
     #[inline(always)]
     fn blocks_kernel<L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32], lane: L) {
-        let random = self.rounding.is_stochastic();
         let chunks_per_block = block / LANES;
         for (c, (xs, ys)) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)).enumerate() {
             let start = c * LANES;
@@ -320,18 +319,10 @@ impl Job<'_> {
                 BlockExp::Pow2(e) => e,
             };
             let (xs, ys): (&[f32; LANES], &mut [f32; LANES]) = (xs.try_into().expect("chunks_exact"), ys.try_into().expect("chunks_exact"));
-            let (lo0, hi) = (start as u32, (start as u64 >> 32) as u32);
-            let wraps = lo0.checked_add(LANES as u32).is_none();
+            let words = self.chunk_words(start as u64);
             let mut any_exact = false;
             for j in 0..LANES {
-                let word = if !random {
-                    0
-                } else if wraps {
-                    self.rng.word(start as u64 + j as u64, 0)
-                } else {
-                    self.rng.word_split(lo0 + j as u32, hi, 0)
-                };
-                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, word);
+                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, words[j]);
                 ys[j] = f32::from_bits(bits);
                 any_exact |= exact;
             }
@@ -339,7 +330,7 @@ impl Job<'_> {
                 let f = FloatFormat { bias: self.f.bias - e, ..self.f };
                 for j in 0..LANES {
                     let index = (start + j) as u64;
-                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, self.rng.word(index, 0)).1 {
+                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, words[j]).1 {
                         ys[j] = f.round(xs[j] as f64, self.rounding, self.rng.at(index)) as f32;
                     }
                 }
@@ -355,39 +346,47 @@ impl Job<'_> {
 
     #[inline(always)]
     fn kernel_with<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, src: &[f32], dst: &mut [f32], lane: L) {
-        let random = self.rounding.is_stochastic();
         let mut start = 0;
         for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
+            let words = self.chunk_words(self.base + start as u64);
             let mut any_exact = false;
-            // The chunk's indices as 32-bit halves: the high half is shared unless the low
-            // half wraps inside the chunk.
-            let first = self.base + start as u64;
-            let (lo0, hi) = (first as u32, (first >> 32) as u32);
-            let wraps = lo0.checked_add(LANES as u32).is_none();
-            for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
-                let word = if !random {
-                    0
-                } else if wraps {
-                    self.rng.word(first + j as u64, 0)
-                } else {
-                    self.rng.word_split(lo0 + j as u32, hi, 0)
-                };
+            for ((x, y), word) in xs.iter().zip(ys.iter_mut()).zip(words) {
                 let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), lane, word);
                 *y = f32::from_bits(bits);
                 any_exact |= exact;
             }
             if any_exact {
                 let f = FloatFormat { bias: self.f.bias - self.shift, ..self.f };
-                for (j, (x, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
-                    let index = self.base + (start + j) as u64;
-                    let word = self.rng.word(index, 0);
+                for (j, ((x, y), word)) in xs.iter().zip(ys.iter_mut()).zip(words).enumerate() {
                     if self.lane::<SHIFTED, _>(x.to_bits(), lane, word).1 {
+                        let index = self.base + (start + j) as u64;
                         *y = f.round(*x as f64, self.rounding, self.rng.at(index)) as f32;
                     }
                 }
             }
             start += xs.len();
         }
+    }
+
+    /// Word 0 of the random streams of the `LANES` elements from index `first` (zeros for the
+    /// deterministic modes), in one straight loop that vectorises: the indices stay in 32-bit
+    /// lanes unless their low half wraps inside the chunk.
+    #[inline(always)]
+    fn chunk_words(&self, first: u64) -> [u32; LANES] {
+        let mut words = [0u32; LANES];
+        if self.rounding.is_stochastic() {
+            let (lo0, hi) = (first as u32, (first >> 32) as u32);
+            if lo0.checked_add(LANES as u32).is_some() {
+                for (j, w) in words.iter_mut().enumerate() {
+                    *w = self.rng.word_split(lo0 + j as u32, hi, 0);
+                }
+            } else {
+                for (j, w) in words.iter_mut().enumerate() {
+                    *w = self.rng.word(first + j as u64, 0);
+                }
+            }
+        }
+        words
     }
 }
 
