@@ -28,6 +28,8 @@ const NODE_LIMIT: usize = 100_000;
 /// Which rules fired where, and what extraction chose.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FusionReport {
+    /// Every function looked at, in module order.
+    pub functions: Vec<String>,
     /// `(function, rule, times applied)`, in rule-table order; rules that never fired are
     /// absent.
     pub fired: Vec<(String, &'static str, usize)>,
@@ -36,17 +38,20 @@ pub struct FusionReport {
 }
 
 impl fmt::Display for FusionReport {
-    /// One line per fired rule (`@f: fuse-bias ×1`), then the cost of each changed function;
-    /// `no rule fired` when nothing did.
+    /// Per function: one line per fired rule (`@f: fuse-bias ×1`) and the cost before and
+    /// after, or `@f: no rule fired`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.fired.is_empty() {
-            return writeln!(f, "no rule fired");
-        }
-        for (func, rule, n) in &self.fired {
-            writeln!(f, "@{func}: {rule} ×{n}")?;
-        }
-        for (func, before, after) in &self.costs {
-            writeln!(f, "@{func}: cost {:.1} -> {:.1}", before.score(), after.score())?;
+        for func in &self.functions {
+            let fired: Vec<_> = self.fired.iter().filter(|x| &x.0 == func).collect();
+            if fired.is_empty() {
+                writeln!(f, "@{func}: no rule fired")?;
+            }
+            for (_, rule, n) in fired {
+                writeln!(f, "@{func}: {rule} ×{n}")?;
+            }
+            for (_, before, after) in self.costs.iter().filter(|x| &x.0 == func) {
+                writeln!(f, "@{func}: cost {:.1} -> {:.1}", before.score(), after.score())?;
+            }
         }
         Ok(())
     }
@@ -109,6 +114,7 @@ fn class_or_leaf(module: &Module, enc: &mut Encoding, v: ValueId) -> Id {
 
 fn fuse_function(module: &mut Module, index: usize, report: &mut FusionReport) {
     let func_name = module.funcs[index].name.clone();
+    report.functions.push(func_name.clone());
     let Some(block) = module.entry_block(module.funcs[index].body) else { return };
     let enc = encode(module, block);
     if enc.encoded.is_empty() {
@@ -234,16 +240,26 @@ impl Rebuild<'_, '_> {
         if let Some(&v) = self.made.get(&class) {
             return v;
         }
-        // The cheapest node, unless it needs a class already being written (free operands can
-        // close a cycle); then the first node of the class that does not.
-        let best = self.extractor.find_best_node(class);
+        // The cheapest node, unless it needs a class being written (a value is free as an
+        // operand where it is computed anyway, which can make a node refer to its own class
+        // or close a cycle); then the cheapest node that does not.
+        self.in_progress.insert(class);
         let acyclic = |n: &Node| n.children.iter().all(|c| !self.in_progress.contains(&self.egraph.find(*c)));
+        let best = self.extractor.find_best_node(class);
         let node = if acyclic(best) {
             best.clone()
         } else {
-            self.egraph[class].nodes.iter().find(|n| acyclic(n)).expect("some node of a class is acyclic").clone()
+            let score = |n: &Node| match n.head {
+                Head::Leaf(_) => 0.0,
+                Head::Op { name, sig } => {
+                    let operands: Vec<&crate::ir::Type> = n.children.iter().map(|c| &self.egraph[*c].data).collect();
+                    let own = cost::op_cost(name, &operands, &self.egraph.analysis.sig(sig).ty);
+                    n.children.iter().fold(own, |acc, c| acc + self.extractor.find_best_cost(*c)).score()
+                }
+            };
+            let candidates = self.egraph[class].nodes.iter().filter(|n| acyclic(n));
+            candidates.min_by(|a, b| score(a).total_cmp(&score(b))).expect("the original op of a class is acyclic").clone()
         };
-        self.in_progress.insert(class);
         let v = match node.head {
             Head::Leaf(i) => self.leaves[&i],
             Head::Op { name, sig } => {
