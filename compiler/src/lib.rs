@@ -6,10 +6,12 @@
 //! - [`verify`]: generic and per-op verification with [`diag::Diagnostic`]s.
 //! - [`text`]: printer and parser.
 //! - [`pass`]: the `Pass` trait, the registry, pipelines, and the passes.
+//! - [`egraph`]: the e-graph encoding, fusion rules and cost model behind the `fusion` pass.
 
 pub mod arena;
 pub mod diag;
 pub mod dialect;
+pub mod egraph;
 pub mod ir;
 pub mod pass;
 pub mod text;

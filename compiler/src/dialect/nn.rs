@@ -221,7 +221,92 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: verify_elementwise_unary,
     },
+    OpDef {
+        name: "nn.clip",
+        summary: "Clamps x to [min, max] (-0 counts as below +0; NaN stays NaN); relu is [0, inf], relu6 [0, 6].",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("min", AttrKind::Float), req("max", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        terminator: false,
+        verify: verify_clip,
+    },
+    OpDef {
+        name: "nn.fused_dense",
+        summary: "nn.dense whose rounded result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
+        operands: Arity::Between(2, 3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("arith", AttrKind::Arith), req("clip", AttrKind::FloatArray)],
+        terminator: false,
+        verify: verify_fused_dense,
+    },
+    OpDef {
+        name: "nn.fused_conv2d",
+        summary: "nn.conv2d whose rounded result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
+        operands: Arity::Between(2, 3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[
+            req("arith", AttrKind::Arith),
+            opt("stride", AttrKind::IntArray),
+            opt("padding", AttrKind::IntArray),
+            opt("groups", AttrKind::Int),
+            req("clip", AttrKind::FloatArray),
+        ],
+        terminator: false,
+        verify: verify_fused_conv2d,
+    },
 ];
+
+/// The `[lo, hi]` bounds of a clamp: `lo ≤ hi`, neither NaN, each a value of the result
+/// format or an infinity (so clamping a value of the format gives a value of the format).
+fn check_bounds(lo: f64, hi: f64, result: &TensorType) -> Result<(), Failure> {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return fail(format!("the clamp bounds must satisfy min ≤ max, not [{lo}, {hi}]"));
+    }
+    for bound in [lo, hi] {
+        if !bound.is_infinite() && !result.format.contains(bound) {
+            return fail_hint(
+                format!("the clamp bound {bound} is not a value of the result format `{}`", result.format),
+                "clamp bounds must be values of the result format (or ±inf)",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn verify_clip(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_elementwise_unary(v)?;
+    let lo = v.attr("min").and_then(|a| a.as_f64()).unwrap_or(f64::NAN);
+    let hi = v.attr("max").and_then(|a| a.as_f64()).unwrap_or(f64::NAN);
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return fail(format!("`min` must not exceed `max` (and neither may be NaN): [{lo}, {hi}]"));
+    }
+    Ok(())
+}
+
+/// The `clip` attribute of a fused contraction: two numbers, checked by [`check_bounds`].
+fn fused_clip(v: &OpView<'_>) -> Result<(), Failure> {
+    let bounds: Option<Vec<f64>> = match v.attr("clip") {
+        Some(crate::ir::Attr::Array(items)) => items.iter().map(|a| a.as_f64()).collect(),
+        _ => None,
+    };
+    match bounds.as_deref() {
+        Some(&[lo, hi]) => check_bounds(lo, hi, v.result_tensor(0)?),
+        _ => fail_hint("`clip` must be two numbers [lo, hi]", "write `clip = [0.0, inf]` for relu"),
+    }
+}
+
+fn verify_fused_dense(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_dense(v)?;
+    fused_clip(v)
+}
+
+fn verify_fused_conv2d(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_conv2d(v)?;
+    fused_clip(v)
+}
 
 fn all_fixed(t: &TensorType, what: &str) -> Result<(), Failure> {
     if t.dims.contains(&Dim::Dynamic) {

@@ -5,6 +5,7 @@
 mod chunking;
 mod cse;
 mod dce;
+mod fusion;
 pub mod manager;
 
 pub use manager::{PassManager, PassOptions, PipelineError, RunReport};
@@ -38,7 +39,7 @@ pub struct PassInfo {
 }
 
 /// Every pass, by name.
-pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO];
+pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO, fusion::INFO];
 
 /// Named pipelines: `(name, pipeline text, description)`.
 pub const PIPELINES: &[(&str, &str, &str)] =

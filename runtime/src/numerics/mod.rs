@@ -10,12 +10,14 @@ pub mod float;
 pub mod float_extra;
 pub mod float_fast;
 pub mod format;
+pub mod relations;
 pub mod rng;
 pub mod rounding;
 pub mod scaled;
 pub mod suggest;
 
 pub use float::{FloatFormat, Specials};
+pub use relations::represents_all_of;
 pub use format::{BlockElement, BlockFormat, BlockScale, Codebook, FixedFormat, Format, FormatError, Granularity, IntFormat, LogFormat, QuantizeError, ScaleRule};
 pub use rng::RandomStream;
 pub use rounding::Rounding;
