@@ -1,9 +1,10 @@
-//! Reading and writing float32 `.npy` files (NumPy format versions 1.0, 2.0 and 3.0) of one or
-//! two dimensions.
+//! Reading and writing `.npy` files (NumPy format versions 1.0, 2.0 and 3.0): float32 arrays of
+//! one or two dimensions ([`read_f32`], [`write_f32`]), and arrays of any rank and numeric dtype
+//! ([`read_array`], [`write_array`], giving an [`Array`]).
 //!
 //! The reader parses the header's Python dict literal itself (`descr`, `fortran_order`,
-//! `shape`), accepts little- and big-endian float32 (`<f4`, `>f4`) in C or Fortran order and
-//! returns the data in row-major order. Every malformed input gives an [`NpyError`]: sizes in
+//! `shape`), accepts little- and big-endian data in C or Fortran order and
+//! returns it in row-major order. Every malformed input gives an [`NpyError`]: sizes in
 //! the header are checked for overflow and memory grows with the bytes actually present, never
 //! with what the header claims. The writer produces version 1.0, little-endian, C order.
 
@@ -11,6 +12,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+
+use super::array::{Array, Dtype};
+use crate::tensor::element_count;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -33,6 +37,8 @@ pub enum NpyError {
     BadHeader(String),
     /// The array's element type is not float32 (the `descr` string as written).
     NotFloat32(String),
+    /// An element type that [`read_array`] does not know (the `descr` string as written).
+    UnsupportedDtype(String),
     /// The array's rank is not 1 or 2.
     UnsupportedRank(Vec<usize>),
     /// The data is shorter than the header's shape requires.
@@ -51,6 +57,10 @@ impl fmt::Display for NpyError {
             }
             NpyError::BadHeader(why) => write!(f, "malformed .npy header: {why}"),
             NpyError::NotFloat32(descr) => write!(f, "the array's dtype is `{descr}`, but only float32 (`<f4`) is supported"),
+            NpyError::UnsupportedDtype(descr) => write!(
+                f,
+                "the array's dtype `{descr}` is not supported (supported: bool, int8..int64, uint8..uint64, float16, float32, float64)"
+            ),
             NpyError::UnsupportedRank(shape) => {
                 write!(f, "the array has shape {}, but only 1-D and 2-D arrays are supported", shape_text(shape))
             }
@@ -85,8 +95,83 @@ pub fn read_f32_file(path: &Path) -> Result<F32Array, NpyError> {
 
 /// Reads a float32 array of rank 1 or 2 from a complete `.npy` stream.
 pub fn read_f32(mut reader: impl Read) -> Result<F32Array, NpyError> {
+    let header = read_header(&mut reader)?;
+    let little_endian = match header.descr.as_str() {
+        "<f4" => true,
+        ">f4" => false,
+        _ => return Err(NpyError::NotFloat32(header.descr)),
+    };
+    if !(1..=2).contains(&header.shape.len()) {
+        return Err(NpyError::UnsupportedRank(header.shape));
+    }
+    let array = read_body(reader, header, Dtype::F32, little_endian)?;
+    let data = array.bytes().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(F32Array { shape: array.shape().to_vec(), data })
+}
+
+/// Reads an array of any rank and of any [`Dtype`] from a complete `.npy` stream, in row-major
+/// order. NumPy's `descr` strings map to dtypes as `<f4` → float32, `|u1` → uint8, `|b1` → bool,
+/// and so on, little- or big-endian; other element types give [`NpyError::UnsupportedDtype`].
+pub fn read_array(mut reader: impl Read) -> Result<Array, NpyError> {
+    let header = read_header(&mut reader)?;
+    let (dtype, little_endian) = dtype_of_descr(&header.descr).ok_or_else(|| NpyError::UnsupportedDtype(header.descr.clone()))?;
+    read_body(reader, header, dtype, little_endian)
+}
+
+/// Reads the file at `path` with [`read_array`].
+pub fn read_array_file(path: &Path) -> Result<Array, NpyError> {
+    read_array(BufReader::new(File::open(path)?))
+}
+
+/// The dtype and byte order a `descr` string names (bfloat16 has no NumPy descr).
+fn dtype_of_descr(descr: &str) -> Option<(Dtype, bool)> {
+    let (order, code) = descr.split_at_checked(1)?;
+    let dtype = match code {
+        "b1" => Dtype::Bool,
+        "u1" => Dtype::U8,
+        "u2" => Dtype::U16,
+        "u4" => Dtype::U32,
+        "u8" => Dtype::U64,
+        "i1" => Dtype::I8,
+        "i2" => Dtype::I16,
+        "i4" => Dtype::I32,
+        "i8" => Dtype::I64,
+        "f2" => Dtype::F16,
+        "f4" => Dtype::F32,
+        "f8" => Dtype::F64,
+        _ => return None,
+    };
+    match (order, dtype.size()) {
+        ("<", _) => Some((dtype, true)),
+        (">", _) => Some((dtype, false)),
+        ("|", 1) => Some((dtype, true)),
+        _ => None,
+    }
+}
+
+/// The `descr` NumPy writes for a dtype (little-endian).
+fn descr_of_dtype(dtype: Dtype) -> Option<&'static str> {
+    Some(match dtype {
+        Dtype::Bool => "|b1",
+        Dtype::U8 => "|u1",
+        Dtype::U16 => "<u2",
+        Dtype::U32 => "<u4",
+        Dtype::U64 => "<u8",
+        Dtype::I8 => "|i1",
+        Dtype::I16 => "<i2",
+        Dtype::I32 => "<i4",
+        Dtype::I64 => "<i8",
+        Dtype::F16 => "<f2",
+        Dtype::F32 => "<f4",
+        Dtype::F64 => "<f8",
+        Dtype::BF16 => return None,
+    })
+}
+
+/// Reads the magic string, version and header dict.
+fn read_header(reader: &mut impl Read) -> Result<Header, NpyError> {
     let mut preamble = [0u8; 8];
-    read_header_bytes(&mut reader, &mut preamble)?;
+    read_header_bytes(reader, &mut preamble)?;
     if &preamble[..6] != MAGIC {
         return Err(NpyError::NotNpy);
     }
@@ -94,12 +179,12 @@ pub fn read_f32(mut reader: impl Read) -> Result<F32Array, NpyError> {
     let header_len = match major {
         1 => {
             let mut len = [0u8; 2];
-            read_header_bytes(&mut reader, &mut len)?;
+            read_header_bytes(reader, &mut len)?;
             u16::from_le_bytes(len) as usize
         }
         2 | 3 => {
             let mut len = [0u8; 4];
-            read_header_bytes(&mut reader, &mut len)?;
+            read_header_bytes(reader, &mut len)?;
             u32::from_le_bytes(len) as usize
         }
         _ => return Err(NpyError::UnsupportedVersion(major, minor)),
@@ -110,23 +195,16 @@ pub fn read_f32(mut reader: impl Read) -> Result<F32Array, NpyError> {
         return Err(NpyError::BadHeader(format!("the file ends inside the {header_len}-byte header")));
     }
     let header = std::str::from_utf8(&header).map_err(|_| NpyError::BadHeader("the header is not UTF-8 text".into()))?;
-    let header = Header::parse(header)?;
+    Header::parse(header)
+}
 
-    let little_endian = match header.descr.as_str() {
-        "<f4" => true,
-        ">f4" => false,
-        _ => return Err(NpyError::NotFloat32(header.descr)),
-    };
-    if !(1..=2).contains(&header.shape.len()) {
-        return Err(NpyError::UnsupportedRank(header.shape));
-    }
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .filter(|n| n.checked_mul(4).is_some())
-        .ok_or_else(|| NpyError::BadHeader(format!("the shape {} is too large", shape_text(&header.shape))))?;
-    let expected = count as u64 * 4;
+/// Reads the data the header describes (and checks that nothing follows it), returning it
+/// little-endian in row-major order.
+fn read_body(mut reader: impl Read, header: Header, dtype: Dtype, little_endian: bool) -> Result<Array, NpyError> {
+    let size = dtype.size();
+    let too_large = || NpyError::BadHeader(format!("the shape {} is too large", shape_text(&header.shape)));
+    let count = element_count(&header.shape).ok_or_else(too_large)?;
+    let expected = count.checked_mul(size).ok_or_else(too_large)? as u64;
 
     let mut bytes = Vec::new();
     reader.by_ref().take(expected).read_to_end(&mut bytes)?;
@@ -136,23 +214,37 @@ pub fn read_f32(mut reader: impl Read) -> Result<F32Array, NpyError> {
     if reader.read(&mut [0u8; 1])? != 0 {
         return Err(NpyError::TrailingBytes);
     }
-    let decode = |c: &[u8]| {
-        let b = [c[0], c[1], c[2], c[3]];
-        if little_endian { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) }
-    };
-    let stored: Vec<f32> = bytes.chunks_exact(4).map(decode).collect();
-    let data = match (header.fortran_order, header.shape.as_slice()) {
-        (true, &[rows, cols]) => {
-            // Column-major on disk: element (r, c) is at c·rows + r.
-            let mut data = Vec::with_capacity(count);
-            for r in 0..rows {
-                data.extend((0..cols).map(|c| stored[c * rows + r]));
+    if !little_endian {
+        bytes.chunks_exact_mut(size).for_each(|c| c.reverse());
+    }
+    if header.fortran_order && header.shape.len() > 1 {
+        bytes = fortran_to_row_major(&bytes, &header.shape, size);
+    }
+    Array::new(header.shape, dtype, bytes).map_err(|e| NpyError::BadHeader(e.to_string()))
+}
+
+/// Reorders column-major elements (the first axis varies fastest) into row-major order.
+fn fortran_to_row_major(stored: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
+    // Column-major strides, in elements: stride[k] = shape[0] · ... · shape[k-1].
+    let mut strides = vec![1usize; shape.len()];
+    for k in 1..shape.len() {
+        strides[k] = strides[k - 1] * shape[k - 1];
+    }
+    let mut out = Vec::with_capacity(stored.len());
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..stored.len() / size {
+        let offset: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        out.extend_from_slice(&stored[offset * size..(offset + 1) * size]);
+        // Advance the row-major multi-index: the last axis fastest.
+        for k in (0..shape.len()).rev() {
+            index[k] += 1;
+            if index[k] < shape[k] {
+                break;
             }
-            data
+            index[k] = 0;
         }
-        _ => stored,
-    };
-    Ok(F32Array { shape: header.shape, data })
+    }
+    out
 }
 
 /// Reads exactly `buf.len()` bytes of the preamble, reporting a short file as a format error.
@@ -175,7 +267,7 @@ pub fn write_f32_file(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), 
 }
 
 /// Writes `data` of `shape` (rank 1 or 2, row-major) as a version 1.0 `.npy` stream.
-pub fn write_f32(mut writer: impl Write, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
+pub fn write_f32(writer: impl Write, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
     if !(1..=2).contains(&shape.len()) {
         return Err(NpyError::UnsupportedRank(shape.to_vec()));
     }
@@ -186,7 +278,18 @@ pub fn write_f32(mut writer: impl Write, shape: &[usize], data: &[f32]) -> Resul
             format!("shape {} holds {count} elements but {} were given", shape_text(shape), data.len()),
         )));
     }
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}", shape_text(shape));
+    write_raw(writer, "<f4", shape, &data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())
+}
+
+/// Writes an array of any rank as a version 1.0 `.npy` stream (little-endian, C order).
+/// bfloat16 has no NumPy `descr` and gives [`NpyError::UnsupportedDtype`].
+pub fn write_array(writer: impl Write, array: &Array) -> Result<(), NpyError> {
+    let descr = descr_of_dtype(array.dtype()).ok_or_else(|| NpyError::UnsupportedDtype(array.dtype().name().to_string()))?;
+    write_raw(writer, descr, array.shape(), array.bytes())
+}
+
+fn write_raw(mut writer: impl Write, descr: &str, shape: &[usize], bytes: &[u8]) -> Result<(), NpyError> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_text(shape));
     // Pad with spaces so that the data starts at a multiple of 64 bytes; the header ends in '\n'.
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.extend(std::iter::repeat_n(' ', (64 - unpadded % 64) % 64));
@@ -197,11 +300,7 @@ pub fn write_f32(mut writer: impl Write, shape: &[usize], data: &[f32]) -> Resul
     writer.write_all(&[1, 0])?;
     writer.write_all(&header_len.to_le_bytes())?;
     writer.write_all(header.as_bytes())?;
-    let mut bytes = Vec::with_capacity(data.len() * 4);
-    for x in data {
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    writer.write_all(&bytes)?;
+    writer.write_all(bytes)?;
     Ok(())
 }
 
