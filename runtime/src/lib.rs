@@ -1,6 +1,9 @@
-//! qc's runtime: the numeric core (formats, rounding, block scaling, random streams).
+//! qc's runtime: the numeric core (formats, rounding, block scaling, random streams), tensors,
+//! weight files and data sets.
 //!
 //! Knows nothing of syntax or IR; every other crate builds on it.
 
 pub mod numerics;
 pub mod io;
+pub mod tensor;
+pub mod data;
