@@ -129,17 +129,23 @@ impl WeightFile {
     /// Reads the file at `path` (safetensors, `.npz` or `.npy`, recognised by content).
     pub fn open(path: &Path) -> Result<WeightFile, IoError> {
         let bytes = std::fs::read(path).map_err(|e| IoError::from_io(path, e))?;
+        WeightFile::from_bytes(path, &bytes)
+    }
+
+    /// Reads a weight file's content held in memory; `path` names it in messages (and, for
+    /// `.npy`, gives the tensor its name).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<WeightFile, IoError> {
         let malformed = |reason: String| IoError::Malformed { path: path.to_path_buf(), reason };
         let mut tensors = BTreeMap::new();
         if bytes.starts_with(b"\x93NUMPY") {
-            let array = npy::read_array(bytes.as_slice()).map_err(|e| malformed(format!("not a valid .npy file: {e}")))?;
+            let array = npy::read_array(bytes).map_err(|e| malformed(format!("not a valid .npy file: {e}")))?;
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             tensors.insert(stem, Entry::Array(array));
         } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-            let arrays = npz::read_npz(&bytes).map_err(|e| malformed(format!("not a valid .npz file: {e}")))?;
+            let arrays = npz::read_npz(bytes).map_err(|e| malformed(format!("not a valid .npz file: {e}")))?;
             tensors.extend(arrays.into_iter().map(|(name, a)| (name, Entry::Array(a))));
         } else {
-            let file = SafeTensors::deserialize(&bytes).map_err(|e| {
+            let file = SafeTensors::deserialize(bytes).map_err(|e| {
                 malformed(format!("not a safetensors, .npz or .npy file (as safetensors: {})", one_line(&e.to_string())))
             })?;
             for (name, view) in file.iter() {
