@@ -142,7 +142,9 @@ fn bad_sources_and_bad_arrays_are_errors() {
     let e = load(&dir).unwrap_err().to_string();
     assert!(e.contains("holds neither x_train/y_train/x_test/y_test.npy, x/y.npy, nor the IDX files"), "{e}");
 
-    let cases: &[(&str, &[(&str, Array)], &str)] = &[
+    // (file, its arrays, a part of the error message)
+    type Case<'a> = (&'a str, &'a [(&'a str, Array)], &'a str);
+    let cases: &[Case] = &[
         ("names.npz", &[("x", f32s(&[2, 1], 0.0)), ("labels", i64s(&[0, 1]))], "expected arrays x_train, y_train, x_test, y_test or x, y; found: labels, x"),
         ("rows.npz", &[("x", f32s(&[3, 1], 0.0)), ("y", i64s(&[0, 1]))], "`x` has 3 rows but `y` has 2 labels"),
         ("negative.npz", &[("x", f32s(&[2, 1], 0.0)), ("y", i64s(&[0, -1]))], "`y`: element 1 is -1, not a class label"),

@@ -199,7 +199,7 @@ fn mutations_never_panic(bytes: &[u8], header_end: usize, trials: u64) {
     for trial in 0..trials {
         let mut m = bytes.to_vec();
         for k in 0..1 + rng.word(trial, 0) % 3 {
-            let limit = if rng.word(trial, 1 + k) % 4 == 0 { m.len() } else { header_end };
+            let limit = if rng.word(trial, 1 + k).is_multiple_of(4) { m.len() } else { header_end };
             let at = rng.word(trial, 10 + k) as usize % limit;
             m[at] = rng.word(trial, 20 + k) as u8;
         }

@@ -2,7 +2,7 @@
 //! IDX files of MNIST-style data sets. Every reader turns a malformed file into an error with a
 //! one-line reason; none panics on any input.
 //!
-//! - [`array`]: [`Array`], an array of any element type as stored, and its conversions to
+//! - [`array`](mod@array): [`Array`], an array of any element type as stored, and its conversions to
 //!   float32 and to class labels.
 //! - [`npy`]: NumPy's `.npy` format; [`npz`]: a zip of `.npy` files.
 //! - [`idx`]: the IDX format (big-endian header, then the elements).

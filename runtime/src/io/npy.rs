@@ -496,7 +496,7 @@ mod tests {
     /// A `.npy` stream with a hand-written header (padding and lengths as NumPy writes them).
     fn with_header(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut header = dict.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
