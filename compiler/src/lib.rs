@@ -7,12 +7,17 @@
 //! - [`text`]: printer and parser.
 //! - [`pass`]: the `Pass` trait, the registry, pipelines, and the passes.
 //! - [`egraph`]: the e-graph encoding, fusion rules and cost model behind the `fusion` pass.
+//! - [`lower`]: the checked `.qnn` model to the `nn` dialect.
+//! - [`init`]: parameter initialisation recipes, their deterministic values and digests.
+//! - [`report`]: the per-layer cost table of `qc compile`.
 
 pub mod arena;
 pub mod diag;
 pub mod dialect;
 pub mod egraph;
+pub mod init;
 pub mod ir;
+pub mod lower;
 pub mod pass;
 pub mod text;
 pub mod verify;

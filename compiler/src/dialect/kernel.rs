@@ -5,6 +5,11 @@
 //! `kernel.accumulate` is a sequential sum whose order of additions is the semantics.
 //! Scalars are values of a format, or `real` (an exact product not yet rounded).
 //!
+//! Every rounded op computes its exact result and rounds it once; the transcendental ops
+//! (`kernel.exp`, `kernel.tanh`, `kernel.sigmoid`, `kernel.gelu`) round a reference f64 value
+//! instead (spec/ir.md says which). `kernel.max`/`kernel.min`/`kernel.select`/`kernel.reduce_max`
+//! choose values without arithmetic. Index ops compute sizes, positions and draw counters.
+//!
 //! Stochastic rounding is explicit too: an op with a stochastic mode carries `stream` and
 //! takes a trailing `index` operand, the draw counter; it rounds with draw
 //! `RandomStream(seed, stream).at(draw)` (`kernel.accumulate`: `draw + k` at index `k`).
@@ -15,6 +20,20 @@ use crate::ir::{Attr, AttrKind, Chunk, Dim, Type};
 use qc_runtime::numerics::{Format, RandomStream, Rounding};
 
 const ROUND_REQ: [AttrDef; 2] = [req("round", AttrKind::Rounding), opt("stream", AttrKind::Int)];
+
+/// A rounded op of `inputs` scalar operands (plus the draw counter when stochastic).
+const fn rounded(name: &'static str, summary: &'static str, inputs: usize, verify: fn(&OpView<'_>) -> Result<(), Failure>) -> OpDef {
+    OpDef {
+        name,
+        summary,
+        operands: Arity::Between(inputs, inputs + 1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ROUND_REQ,
+        terminator: false,
+        verify,
+    }
+}
 
 const fn index_binary(name: &'static str, summary: &'static str) -> OpDef {
     OpDef {
@@ -83,6 +102,32 @@ pub const OPS: &[OpDef] = &[
     index_binary("kernel.index_add", "a + b on indices."),
     index_binary("kernel.index_mul", "a · b on indices."),
     index_binary("kernel.index_min", "min(a, b) on indices."),
+    index_binary("kernel.index_max", "max(a, b) on indices."),
+    index_binary("kernel.index_sub", "a − b on indices, 0 when b > a (saturating)."),
+    index_binary("kernel.index_div", "⌊a / b⌋ on indices (b ≥ 1)."),
+    index_binary("kernel.index_rem", "a mod b on indices (b ≥ 1)."),
+    index_binary("kernel.index_lt", "1 if a < b, else 0."),
+    OpDef {
+        name: "kernel.select",
+        summary: "b if the index c is 0, else a: `select c, a, b` (both operands are computed).",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[],
+        terminator: false,
+        verify: verify_select,
+    },
+    OpDef {
+        name: "kernel.reduce_max",
+        summary: "The largest of init and the (kept) terms for k = lo .. hi−1; exact, NaN if any is NaN.",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 1,
+        attrs: &[],
+        terminator: false,
+        verify: verify_reduce_max,
+    },
+    rounded("kernel.from_index", "An index as a number, rounded once to the result format.", 1, verify_from_index),
     OpDef {
         name: "kernel.load",
         summary: "The element of a tensor at the given indices (one per axis).",
@@ -143,6 +188,15 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: |v| verify_rounded(v, 1),
     },
+    rounded("kernel.sub", "a − b computed exactly, rounded once to the result format.", 2, |v| verify_rounded(v, 2)),
+    rounded("kernel.div", "a / b computed exactly, rounded once to the result format.", 2, |v| verify_rounded(v, 2)),
+    rounded("kernel.sqrt", "√x computed exactly, rounded once to the result format.", 1, |v| verify_rounded(v, 1)),
+    rounded("kernel.max", "The larger of a and b (NaN if either is), rounded once to the result format.", 2, |v| verify_rounded(v, 2)),
+    rounded("kernel.min", "The smaller of a and b (NaN if either is), rounded once to the result format.", 2, |v| verify_rounded(v, 2)),
+    rounded("kernel.exp", "e^x: the reference f64 value (libm crate), rounded once to the result format.", 1, |v| verify_rounded(v, 1)),
+    rounded("kernel.tanh", "tanh x: the reference f64 value (libm crate), rounded once to the result format.", 1, |v| verify_rounded(v, 1)),
+    rounded("kernel.sigmoid", "1/(1+e^−x): the reference f64 value, rounded once to the result format.", 1, |v| verify_rounded(v, 1)),
+    rounded("kernel.gelu", "x·Φ(x): the reference f64 value (erf form), rounded once to the result format.", 1, |v| verify_rounded(v, 1)),
 ];
 
 fn index_operand(v: &OpView<'_>, i: usize, what: &str) -> Result<(), Failure> {
@@ -327,12 +381,42 @@ fn verify_accumulate(v: &OpView<'_>) -> Result<(), Failure> {
     }
     let stochastic = v.rounding("round").is_some_and(Rounding::is_stochastic) || chunk.is_some_and(|c| c.rounding.is_stochastic());
     draw(v, 3, stochastic)?;
+    term_region(v, |t| t.is_number(), "scalar term")
+}
+
+/// The region of a reduction: one index argument `k`; yields the term, optionally followed
+/// by an index `keep` (0 skips the term: no addition, no draw).
+fn term_region(v: &OpView<'_>, term_ok: impl Fn(&Type) -> bool, what: &str) -> Result<(), Failure> {
     let block = v.region_block(0)?;
     if v.block_arg_types(block) != [&Type::Index] {
         return fail("the region takes one index argument, the term's position k");
     }
     match v.yielded(block)?.as_slice() {
-        [t] if t.is_number() => Ok(()),
-        other => fail(format!("the region must yield one scalar term, not {}", show_types(other))),
+        [t] | [t, Type::Index] if term_ok(t) => Ok(()),
+        other => fail_hint(format!("the region must yield one {what}, not {}", show_types(other)), "yield the term, optionally followed by an index: 0 skips it"),
     }
+}
+
+fn verify_reduce_max(v: &OpView<'_>) -> Result<(), Failure> {
+    index_operand(v, 0, "the lower bound")?;
+    index_operand(v, 1, "the upper bound")?;
+    let f = v.result_scalar(0)?;
+    if v.operand(2) != v.result(0) {
+        return fail(format!("the initial value has type `{}` but the result is `{f}`", v.operand(2)));
+    }
+    term_region(v, |t| *t == Type::Scalar(f), &format!("`{f}` term"))
+}
+
+fn verify_select(v: &OpView<'_>) -> Result<(), Failure> {
+    index_operand(v, 0, "the condition")?;
+    if v.operand(1) != v.operand(2) || v.operand(1) != v.result(0) {
+        return fail(format!("both choices and the result must have one type, not `{}`, `{}` -> `{}`", v.operand(1), v.operand(2), v.result(0)));
+    }
+    Ok(())
+}
+
+fn verify_from_index(v: &OpView<'_>) -> Result<(), Failure> {
+    index_operand(v, 0, "the index")?;
+    draw(v, 1, v.rounding("round").is_some_and(Rounding::is_stochastic))?;
+    rounded_result(v).map(drop)
 }

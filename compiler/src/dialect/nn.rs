@@ -1,19 +1,24 @@
 //! The `nn` dialect: network-level ops, what the language lowers to. Each op computes its
 //! result exactly from its operands and rounds once to the result format (with `round`,
 //! default `nearest`), except the contractions, whose rounding is fixed by `#arith`.
-//! Shapes are row-major; images are NCHW; weights of `nn.dense` are `[K, N]`.
+//! Shapes are row-major and follow the language's layout: images are NHWC, weights are
+//! `[out, in]` (`nn.dense` `[N, K]`, `nn.conv2d` `[O, KH, KW, C/groups]`), per-channel
+//! statistics index the last axis. [`result_dims`] gives each op's result shape from its
+//! operands: the verifier checks it and the `infer` pass uses it to refine `?` dimensions.
 
 use super::check::*;
 use super::{opt, req, Arity, AttrDef, OpDef, OpView, ROUND_OPT};
 use crate::ir::{AttrKind, Dim, TensorType};
 
 const ARITH: [AttrDef; 1] = [req("arith", AttrKind::Arith)];
-const CONV_ATTRS: [AttrDef; 4] = [
+const CONV_ATTRS: [AttrDef; 5] = [
     req("arith", AttrKind::Arith),
     opt("stride", AttrKind::IntArray),
     opt("padding", AttrKind::IntArray),
+    opt("dilation", AttrKind::IntArray),
     opt("groups", AttrKind::Int),
 ];
+const REDUCE_ATTRS: [AttrDef; 2] = [req("epsilon", AttrKind::Float), req("arith", AttrKind::Arith)];
 const POOL_ATTRS: [AttrDef; 3] =
     [req("window", AttrKind::IntArray), opt("stride", AttrKind::IntArray), opt("padding", AttrKind::IntArray)];
 const AVGPOOL_ATTRS: [AttrDef; 4] = [
@@ -39,27 +44,34 @@ const fn unary(name: &'static str, summary: &'static str) -> OpDef {
 pub const OPS: &[OpDef] = &[
     OpDef {
         name: "nn.param",
-        summary: "A named parameter (weight) of the model, loaded at run time.",
+        summary: "A named parameter (weight) of the model: its master copy, started by the `init` recipe or loaded.",
         operands: Arity::Exactly(0),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("name", AttrKind::Str)],
+        attrs: &[req("name", AttrKind::Str), opt("init", AttrKind::Dict)],
         terminator: false,
         verify: verify_param,
     },
     OpDef {
         name: "nn.constant",
-        summary: "A constant tensor: `value` lists every element row-major, or one element for all.",
+        summary: "A constant tensor: `value` lists every element (or one for all), or `init` generates them (a folded parameter).",
         operands: Arity::Exactly(0),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("value", AttrKind::FloatArray)],
+        attrs: &[
+            opt("value", AttrKind::FloatArray),
+            opt("init", AttrKind::Dict),
+            opt("name", AttrKind::Str),
+            opt("digest", AttrKind::Str),
+            opt("round", AttrKind::Rounding),
+            opt("stream", AttrKind::Int),
+        ],
         terminator: false,
         verify: verify_constant,
     },
     OpDef {
         name: "nn.dense",
-        summary: "x[..., K] · w[K, N] (+ b[N]) -> [..., N], rounded as `arith` says.",
+        summary: "x[..., K] · w[N, K]ᵀ (+ b[N]) -> [..., N], rounded as `arith` says.",
         operands: Arity::Between(2, 3),
         results: Arity::Exactly(1),
         regions: 0,
@@ -69,7 +81,7 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.matmul",
-        summary: "a[B..., M, K] · b[B..., K, N] -> [B..., M, N], rounded as `arith` says.",
+        summary: "a[A..., M, K] · b[B..., K, N] -> [broadcast(A, B)..., M, N], rounded as `arith` says.",
         operands: Arity::Exactly(2),
         results: Arity::Exactly(1),
         regions: 0,
@@ -79,7 +91,7 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.conv2d",
-        summary: "2-D convolution x[N, C, H, W] * w[O, C/groups, KH, KW] (+ b[O]) -> [N, O, OH, OW].",
+        summary: "2-D convolution x[N, H, W, C] * w[O, KH, KW, C/groups] (+ b[O]) -> [N, OH, OW, O].",
         operands: Arity::Between(2, 3),
         results: Arity::Exactly(1),
         regions: 0,
@@ -89,7 +101,7 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.maxpool2d",
-        summary: "Maximum over windows of x[N, C, H, W] (exact: no rounding).",
+        summary: "Maximum over windows of x[N, H, W, C] (exact: no rounding).",
         operands: Arity::Exactly(1),
         results: Arity::Exactly(1),
         regions: 0,
@@ -99,7 +111,7 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.avgpool2d",
-        summary: "Mean over windows of x[N, C, H, W]: a sum in the accumulator, then a division.",
+        summary: "Mean over windows of x[N, H, W, C]: a sum in the accumulator, then a division.",
         operands: Arity::Exactly(1),
         results: Arity::Exactly(1),
         regions: 0,
@@ -111,6 +123,16 @@ pub const OPS: &[OpDef] = &[
     unary("nn.sigmoid", "1 / (1 + e^-x)."),
     unary("nn.tanh", "tanh(x)."),
     unary("nn.gelu", "x·Φ(x) (the exact erf form)."),
+    OpDef {
+        name: "nn.pact",
+        summary: "min(max(x, 0), alpha) with a learnable bound alpha (a tensor of one element).",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ROUND_OPT,
+        terminator: false,
+        verify: verify_pact,
+    },
     OpDef {
         name: "nn.leaky_relu",
         summary: "x if x ≥ 0, else alpha·x.",
@@ -127,17 +149,17 @@ pub const OPS: &[OpDef] = &[
         operands: Arity::Exactly(1),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("axis", AttrKind::Int), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        attrs: &[req("axis", AttrKind::Int), req("arith", AttrKind::Arith)],
         terminator: false,
         verify: verify_softmax,
     },
     OpDef {
         name: "nn.batchnorm",
-        summary: "Inference batch norm of x[N, C, ...]: (x − mean)/√(var + epsilon)·scale + shift, per channel.",
+        summary: "Inference batch norm of x[..., C]: (x − mean)/√(var + epsilon)·scale + shift, per channel (last axis).",
         operands: Arity::Exactly(5),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("epsilon", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        attrs: &[req("epsilon", AttrKind::Float), req("arith", AttrKind::Arith), opt("momentum", AttrKind::Float)],
         terminator: false,
         verify: verify_batchnorm,
     },
@@ -147,7 +169,7 @@ pub const OPS: &[OpDef] = &[
         operands: Arity::Exactly(3),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("epsilon", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        attrs: &REDUCE_ATTRS,
         terminator: false,
         verify: verify_layernorm,
     },
@@ -251,6 +273,7 @@ pub const OPS: &[OpDef] = &[
             req("arith", AttrKind::Arith),
             opt("stride", AttrKind::IntArray),
             opt("padding", AttrKind::IntArray),
+            opt("dilation", AttrKind::IntArray),
             opt("groups", AttrKind::Int),
             req("clip", AttrKind::FloatArray),
         ],
@@ -316,37 +339,115 @@ fn all_fixed(t: &TensorType, what: &str) -> Result<(), Failure> {
     }
 }
 
+/// The result shape an `nn` op computes from its operands and attributes, or `None` for ops
+/// whose result type is not determined by them (`nn.param`, `nn.constant`, `nn.reshape`).
+/// The verifier checks results against it; the `infer` pass refines `?` dimensions with it.
+pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
+    let dims = match v.name() {
+        "nn.dense" | "nn.fused_dense" => dense_dims(v),
+        "nn.matmul" => matmul_dims(v),
+        "nn.conv2d" | "nn.fused_conv2d" => conv2d_dims(v),
+        "nn.maxpool2d" | "nn.avgpool2d" => pool_dims(v),
+        "nn.add" | "nn.mul" => broadcast_dims(v),
+        "nn.flatten" => flatten_dims(v),
+        "nn.transpose" => transpose_dims(v),
+        "nn.concat" => concat_dims(v),
+        "nn.batchnorm" => batchnorm_dims(v),
+        "nn.layernorm" => layernorm_dims(v),
+        "nn.softmax" => softmax_dims(v),
+        "nn.pact" => pact_dims(v),
+        "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
+            v.tensor(0, "the input").map(|x| x.dims.clone())
+        }
+        _ => return None,
+    };
+    Some(dims)
+}
+
+/// Checks the result shape against [`result_dims`].
+fn shaped(v: &OpView<'_>) -> Result<(), Failure> {
+    if let Some(dims) = result_dims(v) {
+        expect_dims(v.result_tensor(0)?, &dims?)?;
+    }
+    Ok(())
+}
+
+/// The result of an op that computes new values: an element-wise format (a scaled result
+/// is computed in an element-wise format and then quantized with `q.quantize`).
+fn computed_format(v: &OpView<'_>) -> Result<(), Failure> {
+    let f = v.result_tensor(0)?.format;
+    if f.is_elementwise() {
+        Ok(())
+    } else {
+        fail_hint(
+            format!("the result format `{f}` is not element-wise"),
+            "compute in an element-wise format (the accumulator's, or fp32) and round to a scaled format with `q.quantize`",
+        )
+    }
+}
+
 fn verify_param(v: &OpView<'_>) -> Result<(), Failure> {
-    all_fixed(v.result_tensor(0)?, "a parameter")
+    let t = v.result_tensor(0)?;
+    all_fixed(t, "a parameter")?;
+    if let Some(crate::ir::Attr::Dict(d)) = v.attr("init") {
+        crate::init::Recipe::from_dict(d).map_err(|e| Failure { message: format!("`init`: {e}"), hint: None })?;
+    }
+    Ok(())
 }
 
 fn verify_constant(v: &OpView<'_>) -> Result<(), Failure> {
     let t = v.result_tensor(0)?;
     all_fixed(t, "a constant")?;
-    let n = t.static_len().unwrap_or(u64::MAX);
-    let given = match v.attr("value") {
-        Some(crate::ir::Attr::Array(items)) => items.len() as u64,
-        _ => 0,
-    };
-    if given == 1 || given == n {
-        Ok(())
-    } else {
-        fail_hint(format!("`value` has {given} elements but the result holds {n}"), "give every element, or one for all")
+    match (v.attr("value"), v.attr("init")) {
+        (Some(crate::ir::Attr::Array(items)), None) => {
+            let n = t.static_len().unwrap_or(u64::MAX);
+            let given = items.len() as u64;
+            if given != 1 && given != n {
+                return fail_hint(format!("`value` has {given} elements but the result holds {n}"), "give every element, or one for all");
+            }
+            if ["round", "stream", "digest"].iter().any(|a| v.attr(a).is_some()) {
+                return fail("`round`, `stream` and `digest` belong to a constant generated by `init`");
+            }
+            Ok(())
+        }
+        (None, Some(crate::ir::Attr::Dict(d))) => {
+            let recipe = crate::init::Recipe::from_dict(d).map_err(|e| Failure { message: format!("`init`: {e}"), hint: None })?;
+            if !recipe.is_generated() {
+                return fail_hint("a constant cannot be loaded from a file", "keep a loaded tensor as `nn.param`");
+            }
+            if !matches!(v.attr("digest"), Some(crate::ir::Attr::Str(s)) if crate::init::is_digest(s)) {
+                return fail_hint("a generated constant needs its `digest`", "`digest = \"fnv1a64:<16 hex digits>\"` of its values");
+            }
+            check_round_attr(v)
+        }
+        _ => fail_hint("a constant has exactly one of `value` and `init`", "list the values, or give the recipe that generates them"),
     }
 }
 
 fn verify_elementwise_unary(v: &OpView<'_>) -> Result<(), Failure> {
-    let x = v.tensor(0, "the input")?;
-    let y = v.result_tensor(0)?;
-    expect_dims(y, &x.dims)?;
+    shaped(v)?;
+    computed_format(v)?;
     check_round_attr(v)
 }
 
+fn pact_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let alpha = v.tensor(1, "alpha")?;
+    if alpha.static_len() != Some(1) {
+        return fail(format!("alpha must hold one element, not shape {}", show_dims(&alpha.dims)));
+    }
+    Ok(v.tensor(0, "the input")?.dims.clone())
+}
+
+fn verify_pact(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_elementwise_unary(v)
+}
+
+fn broadcast_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    broadcast(&v.tensor(0, "the left operand")?.dims, &v.tensor(1, "the right operand")?.dims)
+}
+
 fn verify_broadcast_binary(v: &OpView<'_>) -> Result<(), Failure> {
-    let a = v.tensor(0, "the left operand")?;
-    let b = v.tensor(1, "the right operand")?;
-    expect_dims(v.result_tensor(0)?, &broadcast(&a.dims, &b.dims)?)?;
-    check_round_attr(v)
+    verify_elementwise_unary(v)
 }
 
 /// Shared by the contractions: the contracted length of both sides must agree.
@@ -365,62 +466,76 @@ fn arith(v: &OpView<'_>) -> Result<(), Failure> {
     }
 }
 
+/// `#arith` of a reduction (pooling, normalisation, softmax): sums only, in `acc`.
+fn reduction_arith(v: &OpView<'_>) -> Result<(), Failure> {
+    arith(v)?;
+    match v.arith() {
+        Some(a) if a.mul.is_some() || a.fma || a.chunk.is_some() => {
+            fail_hint("this reduction multiplies nothing and is not chunked", "write `#arith<mul=exact, acc=F @ R>` (optionally `out=`)")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn bias(v: &OpView<'_>, index: usize, channels: Dim) -> Result<(), Failure> {
     if v.operand_count() <= index {
         return Ok(());
     }
     let b = v.tensor(index, "the bias")?;
-    if b.dims != [channels] {
+    if b.rank() != 1 || !dims_agree(b.dims[0], channels) {
         return fail(format!("the bias should have shape {channels}, not {}", show_dims(&b.dims)));
     }
     Ok(())
 }
 
-fn verify_dense(v: &OpView<'_>) -> Result<(), Failure> {
+fn dense_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = v.tensor(0, "the input")?;
     let w = v.tensor(1, "the weight")?;
     let Some((&k, batch)) = x.dims.split_last() else {
         return fail("the input of `nn.dense` needs at least one axis");
     };
-    let [wk, n] = w.dims[..] else {
-        return fail_hint(format!("the weight must have rank 2, not {}", w.rank()), "the weight is [K, N]");
+    let [n, wk] = w.dims[..] else {
+        return fail_hint(format!("the weight must have rank 2, not {}", w.rank()), "the weight is [N, K] (out, in)");
     };
     contracted(k, wk)?;
     bias(v, 2, n)?;
     let mut out = batch.to_vec();
     out.push(n);
-    expect_dims(v.result_tensor(0)?, &out)?;
+    Ok(out)
+}
+
+fn verify_dense(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    computed_format(v)?;
     arith(v)
+}
+
+fn matmul_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let a = v.tensor(0, "the left operand")?;
+    let b = v.tensor(1, "the right operand")?;
+    if a.rank() < 2 || b.rank() < 2 {
+        return fail(format!("`nn.matmul` needs operands of rank ≥ 2, not {} and {}", a.rank(), b.rank()));
+    }
+    let (ra, rb) = (a.rank(), b.rank());
+    contracted(a.dims[ra - 1], b.dims[rb - 2])?;
+    let mut out = broadcast(&a.dims[..ra - 2], &b.dims[..rb - 2])?;
+    out.extend([a.dims[ra - 2], b.dims[rb - 1]]);
+    Ok(out)
 }
 
 fn verify_matmul(v: &OpView<'_>) -> Result<(), Failure> {
-    let a = v.tensor(0, "the left operand")?;
-    let b = v.tensor(1, "the right operand")?;
-    if a.rank() < 2 || a.rank() != b.rank() {
-        return fail(format!("`nn.matmul` needs operands of the same rank ≥ 2, not {} and {}", a.rank(), b.rank()));
-    }
-    let r = a.rank();
-    if a.dims[..r - 2] != b.dims[..r - 2] {
-        return fail(format!(
-            "the batch dimensions differ: {} against {}",
-            show_dims(&a.dims[..r - 2]),
-            show_dims(&b.dims[..r - 2])
-        ));
-    }
-    contracted(a.dims[r - 1], b.dims[r - 2])?;
-    let mut out = a.dims[..r - 1].to_vec();
-    out.push(b.dims[r - 1]);
-    expect_dims(v.result_tensor(0)?, &out)?;
-    arith(v)
+    verify_dense(v)
 }
 
-/// Output size of a sliding window along one axis.
-fn window_out(input: Dim, window: u64, stride: u64, pad: u64) -> Result<Dim, Failure> {
-    match input {
-        Dim::Dynamic => Ok(Dim::Dynamic),
-        Dim::Fixed(h) => match pad.checked_mul(2).and_then(|p| p.checked_add(h)) {
-            Some(padded) if padded >= window => Ok(Dim::Fixed((padded - window) / stride + 1)),
-            Some(padded) => fail(format!("the window {window} is larger than the padded input {padded}")),
+/// Output size of a sliding window along one axis (the window spans `dilation·(k−1)+1`).
+pub(crate) fn window_out(input: Dim, window: u64, stride: u64, pad: u64, dilation: u64) -> Result<Dim, Failure> {
+    let span = window.checked_sub(1).and_then(|k| k.checked_mul(dilation)).and_then(|k| k.checked_add(1));
+    match (input, span) {
+        (Dim::Dynamic, _) => Ok(Dim::Dynamic),
+        (_, None) => fail(format!("the window {window} with dilation {dilation} is too large")),
+        (Dim::Fixed(h), Some(span)) => match pad.checked_mul(2).and_then(|p| p.checked_add(h)) {
+            Some(padded) if padded >= span => Ok(Dim::Fixed((padded - span) / stride + 1)),
+            Some(padded) => fail(format!("the window {span} is larger than the padded input {padded}")),
             None => fail(format!("the padding {pad} is too large")),
         },
     }
@@ -429,25 +544,43 @@ fn window_out(input: Dim, window: u64, stride: u64, pad: u64) -> Result<Dim, Fai
 fn rank4<'a>(v: &OpView<'a>, i: usize, what: &str) -> Result<&'a TensorType, Failure> {
     let t = v.tensor(i, what)?;
     if t.rank() != 4 {
-        return fail_hint(format!("{what} must have rank 4, not {}", t.rank()), "images are [N, C, H, W]");
+        return fail_hint(format!("{what} must have rank 4, not {}", t.rank()), "images are [N, H, W, C]; conv weights [O, KH, KW, C/groups]");
     }
     Ok(t)
 }
 
-fn verify_conv2d(v: &OpView<'_>) -> Result<(), Failure> {
+/// The window attributes of a convolution or pooling op.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub size: [u64; 2],
+    pub stride: [u64; 2],
+    pub padding: [u64; 2],
+    pub dilation: [u64; 2],
+}
+
+/// Reads `stride`, `padding`, `dilation` around a kernel of `size`; pooling strides default to the size.
+pub fn window(v: &OpView<'_>, size: [u64; 2], pooling: bool) -> Result<Window, Failure> {
+    Ok(Window {
+        size,
+        stride: positive_pair(v, "stride", if pooling { size } else { [1, 1] }, 1)?,
+        padding: positive_pair(v, "padding", [0, 0], 0)?,
+        dilation: positive_pair(v, "dilation", [1, 1], 1)?,
+    })
+}
+
+fn conv2d_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = rank4(v, 0, "the input")?;
     let w = rank4(v, 1, "the weight")?;
-    let stride = positive_pair(v, "stride", [1, 1], 1)?;
-    let pad = positive_pair(v, "padding", [0, 0], 0)?;
     let groups = v.int("groups").unwrap_or(1);
     if groups < 1 {
         return fail(format!("`groups` must be at least 1, not {groups}"));
     }
-    let (Dim::Fixed(kh), Dim::Fixed(kw)) = (w.dims[2], w.dims[3]) else {
+    let (Dim::Fixed(kh), Dim::Fixed(kw)) = (w.dims[1], w.dims[2]) else {
         return fail("the kernel size must be static");
     };
-    if let (Dim::Fixed(c), Dim::Fixed(wc)) = (x.dims[1], w.dims[1]) {
-        if c != wc * groups as u64 {
+    let win = window(v, [kh, kw], false)?;
+    if let (Dim::Fixed(c), Dim::Fixed(wc)) = (x.dims[3], w.dims[3]) {
+        if c != wc.saturating_mul(groups as u64) {
             return fail(format!("the input has {c} channels but the weight expects {wc}·{groups} (channels per group · groups)"));
         }
     }
@@ -457,43 +590,54 @@ fn verify_conv2d(v: &OpView<'_>) -> Result<(), Failure> {
         }
     }
     bias(v, 2, w.dims[0])?;
-    let out = [x.dims[0], w.dims[0], window_out(x.dims[2], kh, stride[0], pad[0])?, window_out(x.dims[3], kw, stride[1], pad[1])?];
-    expect_dims(v.result_tensor(0)?, &out)?;
-    arith(v)
+    Ok(vec![
+        x.dims[0],
+        window_out(x.dims[1], kh, win.stride[0], win.padding[0], win.dilation[0])?,
+        window_out(x.dims[2], kw, win.stride[1], win.padding[1], win.dilation[1])?,
+        w.dims[0],
+    ])
+}
+
+fn verify_conv2d(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_dense(v)
 }
 
 fn pool_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = rank4(v, 0, "the input")?;
-    let window = positive_pair(v, "window", [1, 1], 1)?;
-    let stride = positive_pair(v, "stride", window, 1)?;
-    let pad = positive_pair(v, "padding", [0, 0], 0)?;
+    let size = positive_pair(v, "window", [1, 1], 1)?;
+    let win = window(v, size, true)?;
+    if v.attr("dilation").is_some() {
+        return fail("pooling has no dilation");
+    }
     Ok(vec![
         x.dims[0],
-        x.dims[1],
-        window_out(x.dims[2], window[0], stride[0], pad[0])?,
-        window_out(x.dims[3], window[1], stride[1], pad[1])?,
+        window_out(x.dims[1], size[0], win.stride[0], win.padding[0], 1)?,
+        window_out(x.dims[2], size[1], win.stride[1], win.padding[1], 1)?,
+        x.dims[3],
     ])
 }
 
 fn verify_maxpool(v: &OpView<'_>) -> Result<(), Failure> {
-    let y = v.result_tensor(0)?;
-    expect_dims(y, &pool_dims(v)?)?;
-    same_format(v.tensor(0, "the input")?, y)
+    shaped(v)?;
+    same_format(v.tensor(0, "the input")?, v.result_tensor(0)?)
 }
 
 fn verify_avgpool(v: &OpView<'_>) -> Result<(), Failure> {
-    expect_dims(v.result_tensor(0)?, &pool_dims(v)?)?;
-    arith(v)?;
-    if v.arith().is_some_and(|a| a.mul.is_some() || a.fma) {
-        return fail_hint("average pooling multiplies nothing", "write `mul=exact` without `fma`");
-    }
-    Ok(())
+    shaped(v)?;
+    computed_format(v)?;
+    reduction_arith(v)
+}
+
+fn softmax_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let x = v.tensor(0, "the input")?;
+    axis(v.int("axis").unwrap_or(0), x.rank())?;
+    Ok(x.dims.clone())
 }
 
 fn verify_softmax(v: &OpView<'_>) -> Result<(), Failure> {
-    let x = v.tensor(0, "the input")?;
-    axis(v.int("axis").unwrap_or(0), x.rank())?;
-    verify_elementwise_unary(v)
+    shaped(v)?;
+    computed_format(v)?;
+    reduction_arith(v)
 }
 
 fn per_channel(v: &OpView<'_>, index: usize, what: &str, channels: Dim) -> Result<(), Failure> {
@@ -505,45 +649,55 @@ fn per_channel(v: &OpView<'_>, index: usize, what: &str, channels: Dim) -> Resul
     }
 }
 
-fn verify_batchnorm(v: &OpView<'_>) -> Result<(), Failure> {
+fn batchnorm_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = v.tensor(0, "the input")?;
-    if x.rank() < 2 {
-        return fail("batch norm needs an input [N, C, ...] of rank ≥ 2");
-    }
+    let Some(&c) = x.dims.last() else { return fail("batch norm needs an input [..., C] with at least one axis") };
     for (i, what) in [(1, "the scale"), (2, "the shift"), (3, "the mean"), (4, "the variance")] {
-        per_channel(v, i, what, x.dims[1])?;
+        per_channel(v, i, what, c)?;
     }
-    expect_dims(v.result_tensor(0)?, &x.dims)?;
-    check_round_attr(v)
+    Ok(x.dims.clone())
 }
 
-fn verify_layernorm(v: &OpView<'_>) -> Result<(), Failure> {
+fn verify_batchnorm(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    computed_format(v)?;
+    reduction_arith(v)
+}
+
+fn layernorm_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = v.tensor(0, "the input")?;
     let Some(&last) = x.dims.last() else { return fail("layer norm needs an input with at least one axis") };
     per_channel(v, 1, "gamma", last)?;
     per_channel(v, 2, "beta", last)?;
-    expect_dims(v.result_tensor(0)?, &x.dims)?;
-    check_round_attr(v)
+    Ok(x.dims.clone())
+}
+
+fn verify_layernorm(v: &OpView<'_>) -> Result<(), Failure> {
+    verify_batchnorm(v)
 }
 
 fn product(dims: &[Dim]) -> Dim {
-    dims.iter().try_fold(1u64, |n, d| match d {
-        Dim::Fixed(k) => n.checked_mul(*k),
-        Dim::Dynamic => None,
-    })
-    .map_or(Dim::Dynamic, Dim::Fixed)
+    dims.iter()
+        .try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        })
+        .map_or(Dim::Dynamic, Dim::Fixed)
 }
 
-fn verify_flatten(v: &OpView<'_>) -> Result<(), Failure> {
+fn flatten_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = v.tensor(0, "the input")?;
     let raw = v.int("axis").unwrap_or(1);
     if raw < 0 || raw as usize > x.rank() {
         return fail(format!("`axis` must be 0 to {}, not {raw}", x.rank()));
     }
     let a = raw as usize;
-    let y = v.result_tensor(0)?;
-    expect_dims(y, &[product(&x.dims[..a]), product(&x.dims[a..])])?;
-    same_format(x, y)
+    Ok(vec![product(&x.dims[..a]), product(&x.dims[a..])])
+}
+
+fn verify_flatten(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    same_format(v.tensor(0, "the input")?, v.result_tensor(0)?)
 }
 
 fn verify_reshape(v: &OpView<'_>) -> Result<(), Failure> {
@@ -560,7 +714,7 @@ fn verify_reshape(v: &OpView<'_>) -> Result<(), Failure> {
     same_format(x, y)
 }
 
-fn verify_transpose(v: &OpView<'_>) -> Result<(), Failure> {
+fn transpose_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let x = v.tensor(0, "the input")?;
     let perm = v.attr("perm").and_then(|a| a.as_int_array()).unwrap_or_default();
     let mut seen = vec![false; x.rank()];
@@ -573,29 +727,38 @@ fn verify_transpose(v: &OpView<'_>) -> Result<(), Failure> {
     if perm.len() != x.rank() {
         return fail(format!("`perm` must be a permutation of 0..{}, not {:?}", x.rank(), perm));
     }
-    let y = v.result_tensor(0)?;
-    let dims: Vec<Dim> = perm.iter().map(|&p| x.dims[p as usize]).collect();
-    expect_dims(y, &dims)?;
-    same_format(x, y)
+    Ok(perm.iter().map(|&p| x.dims[p as usize]).collect())
 }
 
-fn verify_concat(v: &OpView<'_>) -> Result<(), Failure> {
+fn verify_transpose(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    same_format(v.tensor(0, "the input")?, v.result_tensor(0)?)
+}
+
+fn concat_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let first = v.tensor(0, "the first input")?;
     let a = axis(v.int("axis").unwrap_or(0), first.rank())?;
-    let y = v.result_tensor(0)?;
     let mut total = Some(0u64);
     for i in 0..v.operand_count() {
         let t = v.tensor(i, "an input")?;
         if t.rank() != first.rank() || t.dims.iter().zip(&first.dims).enumerate().any(|(j, (p, q))| j != a && !dims_agree(*p, *q)) {
             return fail(format!("input #{i} has shape {} which does not match {} outside axis {a}", show_dims(&t.dims), show_dims(&first.dims)));
         }
-        same_format(t, y)?;
         total = match (total, t.dims[a]) {
-            (Some(n), Dim::Fixed(k)) => Some(n + k),
+            (Some(n), Dim::Fixed(k)) => n.checked_add(k),
             _ => None,
         };
     }
     let mut dims = first.dims.clone();
     dims[a] = total.map_or(Dim::Dynamic, Dim::Fixed);
-    expect_dims(y, &dims)
+    Ok(dims)
+}
+
+fn verify_concat(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    let y = v.result_tensor(0)?;
+    for i in 0..v.operand_count() {
+        same_format(v.tensor(i, "an input")?, y)?;
+    }
+    Ok(())
 }

@@ -235,11 +235,12 @@ fn fuse_bias(egraph: &FusionGraph, id: Id) -> Vec<Build> {
 }
 
 /// The bias operand for a contraction of result type `t` from the add's other operand `b`:
-/// dense takes `[N]` as it is; conv2d takes `[O, 1, 1]` or `[1, O, 1, 1]` (what broadcasts
-/// over `[N, O, H, W]` per channel) reshaped to `[O]` — a reshape moves values, exactly.
+/// `[N]` (dense) or `[O]` (conv2d, channels last) as it is; conv2d also takes `[1, 1, O]` or
+/// `[1, 1, 1, O]` (what broadcasts over `[N, H, W, O]` per channel) reshaped to `[O]` — a
+/// reshape moves values, exactly.
 fn bias_operand(egraph: &FusionGraph, contraction: &str, t: &TensorType, b: Id) -> Option<Build> {
     let bt = tensor(class_type(egraph, b))?;
-    let channels = if contraction == "nn.dense" { *t.dims.last()? } else { t.dims.get(1).copied()? };
+    let channels = *t.dims.last()?;
     if let Dim::Dynamic = channels {
         return None;
     }
@@ -247,7 +248,7 @@ fn bias_operand(egraph: &FusionGraph, contraction: &str, t: &TensorType, b: Id) 
         return Some(Build::Class(b));
     }
     let one = Dim::Fixed(1);
-    let per_channel = contraction == "nn.conv2d" && (bt.dims == [channels, one, one] || bt.dims == [one, channels, one, one]);
+    let per_channel = contraction == "nn.conv2d" && (bt.dims == [one, one, channels] || bt.dims == [one, one, one, channels]);
     per_channel.then(|| Build::Op {
         name: "nn.reshape",
         attrs: BTreeMap::new(),
