@@ -25,3 +25,20 @@ fn every_example_lowers_to_valid_nn_that_round_trips() {
         insta::assert_snapshot!(text);
     });
 }
+
+#[test]
+fn every_example_lowers_to_valid_kernel_ir() {
+    use qc_compiler::pass::{parse_pipeline, PassManager, PassOptions};
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        let mut module = lower(&source, &name);
+        let options = PassOptions { verify_each: true, ..PassOptions::default() };
+        PassManager::new(parse_pipeline("lower-kernel,chunking,cse,dce").unwrap(), options).run(&mut module).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = print_module(&module);
+        let again = parse_module(&text).unwrap_or_else(|d| panic!("{}", d.render(&name, &text)));
+        assert_eq!(print_module(&again), text, "{name}");
+        if name.ends_with("mlp.qnn") { println!("{text}"); }
+    }
+}

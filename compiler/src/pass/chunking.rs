@@ -2,7 +2,7 @@
 //!
 //! 1. With the option `chunk=N`, every accumulation provably longer than N terms that has no
 //!    chunk of its own gets one of N terms, whose chunk sums use the accumulator's format and
-//!    rounding: `nn.dense`, `nn.matmul` and `nn.conv2d` in their `#arith` (the length is the
+//!    rounding: `nn.dense`, `nn.matmul` and `nn.conv2d` (and their fused forms) in their `#arith` (the length is the
 //!    contracted dimension, C/groups·KH·KW for a convolution), `kernel.accumulate` in its
 //!    `chunk` attribute (when both bounds are `kernel.index` constants). An op's own chunk
 //!    always wins over the module-wide option.
@@ -71,8 +71,8 @@ fn reduction_length(module: &Module, op: OpId) -> Option<u64> {
     let o = &module.ops[op];
     let tensor = |i: usize| o.operands.get(i).and_then(|v| module.ty(*v).as_tensor());
     match o.name() {
-        "nn.dense" | "nn.matmul" => tensor(0).and_then(|t| t.dims.last().copied()).and_then(fixed),
-        "nn.conv2d" => tensor(1).and_then(|w| w.dims.get(1..4).map(|d| d.to_vec())).and_then(|d| {
+        "nn.dense" | "nn.fused_dense" | "nn.matmul" => tensor(0).and_then(|t| t.dims.last().copied()).and_then(fixed),
+        "nn.conv2d" | "nn.fused_conv2d" => tensor(1).and_then(|w| w.dims.get(1..4).map(|d| d.to_vec())).and_then(|d| {
             d.into_iter().map(fixed).try_fold(1u64, |n, k| k.and_then(|k| n.checked_mul(k)))
         }),
         "kernel.accumulate" => {
@@ -97,7 +97,7 @@ fn set_module_chunk(module: &mut Module, op: OpId, n: u64) {
     }
     let o = &mut module.ops[op];
     match o.name() {
-        "nn.dense" | "nn.matmul" | "nn.conv2d" => {
+        "nn.dense" | "nn.fused_dense" | "nn.matmul" | "nn.conv2d" | "nn.fused_conv2d" => {
             if let Some(Attr::Arith(a)) = o.attrs.get_mut("arith") {
                 if a.chunk.is_none() {
                     a.chunk = Some(Chunk { size: n, format: a.acc.format, rounding: a.acc.rounding });

@@ -6,6 +6,7 @@ mod chunking;
 mod cse;
 mod dce;
 mod fusion;
+mod lower_kernel;
 pub mod manager;
 
 pub use manager::{PassManager, PassOptions, PipelineError, RunReport};
@@ -39,7 +40,7 @@ pub struct PassInfo {
 }
 
 /// Every pass, by name.
-pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO, fusion::INFO];
+pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO, fusion::INFO, lower_kernel::INFO];
 
 /// Named pipelines: `(name, pipeline text, description)`.
 pub const PIPELINES: &[(&str, &str, &str)] =

@@ -1,0 +1,286 @@
+//! Dot products and pooling. A contraction's output element is, in this order (spec/ir.md):
+//! `kernel.accumulate` over `k` of the products (exact `real`, or `kernel.mul` rounded to
+//! `mul`), from +0 in the accumulator (chunked per `#arith`), then `+ bias` rounded to the
+//! accumulator, then the rounding to the result format with `out`. Draw counters of a
+//! stochastic contraction with K terms: span `P = 3K + 2`; products at `base + k`, the
+//! accumulation from `base + K` (terms `+ k`, chunk sums `+ K + j`), bias `base + 3K`,
+//! output `base + 3K + 1`. The fused contractions (`nn.fused_dense`, `nn.fused_conv2d`) then
+//! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
+//! (each exact, the bounds being values of the result format; infinite bounds are omitted).
+
+use super::body::{Body, Rnd};
+use super::{draw_counter, error, generate, operand_type, result_type};
+use crate::dialect::nn::Window;
+use crate::ir::{Arith, Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
+use crate::pass::PassError;
+
+fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
+    match module.ops[op].attrs.get("arith") {
+        Some(Attr::Arith(a)) => Ok(*a),
+        _ => error(module, op, "`arith` is missing"),
+    }
+}
+
+fn fixed(module: &Module, op: OpId, d: Dim, what: &str) -> Result<u64, PassError> {
+    match d {
+        Dim::Fixed(n) => Ok(n),
+        Dim::Dynamic => error(module, op, format!("{what} must be static")),
+    }
+}
+
+fn pair(module: &Module, op: OpId, name: &str, default: [u64; 2]) -> [u64; 2] {
+    match module.ops[op].attrs.get(name).and_then(Attr::as_int_array).as_deref() {
+        Some(&[a, b]) => [a.max(0) as u64, b.max(0) as u64],
+        _ => default,
+    }
+}
+
+fn window(module: &Module, op: OpId, size: [u64; 2], pooling: bool) -> Window {
+    Window {
+        size,
+        stride: pair(module, op, "stride", if pooling { size } else { [1, 1] }),
+        padding: pair(module, op, "padding", [0, 0]),
+        dilation: pair(module, op, "dilation", [1, 1]),
+    }
+}
+
+/// Where term `k` reads its two factors: `(operand 0 indices, operand 1 indices, keep)`.
+type Factors = (Vec<ValueId>, Vec<ValueId>, Option<ValueId>);
+
+pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = arith_of(module, op)?;
+    let name = module.ops[op].name();
+    let operands = module.ops[op].operands.clone();
+    let (x, w, bias) = (operands[0], operands[1], operands.get(2).copied());
+    let (xt, wt, rt) = (operand_type(module, op, 0), operand_type(module, op, 1), result_type(module, op));
+    let clip: Option<Vec<f64>> = match module.ops[op].attrs.get("clip") {
+        Some(Attr::Array(items)) => items.iter().map(Attr::as_f64).collect(),
+        _ => None,
+    };
+    let name = name.trim_start_matches("nn.").trim_start_matches("fused_");
+    let k_len = match name {
+        "conv2d" => wt.dims[1..].iter().try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        }),
+        _ => match xt.dims.last() {
+            Some(Dim::Fixed(k)) => Some(*k),
+            _ => None,
+        },
+    };
+    let Some(k_len) = k_len else { return error(module, op, "the contracted length must be static") };
+    let conv = if name == "conv2d" {
+        let size = [fixed(module, op, wt.dims[1], "the kernel")?, fixed(module, op, wt.dims[2], "the kernel")?];
+        let groups = module.ops[op].attrs.get("groups").and_then(Attr::as_int).unwrap_or(1).max(1) as u64;
+        let o = fixed(module, op, wt.dims[0], "the output channels")?;
+        Some((window(module, op, size, false), groups, o))
+    } else {
+        None
+    };
+    let stochastic = arith.is_stochastic();
+    let stream = arith.stream.unwrap_or(0);
+    generate(module, op, |body, sizes| {
+        let span = 3 * k_len + 2;
+        let base = stochastic.then(|| draw_counter(body, sizes, span, 0));
+        let at = |body: &mut Body<'_>, offset: u64| base.map(|b| (stream, body.ix_const("kernel.index_add", b, offset)));
+        let mul = arith.mul.map(|m| (m, m.rounding.is_stochastic()));
+        let acc_draw = if arith.acc.rounding.is_stochastic() || arith.chunk.is_some_and(|c| c.rounding.is_stochastic()) { at(body, k_len) } else { None };
+        let acc = Rnd { format: arith.acc.format, rounding: arith.acc.rounding, draw: acc_draw };
+        let chunk = arith.chunk.map(|c| Chunk { size: c.size, format: c.format, rounding: c.rounding });
+        let idx = body.idx.clone();
+        let lo = body.index(0);
+        let hi = body.index(k_len);
+        let sum = body.accumulate(lo, hi, acc, chunk, |inner, k| {
+            let (xi, wi, keep) = match name {
+                "dense" => dense_factors(&idx, k),
+                "matmul" => matmul_factors(inner, &idx, k, &xt, &wt, rt.rank()),
+                _ => conv_factors(inner, &idx, k, &xt, &wt, conv.expect("a convolution has a window")),
+            };
+            let a = inner.load(x, xi);
+            let b = inner.load(w, wi);
+            let term = match mul {
+                None => inner.exact_mul(a, b),
+                Some((m, stochastic_mul)) => {
+                    let draw = base.filter(|_| stochastic_mul).map(|b| (stream, inner.ix("kernel.index_add", b, k)));
+                    inner.rounded("kernel.mul", vec![a, b], Rnd { format: m.format, rounding: m.rounding, draw })
+                }
+            };
+            (term, keep)
+        });
+        let mut value = sum;
+        if let Some(bias) = bias {
+            let n = *idx.last().expect("a contraction result has an axis");
+            let bv = body.load(bias, vec![n]);
+            let draw = if acc.rounding.is_stochastic() { at(body, 3 * k_len) } else { None };
+            value = body.rounded("kernel.add", vec![value, bv], Rnd { draw, ..acc });
+        }
+        let draw = if arith.out.is_stochastic() { at(body, 3 * k_len + 1) } else { None };
+        let mut y = body.round(value, Rnd { format: rt.format, rounding: arith.out, draw });
+        for (bound, op) in clip.iter().flatten().zip(["kernel.max", "kernel.min"]) {
+            if bound.is_finite() {
+                let c = body.constant(rt.format, *bound);
+                y = body.rounded(op, vec![y, c], Rnd::new(rt.format, qc_runtime::numerics::Rounding::Nearest));
+            }
+        }
+        Ok(y)
+    })
+}
+
+fn dense_factors(idx: &[ValueId], k: ValueId) -> Factors {
+    let (n, batch) = idx.split_last().expect("dense results have an axis");
+    let mut xi = batch.to_vec();
+    xi.push(k);
+    (xi, vec![*n, k], None)
+}
+
+/// Indices of a broadcast batch operand of type `t` for result indices `batch`.
+fn batch_indices(body: &mut Body<'_>, batch: &[ValueId], t: &TensorType) -> Vec<ValueId> {
+    let own = t.rank() - 2;
+    let skip = batch.len() - own;
+    (0..own).map(|j| if t.dims[j] == Dim::Fixed(1) { body.index(0) } else { batch[skip + j] }).collect()
+}
+
+fn matmul_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, at: &TensorType, bt: &TensorType, rank: usize) -> Factors {
+    let (m, n) = (idx[rank - 2], idx[rank - 1]);
+    let mut ai = batch_indices(body, &idx[..rank - 2], at);
+    ai.extend([m, k]);
+    let mut bi = batch_indices(body, &idx[..rank - 2], bt);
+    bi.extend([k, n]);
+    (ai, bi, None)
+}
+
+/// An input position along one spatial axis: `p = o·stride + t·dilation` in padded
+/// coordinates; returns the clamped index into the input and, with padding, whether `p`
+/// falls inside the input.
+fn spatial(body: &mut Body<'_>, o: ValueId, t: ValueId, stride: u64, dilation: u64, pad: u64, size: u64) -> (ValueId, Option<ValueId>) {
+    let os = body.ix_const("kernel.index_mul", o, stride);
+    let td = body.ix_const("kernel.index_mul", t, dilation);
+    let p = body.ix("kernel.index_add", os, td);
+    if pad == 0 {
+        return (p, None);
+    }
+    let end = body.index(size + pad);
+    let keep = body.in_range(p, pad, end);
+    let shifted = body.ix_const("kernel.index_sub", p, pad);
+    let clamped = body.ix_const("kernel.index_min", shifted, size - 1);
+    (clamped, Some(keep))
+}
+
+fn both(body: &mut Body<'_>, a: Option<ValueId>, b: Option<ValueId>) -> Option<ValueId> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(body.ix("kernel.index_mul", a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn conv_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, xt: &TensorType, wt: &TensorType, conv: (Window, u64, u64)) -> Factors {
+    let (win, groups, o_total) = conv;
+    let (n, oh, ow, o) = (idx[0], idx[1], idx[2], idx[3]);
+    let cg = match wt.dims[3] {
+        Dim::Fixed(c) => c,
+        Dim::Dynamic => 1,
+    };
+    let c = body.ix_const("kernel.index_rem", k, cg);
+    let t = body.ix_const("kernel.index_div", k, cg);
+    let kw = body.ix_const("kernel.index_rem", t, win.size[1]);
+    let kh = body.ix_const("kernel.index_div", t, win.size[1]);
+    let dim = |i: usize| match xt.dims[i] {
+        Dim::Fixed(s) => s,
+        Dim::Dynamic => 1,
+    };
+    let (ih, keep_h) = spatial(body, oh, kh, win.stride[0], win.dilation[0], win.padding[0], dim(1));
+    let (iw, keep_w) = spatial(body, ow, kw, win.stride[1], win.dilation[1], win.padding[1], dim(2));
+    let ci = if groups == 1 {
+        c
+    } else {
+        let g = body.ix_const("kernel.index_div", o, o_total / groups);
+        let first = body.ix_const("kernel.index_mul", g, cg);
+        body.ix("kernel.index_add", first, c)
+    };
+    let keep = both(body, keep_h, keep_w);
+    (vec![n, ih, iw, ci], vec![o, kh, kw, c], keep)
+}
+
+/// The window position `k` (row-major over the window) of output `(n, oh, ow, c)`: the
+/// input indices (clamped into the input) and whether the position is inside it.
+fn pool_position(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, win: Window, xt: &TensorType) -> (Vec<ValueId>, Option<ValueId>) {
+    let kw = body.ix_const("kernel.index_rem", k, win.size[1]);
+    let kh = body.ix_const("kernel.index_div", k, win.size[1]);
+    let dim = |i: usize| match xt.dims[i] {
+        Dim::Fixed(s) => s,
+        Dim::Dynamic => 1,
+    };
+    let (ih, keep_h) = spatial(body, idx[1], kh, win.stride[0], 1, win.padding[0], dim(1));
+    let (iw, keep_w) = spatial(body, idx[2], kw, win.stride[1], 1, win.padding[1], dim(2));
+    let keep = both(body, keep_h, keep_w);
+    (vec![idx[0], ih, iw, idx[3]], keep)
+}
+
+fn pool_window(module: &Module, op: OpId) -> Result<(Window, TensorType), PassError> {
+    let size = pair(module, op, "window", [1, 1]);
+    let xt = operand_type(module, op, 0);
+    fixed(module, op, xt.dims[1], "the input height")?;
+    fixed(module, op, xt.dims[2], "the input width")?;
+    Ok((window(module, op, size, true), xt))
+}
+
+/// The largest element of each window, exactly (`kernel.reduce_max` from the window's first
+/// position inside the input; padded positions are skipped).
+pub fn maxpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let (win, xt) = pool_window(module, op)?;
+    let x = module.ops[op].operands[0];
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let zero = body.index(0);
+        let (first, _) = pool_position(body, &idx, zero, win, &xt);
+        let init = body.load(x, first);
+        let hi = body.index(win.size[0] * win.size[1]);
+        Ok(body.reduce("kernel.reduce_max", zero, hi, init, Default::default(), None, |inner, k| {
+            let (at, keep) = pool_position(inner, &idx, k, win, &xt);
+            (inner.load(x, at), keep)
+        }))
+    })
+}
+
+/// The sum of the window's elements inside the input (row-major, in the accumulator), divided
+/// by their count (`kernel.from_index`, rounded to the accumulator) with the accumulator's
+/// rounding, then rounded to the result with `out`.
+pub fn avgpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = arith_of(module, op)?;
+    if arith.acc.rounding.is_stochastic() || arith.out.is_stochastic() {
+        return error(module, op, "stochastic rounding in average pooling is not supported by lower-kernel yet");
+    }
+    let (win, xt) = pool_window(module, op)?;
+    let rt = result_type(module, op);
+    let x = module.ops[op].operands[0];
+    let (h, w) = (fixed(module, op, xt.dims[1], "")?, fixed(module, op, xt.dims[2], "")?);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let lo = body.index(0);
+        let hi = body.index(win.size[0] * win.size[1]);
+        let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
+            let (at, keep) = pool_position(inner, &idx, k, win, &xt);
+            (inner.load(x, at), keep)
+        });
+        let count = if win.padding == [0, 0] {
+            body.index(win.size[0] * win.size[1])
+        } else {
+            let rows = valid_count(body, idx[1], win.stride[0], win.size[0], win.padding[0], h);
+            let cols = valid_count(body, idx[2], win.stride[1], win.size[1], win.padding[1], w);
+            body.ix("kernel.index_mul", rows, cols)
+        };
+        let count = body.rounded("kernel.from_index", vec![count], acc);
+        let mean = body.rounded("kernel.div", vec![sum, count], acc);
+        Ok(body.round(mean, Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// How many of the positions `o·stride + t`, `t < size`, fall inside `[pad, pad + n)`.
+fn valid_count(body: &mut Body<'_>, o: ValueId, stride: u64, size: u64, pad: u64, n: u64) -> ValueId {
+    let start = body.ix_const("kernel.index_mul", o, stride);
+    let end = body.ix_const("kernel.index_add", start, size);
+    let lo = body.ix_const("kernel.index_max", start, pad);
+    let hi = body.ix_const("kernel.index_min", end, pad + n);
+    body.ix("kernel.index_sub", hi, lo)
+}

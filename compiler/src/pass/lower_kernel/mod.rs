@@ -1,0 +1,130 @@
+//! `lower-kernel`: every `nn` op (and `q.quantize`/`q.dequantize` to element-wise formats)
+//! becomes a `kernel.generate` whose region computes one output element with every
+//! multiply, addition, chunk sum and rounding explicit, in the order spec/ir.md defines
+//! ("Lowering to kernel"). `nn.param`, `nn.constant` and quantizations to scaled formats
+//! (`q.quantize`, `q.scale`) stay: backends materialise and quantize whole tensors.
+//!
+//! Dynamic (`?`) result dimensions must be the same dynamic axis of the first operand (the
+//! batch). Stochastic roundings are supported in contractions and in single-rounding ops;
+//! the draw counter of element `e` (row-major) is `e·P + offset` (P and the offsets per op
+//! in the spec). Multi-step ops (pooling by average, softmax, batch and layer norm) with a
+//! stochastic rounding are rejected with an error.
+//!
+//! Modules: [`body`] builds regions; [`contract`] the dot products and pooling;
+//! [`pointwise`] element-wise and layout ops; [`reduce`] softmax and normalisation.
+
+mod body;
+mod contract;
+mod pointwise;
+mod reduce;
+
+use super::{Pass, PassArgs, PassError, PassInfo};
+use crate::ir::{Dim, Module, OpId, TensorType, Type, ValueId};
+use crate::lower::build::{At, Attrs, Builder};
+use body::Body;
+
+pub const INFO: PassInfo = PassInfo {
+    name: "lower-kernel",
+    description: "Lowers nn ops (and element-wise q ops) to kernel.generate regions with every rounding explicit.",
+    options: &[],
+    create: |_: &PassArgs| Ok(Box::new(LowerKernel)),
+};
+
+struct LowerKernel;
+
+impl Pass for LowerKernel {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+    fn description(&self) -> &'static str {
+        INFO.description
+    }
+    fn run(&self, module: &mut Module) -> Result<(), PassError> {
+        for op in module.all_ops() {
+            if module.ops[op].parent.is_some() {
+                lower_op(module, op)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn error<T>(module: &Module, op: OpId, message: impl std::fmt::Display) -> Result<T, PassError> {
+    Err(PassError { message: format!("`{}`: {message}", module.ops[op].name()) })
+}
+
+fn lower_op(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let name = module.ops[op].name();
+    match name {
+        "nn.dense" | "nn.matmul" | "nn.conv2d" | "nn.fused_dense" | "nn.fused_conv2d" => contract::contraction(module, op),
+        "nn.avgpool2d" => contract::avgpool(module, op),
+        "nn.maxpool2d" => contract::maxpool(module, op),
+        "nn.softmax" => reduce::softmax(module, op),
+        "nn.batchnorm" => reduce::batchnorm(module, op),
+        "nn.layernorm" => reduce::layernorm(module, op),
+        "nn.flatten" | "nn.reshape" => pointwise::reshape(module, op),
+        "nn.transpose" => pointwise::transpose(module, op),
+        "nn.concat" => pointwise::concat(module, op),
+        "q.quantize" if module.ops[op].operands.len() == 1 && result_type(module, op).format.is_elementwise() => pointwise::unary(module, op),
+        "q.dequantize" => pointwise::unary(module, op),
+        n if n.starts_with("nn.") && !matches!(n, "nn.param" | "nn.constant") => pointwise::unary(module, op),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn result_type(module: &Module, op: OpId) -> TensorType {
+    module.ty(module.ops[op].results[0]).as_tensor().expect("nn results are tensors").clone()
+}
+
+pub(crate) fn operand_type(module: &Module, op: OpId, i: usize) -> TensorType {
+    module.ty(module.ops[op].operands[i]).as_tensor().expect("nn operands are tensors").clone()
+}
+
+/// Replaces `op` by a `kernel.generate` of its result type whose region `element` builds
+/// (given the region's indices and the result's sizes as index values).
+pub(crate) fn generate(
+    module: &mut Module,
+    op: OpId,
+    element: impl FnOnce(&mut Body<'_>, &[ValueId]) -> Result<ValueId, PassError>,
+) -> Result<(), PassError> {
+    let result = module.ops[op].results[0];
+    let rt = result_type(module, op);
+    let span = module.ops[op].span.clone();
+    let first = module.ops[op].operands.first().copied();
+    let mut sizes = Vec::new();
+    for (axis, d) in rt.dims.iter().enumerate() {
+        if *d == Dim::Dynamic {
+            let Some(x) = first.filter(|x| module.ty(*x).as_tensor().is_some_and(|t| t.dims.get(axis) == Some(&Dim::Dynamic))) else {
+                return error(module, op, format!("result axis {axis} is dynamic but not the first operand's axis {axis}; specialise the sizes with `infer{{batch=N}}`"));
+            };
+            let mut b = Builder::new(module, At::Before(op), span.clone());
+            sizes.push(b.op("kernel.dim", vec![x], Type::Index, crate::lower::build::attrs([("axis", crate::ir::Attr::Int(axis as i64))])));
+        }
+    }
+    let (region, mut body) = Body::region(module, rt.rank(), span.clone());
+    let mut dynamic = sizes.iter();
+    let size_values: Vec<ValueId> = rt
+        .dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => body.index(*n),
+            Dim::Dynamic => *dynamic.next().expect("one size per dynamic axis"),
+        })
+        .collect();
+    let value = element(&mut body, &size_values)?;
+    body.finish(value);
+    let mut b = Builder::new(module, At::Before(op), span);
+    let generated = b.op_with_regions("kernel.generate", sizes, Type::Tensor(rt), Attrs::new(), vec![region]);
+    module.values[generated].name = module.values[result].name.take();
+    module.replace_all_uses(result, generated);
+    module.erase_op(op);
+    Ok(())
+}
+
+/// The draw counter `e·span + offset` of the element being generated (`e` row-major).
+pub(crate) fn draw_counter(body: &mut Body<'_>, sizes: &[ValueId], span: u64, offset: u64) -> ValueId {
+    let idx = body.idx.clone();
+    let lin = body.linear(&idx, sizes);
+    let scaled = body.ix_const("kernel.index_mul", lin, span);
+    body.ix_const("kernel.index_add", scaled, offset)
+}
