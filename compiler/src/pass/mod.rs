@@ -2,13 +2,16 @@
 //! pipelines, and the textual pipeline syntax `dce,cse,chunking{chunk=64}`. The
 //! [`manager`] runs a pipeline with verification, printing and timing.
 
+mod canonicalize;
 mod chunking;
 mod cse;
 mod dce;
 mod fusion;
+mod infer;
 mod lower_kernel;
 pub mod manager;
 
+pub use canonicalize::constant_values;
 pub use manager::{PassManager, PassOptions, PipelineError, RunReport};
 
 use crate::ir::Module;
@@ -40,11 +43,17 @@ pub struct PassInfo {
 }
 
 /// Every pass, by name.
-pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO, fusion::INFO, lower_kernel::INFO];
+pub const PASSES: &[PassInfo] = &[dce::INFO, cse::INFO, chunking::INFO, fusion::INFO, infer::INFO, canonicalize::INFO, lower_kernel::INFO];
 
-/// Named pipelines: `(name, pipeline text, description)`.
-pub const PIPELINES: &[(&str, &str, &str)] =
-    &[("cleanup", "cse,dce", "Common subexpressions, then dead code: the canonical cleanup after any rewrite.")];
+/// Named pipelines: `(name, pipeline text, description)`. A pass name ending in `?` is
+/// optional: skipped when no pass of that name is registered (`fusion?` keeps `optimize`
+/// valid in a build without the e-graph fusion pass).
+pub const PIPELINES: &[(&str, &str, &str)] = &[
+    ("cleanup", "cse,dce", "Common subexpressions, then dead code: the canonical cleanup after any rewrite."),
+    ("optimize", "infer,canonicalize,fusion?,chunking", "The nn-level optimisations: the `opt` stage of `qc compile`."),
+    ("to-kernel", "lower-kernel,chunking,canonicalize", "Lowering to the kernel dialect with chunks expanded."),
+    ("default", "optimize,to-kernel", "The whole pipeline of `qc compile`, nn to kernel."),
+];
 
 /// Creates the passes of a pipeline: comma-separated pass or pipeline names, each pass
 /// optionally with options in braces (`chunking{chunk=32}`).
@@ -63,6 +72,10 @@ pub fn parse_pipeline(text: &str) -> Result<Vec<Box<dyn Pass>>, String> {
             }
             None => (item, PassArgs::new()),
         };
+        let (name, optional) = match name.strip_suffix('?') {
+            Some(n) => (n.trim(), true),
+            None => (name, false),
+        };
         if let Some((_, expansion, _)) = PIPELINES.iter().find(|p| p.0 == name) {
             if !args.is_empty() {
                 return Err(format!("the pipeline `{name}` takes no options"));
@@ -71,6 +84,9 @@ pub fn parse_pipeline(text: &str) -> Result<Vec<Box<dyn Pass>>, String> {
             continue;
         }
         let Some(info) = PASSES.iter().find(|p| p.name == name) else {
+            if optional {
+                continue;
+            }
             let names = PASSES.iter().map(|p| p.name).chain(PIPELINES.iter().map(|p| p.0));
             let hint = qc_runtime::numerics::suggest::closest(name, names).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
             return Err(format!("unknown pass `{name}`{hint}"));
