@@ -28,6 +28,10 @@ enum Command {
     Repl(cmd::repl::Args),
     /// Check a .qnn model: exit 0 with a summary, 1 with diagnostics, 2 if unreadable.
     Check(cmd::check::Args),
+    /// Compile a .qnn model: per-layer cost table, or one IR stage with --emit.
+    Compile(cmd::compile::Args),
+    /// Run passes on a textual IR (.qir) file, as mlir-opt does.
+    Opt(cmd::opt::Args),
 }
 
 impl Command {
@@ -38,6 +42,8 @@ impl Command {
             Command::Formats(args) => cmd::formats::run(args),
             Command::Repl(args) => cmd::repl::run(args),
             Command::Check(args) => cmd::check::run(args),
+            Command::Compile(args) => cmd::compile::run(args),
+            Command::Opt(args) => cmd::opt::run(args),
         }
     }
 }

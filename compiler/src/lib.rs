@@ -19,6 +19,7 @@ pub mod init;
 pub mod ir;
 pub mod lower;
 pub mod pass;
+pub mod report;
 pub mod text;
 pub mod verify;
 

@@ -2,8 +2,10 @@
 //! type they share.
 
 pub mod check;
+pub mod compile;
 pub mod demo;
 pub mod formats;
+pub mod opt;
 pub mod quantize;
 pub mod repl;
 

@@ -11,6 +11,7 @@
 //!      master copy: the new `nn.constant {init, name, round, stream, digest}` is defined by
 //!      the recipe, its digest names its values. Only with `fold-params=true` (the default):
 //!      a pipeline that trains or loads weights at run time passes `fold-params=false`.
+//!
 //!    Not folded: stochastic rounding of a `value` constant, generated constants rounded a
 //!    second time, loaded parameters, non-fp32 masters.
 //! 3. `cse`, then `dce`.

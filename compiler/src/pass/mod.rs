@@ -136,5 +136,9 @@ mod tests {
         assert!(parse_pipeline("chunking{size=8}").err().unwrap().contains("no option `size`"));
         assert!(parse_pipeline("chunking{chunk=0}").is_err());
         assert!(parse_pipeline("dce,,cse").is_err());
+        let default: Vec<_> = parse_pipeline("default").unwrap().iter().map(|p| p.name()).collect();
+        assert_eq!(default, ["infer", "canonicalize", "fusion", "chunking", "lower-kernel", "chunking", "canonicalize"]);
+        assert!(parse_pipeline("nosuch?").unwrap().is_empty());
+        assert!(parse_pipeline("nosuch").is_err());
     }
 }
