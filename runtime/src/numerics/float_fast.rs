@@ -346,25 +346,55 @@ impl Job<'_> {
 
     #[inline(always)]
     fn kernel_with<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, src: &[f32], dst: &mut [f32], lane: L) {
-        let mut start = 0;
-        for (xs, ys) in src.chunks(LANES).zip(dst.chunks_mut(LANES)) {
-            let words = self.chunk_words(self.base + start as u64);
-            let mut any_exact = false;
-            for ((x, y), word) in xs.iter().zip(ys.iter_mut()).zip(words) {
-                let (bits, exact) = self.lane::<SHIFTED, _>(x.to_bits(), lane, word);
-                *y = f32::from_bits(bits);
-                any_exact |= exact;
+        let whole = src.len() / LANES * LANES;
+        for (c, (xs, ys)) in src[..whole].chunks_exact(LANES).zip(dst[..whole].chunks_exact_mut(LANES)).enumerate() {
+            let xs: &[f32; LANES] = xs.try_into().expect("chunks_exact yields whole chunks");
+            let ys: &mut [f32; LANES] = ys.try_into().expect("chunks_exact yields whole chunks");
+            self.chunk::<SHIFTED, _>(c * LANES, xs, ys, lane);
+        }
+        // The tail, padded to a whole chunk with zeros (which round to themselves).
+        let tail = src.len() - whole;
+        if tail > 0 {
+            let (mut xs, mut ys) = ([0f32; LANES], [0f32; LANES]);
+            xs[..tail].copy_from_slice(&src[whole..]);
+            self.chunk::<SHIFTED, _>(whole, &xs, &mut ys, lane);
+            dst[whole..].copy_from_slice(&ys[..tail]);
+        }
+    }
+
+    /// Rounds the `LANES` elements from index `start` (relative to `base`): one straight loop
+    /// over fixed-size arrays, which vectorises; lanes that need the exact path are redone.
+    #[inline(always)]
+    fn chunk<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, start: usize, xs: &[f32; LANES], ys: &mut [f32; LANES], lane: L) {
+        let words = self.chunk_words(self.base + start as u64);
+        if let (false, Rounding::StochasticBits(r)) = (SHIFTED, self.rounding) {
+            // All lanes finite and in the normal range: the hardware scheme itself.
+            let mut all_normal = true;
+            for x in xs {
+                let abs = x.to_bits() & 0x7FFF_FFFF;
+                all_normal &= abs >> 23 >= self.c.e_norm && abs < 0x7F80_0000;
             }
-            if any_exact {
-                let f = FloatFormat { bias: self.f.bias - self.shift, ..self.f };
-                for (j, ((x, y), word)) in xs.iter().zip(ys.iter_mut()).zip(words).enumerate() {
-                    if self.lane::<SHIFTED, _>(x.to_bits(), lane, word).1 {
-                        let index = self.base + (start + j) as u64;
-                        *y = f.round(*x as f64, self.rounding, self.rng.at(index)) as f32;
-                    }
+            if all_normal {
+                for j in 0..LANES {
+                    ys[j] = f32::from_bits(round_normal_stochastic_bits(&self.c, xs[j].to_bits(), words[j], r));
+                }
+                return;
+            }
+        }
+        let mut any_exact = false;
+        for j in 0..LANES {
+            let (bits, exact) = self.lane::<SHIFTED, _>(xs[j].to_bits(), lane, words[j]);
+            ys[j] = f32::from_bits(bits);
+            any_exact |= exact;
+        }
+        if any_exact {
+            let f = FloatFormat { bias: self.f.bias - self.shift, ..self.f };
+            for j in 0..LANES {
+                if self.lane::<SHIFTED, _>(xs[j].to_bits(), lane, words[j]).1 {
+                    let index = self.base + (start + j) as u64;
+                    ys[j] = f.round(xs[j] as f64, self.rounding, self.rng.at(index)) as f32;
                 }
             }
-            start += xs.len();
         }
     }
 
@@ -421,6 +451,22 @@ fn round_lane_nearest(c: &Consts, bits: u32) -> u32 {
     let mag = if abs == 0x7F80_0000 { c.inf_bits } else { mag };
     let out_sign = if mag == 0 && !c.signed_zero { 0 } else { sign };
     if abs > 0x7F80_0000 { bits } else { out_sign | mag }
+}
+
+/// `stochastic:R` of a finite element in the format's normal range, as the hardware does it:
+/// the R random bits are added just below the kept bits (or, when fewer than R bits are
+/// dropped, their top bits at the lowest dropped position — the rest cannot carry) and the
+/// dropped bits are truncated; a carry rounds away from zero. Equal to the general lane.
+#[inline(always)]
+fn round_normal_stochastic_bits(c: &Consts, bits: u32, word: u32, r: u32) -> u32 {
+    let sign = bits & 0x8000_0000;
+    let abs = bits & 0x7FFF_FFFF;
+    let d = c.drop_normal;
+    let rnd = word >> (32 - r);
+    let aligned = if r <= d { rnd << (d - r) } else { rnd >> (r - d) };
+    let mag = (abs + aligned) & !((1u32 << d) - 1);
+    let ovf = if sign != 0 { c.overflow_neg } else { c.overflow_pos };
+    sign | if mag > c.max_bits { ovf } else { mag }
 }
 
 /// Rounds one element given as f32 bits. Returns (result bits, needs the exact path).
