@@ -235,3 +235,15 @@ fn usage_errors_exit_with_2() {
         assert!(!stderr(&o).contains("panicked"), "{args:?}");
     }
 }
+
+/// The README's main command: the tour runs to the end and shows each of its parts.
+#[test]
+fn demo_runs_the_tour_and_compiles_the_mlp() {
+    let out = qc(&["demo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in ["compare 0.1 in fp32", "q block in mxfp4", "fp16, chunks of 32, nearest", "stochastic:13", "model mlp", "model size:"] {
+        assert!(text.contains(part), "`qc demo` lacks {part:?}");
+    }
+    assert!(!text.contains("error:"), "{text}");
+}

@@ -1,8 +1,11 @@
 //! `qc demo`: the main job on built-in material — a scripted tour of formats and rounding
-//! (`examples/demo.repl`, run through the REPL) and a check of the MLP example.
+//! (`examples/demo.repl`, run through the REPL), then the MLP example for the built-in digits
+//! checked, lowered, optimised (fusion, chunking) and costed per layer.
 
 use super::repl::run_script;
 use super::CliError;
+use qc_compiler::pass::{parse_pipeline, PassManager, PassOptions};
+use qc_compiler::{lower::lower_model, report::layer_table};
 
 #[derive(clap::Args)]
 pub struct Args {}
@@ -14,11 +17,17 @@ pub fn run(_args: Args) -> Result<(), CliError> {
     run_script(SCRIPT.as_bytes())?;
     super::print("\n# The MLP for the built-in 8x8 digits (examples/mlp.qnn), checked:\n")?;
     let (checked, diagnostics) = qc_lang::check_source(MLP);
-    match checked {
-        Some(model) => super::print(&format!("{}\n", model.summary())),
-        None => Err(CliError::new(format!(
+    let Some(model) = checked else {
+        return Err(CliError::new(format!(
             "the built-in MLP example does not check: {}",
             qc_lang::render(&diagnostics, MLP, "examples/mlp.qnn", false)
-        ))),
-    }
+        )));
+    };
+    super::print(&format!("{}\n", model.summary()))?;
+    super::print("\n# ... and compiled (`qc compile examples/mlp.qnn`): the cost of each layer in its formats\n")?;
+    let bug = |e: String| CliError::new(format!("compiling the built-in MLP failed (a bug): {e}"));
+    let mut module = lower_model(&model).map_err(|e| bug(e.to_string()))?;
+    let passes = parse_pipeline("optimize").map_err(bug)?;
+    PassManager::new(passes, PassOptions::default()).run(&mut module).map_err(|e| bug(e.to_string()))?;
+    super::print(&layer_table(&module))
 }
