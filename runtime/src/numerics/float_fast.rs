@@ -367,8 +367,9 @@ impl Job<'_> {
     #[inline(always)]
     fn chunk<const SHIFTED: bool, L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, start: usize, xs: &[f32; LANES], ys: &mut [f32; LANES], lane: L) {
         let words = self.chunk_words(self.base + start as u64);
-        if let (false, Rounding::StochasticBits(r)) = (SHIFTED, self.rounding) {
-            // All lanes finite and in the normal range: the hardware scheme itself.
+        if !SHIFTED && self.rounding.is_stochastic() {
+            // All lanes finite and in the normal range: fewer than 32 bits are dropped, so the
+            // fraction is exactly the dropped bits and each mode is a few integer operations.
             let mut all_normal = true;
             for x in xs {
                 let abs = x.to_bits() & 0x7FFF_FFFF;
@@ -376,7 +377,7 @@ impl Job<'_> {
             }
             if all_normal {
                 for j in 0..LANES {
-                    ys[j] = f32::from_bits(round_normal_stochastic_bits(&self.c, xs[j].to_bits(), words[j], r));
+                    ys[j] = f32::from_bits(round_normal_stochastic(&self.c, self.rounding, xs[j].to_bits(), words[j]));
                 }
                 return;
             }
@@ -453,18 +454,38 @@ fn round_lane_nearest(c: &Consts, bits: u32) -> u32 {
     if abs > 0x7F80_0000 { bits } else { out_sign | mag }
 }
 
-/// `stochastic:R` of a finite element in the format's normal range, as the hardware does it:
-/// the R random bits are added just below the kept bits (or, when fewer than R bits are
-/// dropped, their top bits at the lowest dropped position — the rest cannot carry) and the
-/// dropped bits are truncated; a carry rounds away from zero. Equal to the general lane.
+/// A stochastic mode on a finite element in the format's normal range, where the `d` dropped
+/// bits are the whole fraction (d = 23 − M < 32). `stochastic:R` is the hardware scheme: the R
+/// random bits added just below the kept bits (or, when fewer than R bits are dropped, their
+/// top bits at the lowest dropped position — the rest cannot carry), a carry rounding away.
+/// Equal to the general lane (tested).
 #[inline(always)]
-fn round_normal_stochastic_bits(c: &Consts, bits: u32, word: u32, r: u32) -> u32 {
+fn round_normal_stochastic(c: &Consts, rounding: Rounding, bits: u32, word: u32) -> u32 {
     let sign = bits & 0x8000_0000;
     let abs = bits & 0x7FFF_FFFF;
     let d = c.drop_normal;
-    let rnd = word >> (32 - r);
-    let aligned = if r <= d { rnd << (d - r) } else { rnd >> (r - d) };
-    let mag = (abs + aligned) & !((1u32 << d) - 1);
+    let kept = abs & !((1u32 << d) - 1);
+    let rem = abs - kept;
+    let away = match rounding {
+        Rounding::StochasticBits(r) => {
+            let rnd = word >> (32 - r);
+            let aligned = if r <= d { rnd << (d - r) } else { rnd >> (r - d) };
+            (rem + aligned) >> d
+        }
+        Rounding::StochasticUnbiased(r) => {
+            // t = RNE(frac·2^R), then a carry iff t + rnd ≥ 2^R.
+            let t = if r <= d {
+                let (t, rest, half) = (rem >> (d - r), rem & ((1u32 << (d - r)) - 1), (1u32 << (d - r)) >> 1);
+                t + ((rest > half || (rest == half && half != 0 && t & 1 == 1)) as u32)
+            } else {
+                rem << (r - d)
+            };
+            ((t as u64 + (word >> (32 - r)) as u64) >> r) as u32
+        }
+        // Exact stochastic: u < frac, with frac's bits all within the first word.
+        _ => (word < rem << (32 - d)) as u32,
+    };
+    let mag = kept + (away << d);
     let ovf = if sign != 0 { c.overflow_neg } else { c.overflow_pos };
     sign | if mag > c.max_bits { ovf } else { mag }
 }
@@ -516,6 +537,31 @@ fn round_lane<D: Fn(u32, bool, bool, bool, u32, u32) -> (bool, bool)>(
 mod tests {
     use super::*;
     use crate::numerics::format::NAMED_FLOATS;
+
+    /// A normal-range input whose fraction equals its element's random word exactly: exact
+    /// stochastic rounding keeps it (u = frac is not below frac), for every position of the
+    /// element in a chunk and with the chunk on both kernel paths (all normal, and mixed).
+    #[test]
+    fn stochastic_ties_between_the_word_and_the_fraction() {
+        let f = FloatFormat::ieee(5, 10); // 13 dropped bits in the normal range
+        let rng = RandomStream::new(3, 9);
+        let index = (0..1u64 << 26).find(|&i| rng.word(i, 0) & ((1 << 19) - 1) == 0).expect("a word with 19 low zero bits");
+        let w = rng.word(index, 0);
+        let x = f32::from_bits((130 << 23) | (7 << 13) | (w >> 19)); // frac·2^32 = w exactly
+        for lane in 0..16u64 {
+            for mixed in [false, true] {
+                let mut src = [x; 16];
+                if mixed {
+                    src[(lane as usize + 1) % 16] = 1e-30; // below the normal range
+                }
+                let mut out = [0f32; 16];
+                quantize_slice(&f, Rounding::Stochastic, &rng, index - lane, &src, &mut out);
+                let want = f.round(x as f64, Rounding::Stochastic, rng.at(index)) as f32;
+                assert_eq!(out[lane as usize].to_bits(), want.to_bits(), "lane {lane}, mixed {mixed}");
+                assert_eq!(want.to_bits(), x.to_bits() & !((1 << 13) - 1), "u = frac keeps the lower neighbour");
+            }
+        }
+    }
 
     /// The fast kernel against the exact path on inputs around every value of small formats.
     #[test]
