@@ -13,21 +13,8 @@ use crate::ir::Attr;
 use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use std::collections::BTreeMap;
 
-/// How a tensor starts.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Kind {
-    Zeros,
-    Ones,
-    Fill(f64),
-    Uniform { low: f64, high: f64 },
-    Normal { mean: f64, std: f64 },
-    HeNormal,
-    HeUniform,
-    GlorotNormal,
-    GlorotUniform,
-    /// Read from a `.safetensors`/`.npz` (by tensor name) or `.npy` file by the runtime.
-    Load { path: String, tensor: Option<String> },
-}
+/// How a tensor starts: the language's initialiser, carried unchanged into the IR.
+pub use qc_lang::check::Init as Kind;
 
 /// A recipe: the kind, and for random kinds the seed and stream its draws come from.
 #[derive(Clone, Debug, PartialEq)]

@@ -16,7 +16,7 @@
 use super::build::{attrs, At, Attrs, Builder};
 use crate::init::{Kind, Recipe};
 use crate::ir::{Arith, Attr, Chunk, Dim, Func, Module, RoundTo, Type, ValueId};
-use qc_lang::check::{self as lang, CheckedModule, Init, Node, Op, ValueRef};
+use qc_lang::check::{self as lang, CheckedModule, Node, Op, ValueRef};
 use qc_runtime::numerics::{Format, Rounding};
 use std::collections::HashSet;
 
@@ -146,18 +146,7 @@ impl Lowering<'_, '_> {
     fn param(&mut self, index: usize, p: &lang::ParamDecl) -> Result<ValueId, String> {
         let t = &p.tensor;
         let seed = self.model.training.as_ref().map_or(0, |t| t.seed);
-        let kind = match &p.init {
-            Init::Zeros => Kind::Zeros,
-            Init::Ones => Kind::Ones,
-            Init::Fill(v) => Kind::Fill(*v),
-            Init::Uniform { low, high } => Kind::Uniform { low: *low, high: *high },
-            Init::Normal { mean, std } => Kind::Normal { mean: *mean, std: *std },
-            Init::HeNormal => Kind::HeNormal,
-            Init::HeUniform => Kind::HeUniform,
-            Init::GlorotNormal => Kind::GlorotNormal,
-            Init::GlorotUniform => Kind::GlorotUniform,
-            Init::Load { path, tensor } => Kind::Load { path: path.clone(), tensor: tensor.clone() },
-        };
+        let kind = p.init.clone();
         let recipe = Recipe { kind, seed, stream: index as u64 };
         let master = self.model.training.as_ref().map_or(fp32(), |t| t.formats.master.format);
         let a = attrs([("name", Attr::Str(t.name.clone())), ("init", Attr::Dict(recipe.to_dict()))]);
