@@ -26,28 +26,35 @@ fn main() {
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let n: usize = if quick { 1 << 20 } else { 1 << 24 };
     let reps = if quick { 3 } else { 5 };
-    // Values spread over many binades, both signs, like weights and activations.
+    // Two data sets: magnitudes log-uniform over 24 binades (2^-16..2^8, both signs; many
+    // values below the normal range of the 8-bit formats — the hard case), and normal(0, 1)
+    // (Box–Muller), typical of weights and activations.
     let rng = RandomStream::new(42, 0);
-    let src: Vec<f32> = (0..n as u64)
+    let uniform = |i: u64, j: u32| (rng.word(i, j) as f64 + 0.5) / 4294967296.0;
+    let spread: Vec<f32> = (0..n as u64)
         .map(|i| {
-            let u = rng.word(i, 0) as f32 / 4294967296.0;
             let e = (rng.word(i, 1) % 24) as i32 - 16;
             let s = if rng.word(i, 2) & 1 == 1 { -1.0 } else { 1.0 };
-            s * (1.0 + u) * 2f32.powi(e)
+            (s * (1.0 + uniform(i, 0)) * 2f64.powi(e)) as f32
         })
         .collect();
+    let normal: Vec<f32> = (0..n as u64)
+        .map(|i| ((-2.0 * uniform(i, 3).ln()).sqrt() * (std::f64::consts::TAU * uniform(i, 4)).cos()) as f32)
+        .collect();
+    let src = &spread;
     let mut dst = vec![0f32; n];
 
     // The baseline gets more repetitions: its best time is the machine's copy bandwidth, so
     // every ratio below is against the fastest copy seen (conservative).
     let copy = best_of(3 * reps, || {
-        dst.copy_from_slice(black_box(&src));
+        dst.copy_from_slice(black_box(src));
         black_box(&dst);
     });
     let copy_rate = n as f64 / copy.as_secs_f64() / 1e6;
     println!("quantize {n} float32 values, single thread, best of {reps}");
-    println!("{:<34} {:>12} {:>10}", "format / rounding", "M values/s", "vs copy");
-    println!("{:<34} {:>12.0} {:>9.0}%", "memory copy (baseline)", copy_rate, 100.0);
+    println!("{:<34} {:>21} {:>21}", "", "log-uniform 2^-16..2^8", "normal(0, 1)");
+    println!("{:<34} {:>12} {:>8} {:>12} {:>8}", "format / rounding", "M values/s", "vs copy", "M values/s", "vs copy");
+    println!("{:<34} {:>12.0} {:>7.0}%", "memory copy (baseline)", copy_rate, 100.0);
 
     let cases: &[(&str, &str)] = &[
         ("fp16", "nearest"),
@@ -77,11 +84,21 @@ fn main() {
         let format = Format::parse(fmt).expect("benchmark formats parse");
         let rounding = Rounding::parse(mode).expect("benchmark modes parse");
         let stream = RandomStream::new(1, 0);
-        let t = best_of(reps, || {
-            format.quantize(black_box(&src), &shape, rounding, &stream, &mut dst).expect("benchmark shapes fit");
-            black_box(&dst);
-        });
-        let rate = n as f64 / t.as_secs_f64() / 1e6;
-        println!("{:<34} {:>12.0} {:>9.0}%", format!("{fmt} {mode}"), rate, 100.0 * rate / copy_rate);
+        let mut rate = |data: &[f32]| {
+            let t = best_of(reps, || {
+                format.quantize(black_box(data), &shape, rounding, &stream, &mut dst).expect("benchmark shapes fit");
+                black_box(&dst);
+            });
+            n as f64 / t.as_secs_f64() / 1e6
+        };
+        let (a, b) = (rate(&spread), rate(&normal));
+        println!(
+            "{:<34} {:>12.0} {:>7.0}% {:>12.0} {:>7.0}%",
+            format!("{fmt} {mode}"),
+            a,
+            100.0 * a / copy_rate,
+            b,
+            100.0 * b / copy_rate
+        );
     }
 }
