@@ -207,6 +207,7 @@ fn moves_exactly(input_bits: u32, result_mag: u32, e: i32) -> bool {
 /// Elements per chunk of the kernels' inner loops.
 const LANES: usize = 16;
 
+#[derive(Clone, Copy)]
 struct Job<'a> {
     f: FloatFormat,
     c: Consts,
@@ -305,35 +306,19 @@ impl Job<'_> {
         }
     }
 
-    /// The flat loop over 16-lane chunks of uniform blocks; each chunk lies in one block.
+    /// Uniform blocks, chunk by chunk, each rounded with its block's exponent shift.
     #[inline(always)]
     fn blocks_kernel<L: Fn(&Consts, u32, u32) -> (u32, bool) + Copy>(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32], lane: L) {
-        let chunks_per_block = block / LANES;
-        for (c, (xs, ys)) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)).enumerate() {
-            let start = c * LANES;
-            let e = match exps[c / chunks_per_block] {
-                BlockExp::Nan => {
-                    ys.fill(f32::NAN);
-                    continue;
-                }
-                BlockExp::Pow2(e) => e,
+        for (b, (&exp, (xs, ys))) in exps.iter().zip(src.chunks_exact(block).zip(dst.chunks_exact_mut(block))).enumerate() {
+            let BlockExp::Pow2(e) = exp else {
+                ys.fill(f32::NAN);
+                continue;
             };
-            let (xs, ys): (&[f32; LANES], &mut [f32; LANES]) = (xs.try_into().expect("chunks_exact"), ys.try_into().expect("chunks_exact"));
-            let words = self.chunk_words(start as u64);
-            let mut any_exact = false;
-            for j in 0..LANES {
-                let (bits, exact) = round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, words[j]);
-                ys[j] = f32::from_bits(bits);
-                any_exact |= exact;
-            }
-            if any_exact {
-                let f = FloatFormat { bias: self.f.bias - e, ..self.f };
-                for j in 0..LANES {
-                    let index = (start + j) as u64;
-                    if round_lane_shifted(&self.c, xs[j].to_bits(), e, lane, words[j]).1 {
-                        ys[j] = f.round(xs[j] as f64, self.rounding, self.rng.at(index)) as f32;
-                    }
-                }
+            let job = Job { shift: e, ..*self };
+            for (c, (xs, ys)) in xs.chunks_exact(LANES).zip(ys.chunks_exact_mut(LANES)).enumerate() {
+                let xs: &[f32; LANES] = xs.try_into().expect("chunks_exact yields whole chunks");
+                let ys: &mut [f32; LANES] = ys.try_into().expect("chunks_exact yields whole chunks");
+                job.chunk::<true, _>(b * block + c * LANES, xs, ys, lane);
             }
         }
     }
