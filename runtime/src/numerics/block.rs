@@ -275,12 +275,23 @@ fn uniform_float_blocks(f: &BlockFormat, element: &Element, data: &[f32], shape:
     // The shifted format 2^e·elem stays within float32 (what `validate` checks) for these e.
     let (lo, hi) = (elem.min_positive_exponent(), elem.emax());
     let valid = (-149 - lo)..=(127 - hi);
+    let floor_rule = f.scale == BlockScale::E8m0(ScaleRule::Floor);
     block_magnitude_maxima(data, f.block)
         .into_iter()
-        .map(|amax_bits| match scale_of_magnitude(f, element, amax_bits) {
-            Scale::Nan => Some(BlockExp::Nan),
-            Scale::Pow2(e) if valid.contains(&e) => Some(BlockExp::Pow2(e)),
-            _ => None,
+        .map(|amax_bits| {
+            // OCP's rule for a normal, finite, non-zero amax reads its exponent field directly;
+            // every other case takes the general computation.
+            let field = (amax_bits >> 23) as i32;
+            let scale = if floor_rule && (1..255).contains(&field) {
+                Scale::Pow2((field - 127 - hi).clamp(MIN_EXP, MAX_EXP))
+            } else {
+                scale_of_magnitude(f, element, amax_bits)
+            };
+            match scale {
+                Scale::Nan => Some(BlockExp::Nan),
+                Scale::Pow2(e) if valid.contains(&e) => Some(BlockExp::Pow2(e)),
+                _ => None,
+            }
         })
         .collect()
 }
