@@ -319,7 +319,7 @@ impl Checker {
                 let mut pad = [0; 2];
                 for i in 0..2 {
                     let extent = dilation[i].saturating_mul(kernel[i].saturating_sub(1));
-                    if extent % 2 != 0 {
+                    if !extent.is_multiple_of(2) {
                         self.error(
                             Diagnostic::new(
                                 Code::InvalidAttributeValue,

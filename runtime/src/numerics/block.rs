@@ -269,7 +269,7 @@ fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<Vec<(
 fn uniform_float_blocks(f: &BlockFormat, element: &Element, data: &[f32], shape: &[usize]) -> Option<Vec<BlockExp>> {
     let (Element::Float(elem), BlockScale::E8m0(_)) = (element, f.scale) else { return None };
     let row = *shape.last()?;
-    if row == 0 || row % f.block != 0 || f.block % 16 != 0 {
+    if row == 0 || !row.is_multiple_of(f.block) || !f.block.is_multiple_of(16) {
         return None;
     }
     // The shifted format 2^e·elem stays within float32 (what `validate` checks) for these e.

@@ -119,7 +119,7 @@ pub(crate) enum BlockExp {
 /// Element `i` draws at index `i`. The flat loop keeps the kernel's constants in registers
 /// and moves each lane's exponent in and out (see [`round_lane_shifted`]).
 pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
-    assert!(block % LANES == 0 && src.len() == exps.len() * block && dst.len() == src.len(), "quantize_uniform_blocks: blocks do not tile the data");
+    assert!(block.is_multiple_of(LANES) && src.len() == exps.len() * block && dst.len() == src.len(), "quantize_uniform_blocks: blocks do not tile the data");
     if !applies(elem) {
         for (b, e) in exps.iter().enumerate() {
             let range = b * block..(b + 1) * block;
