@@ -5,6 +5,7 @@
 //! their format plus their scales: per-tensor/per-channel fp32, per-block e8m0/e4m3).
 //! Totals give the model size by format against fp32.
 
+use qc_lang::check::with_thousands;
 use crate::dialect::q::scale_type;
 use crate::ir::{Attr, Dim, Module, OpId, TensorType, ValueDef, ValueId};
 use std::collections::{BTreeMap, HashSet};
@@ -39,19 +40,6 @@ fn storage_bits(t: &TensorType) -> f64 {
         _ => 0.0,
     };
     elements(t) as f64 * t.format.element_bits() as f64 + scales
-}
-
-/// `n` with thousands separators.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn bytes_text(bytes: f64) -> String {
@@ -139,7 +127,7 @@ fn render(name: &str, rows: &[Row], by_format: &BTreeMap<String, f64>, param_ele
     let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
-            let count = |n: u64| if n == 0 { "-".to_string() } else { thousands(n) };
+            let count = |n: u64| if n == 0 { "-".to_string() } else { with_thousands(n) };
             let bytes = if r.param_bytes == 0.0 { "-".to_string() } else { bytes_text(r.param_bytes) };
             [r.layer.clone(), r.op.clone(), r.output.clone(), r.weight.clone(), r.input.clone(), r.acc.clone(), count(r.macs), count(r.bitops), bytes]
         })
@@ -167,8 +155,8 @@ fn render(name: &str, rows: &[Row], by_format: &BTreeMap<String, f64>, param_ele
     let macs: u64 = rows.iter().map(|r| r.macs).sum();
     let bitops: u64 = rows.iter().map(|r| r.bitops).sum();
     let total: f64 = by_format.values().sum();
-    let _ = writeln!(out, "\ntotal: {} MACs, {} BitOps", thousands(macs), thousands(bitops));
-    let _ = writeln!(out, "parameters: {} elements", thousands(param_elements));
+    let _ = writeln!(out, "\ntotal: {} MACs, {} BitOps", with_thousands(macs), with_thousands(bitops));
+    let _ = writeln!(out, "parameters: {} elements", with_thousands(param_elements));
     for (format, bytes) in by_format {
         let _ = writeln!(out, "  {format:<24} {:>12}", bytes_text(*bytes));
     }

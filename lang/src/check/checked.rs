@@ -285,7 +285,8 @@ pub struct CheckedModule {
     pub training: Option<Training>,
 }
 
-fn with_thousands(n: usize) -> String {
+/// `n` with thousands separators (`26,122`), as summaries and reports print counts.
+pub fn with_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -324,7 +325,7 @@ impl CheckedModule {
             self.name,
             layers,
             if layers == 1 { "" } else { "s" },
-            with_thousands(params),
+            with_thousands(params as u64),
             kib(self.parameter_bits()),
             kib(params as f64 * 32.0),
             self.nodes.len()
