@@ -10,8 +10,10 @@
 //! - [`lower`]: the checked `.qnn` model to the `nn` dialect.
 //! - [`init`]: parameter initialisation recipes, their deterministic values and digests.
 //! - [`report`]: the per-layer cost table of `qc compile`.
+//! - [`backend`]: execution of the kernel dialect: prepared programs and the backends.
 
 pub mod arena;
+pub mod backend;
 pub mod diag;
 pub mod dialect;
 pub mod egraph;

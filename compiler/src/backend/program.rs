@@ -1,0 +1,135 @@
+//! [`Program`]: a kernel-dialect module with one function, whose parameters and constants
+//! (`nn.param`, `nn.constant` in the function body) are materialised as tensors, once, before
+//! any backend runs it.
+
+use crate::init::Recipe;
+use crate::ir::{Attr, Dim, Module, ValueId};
+use crate::pass::constant_values;
+use qc_runtime::tensor::Tensor;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Why a program cannot be prepared or run: one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecError(pub String);
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+impl ExecError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ExecError(message.into())
+    }
+}
+
+/// A kernel-dialect function ready to run.
+pub struct Program {
+    /// The kernel-dialect module (after the `to-kernel` pipeline), verified, with exactly one
+    /// function.
+    pub module: Module,
+    /// The value of every `nn.param` and `nn.constant` result in the function body.
+    pub constants: HashMap<ValueId, Tensor>,
+    /// The run's seed: stochastic roundings with `stream = S` draw from
+    /// `RandomStream::new(seed, S)`.
+    pub seed: u64,
+}
+
+impl Program {
+    /// Materialises the parameters and constants of `module`'s only function: `nn.constant`
+    /// from its values or recipe (`pass::constant_values`), `nn.param` from its generated
+    /// recipe.
+    pub fn prepare(module: Module, seed: u64) -> Result<Program, ExecError> {
+        let [func] = module.funcs.as_slice() else {
+            return Err(ExecError::new(format!("a program has one function, this module has {}", module.funcs.len())));
+        };
+        let mut constants = HashMap::new();
+        let body = module.entry_block(func.body).ok_or_else(|| ExecError::new("the function has no body"))?;
+        for &op in &module.blocks[body].ops {
+            let o = &module.ops[op];
+            let values = match o.name() {
+                "nn.constant" => constant_values(&module, op).map_err(ExecError::new)?,
+                "nn.param" => param_values(&module, op)?,
+                _ => continue,
+            };
+            let result = o.results[0];
+            let shape = static_shape(&module, result)?;
+            let tensor = Tensor::new(shape, values).map_err(|e| ExecError::new(e.to_string()))?;
+            constants.insert(result, tensor);
+        }
+        Ok(Program { module, constants, seed })
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.module.funcs[0].name
+    }
+}
+
+fn param_name(module: &Module, op: crate::ir::OpId) -> String {
+    match module.ops[op].attr("name") {
+        Some(Attr::Str(s)) => s.clone(),
+        _ => "?".to_string(),
+    }
+}
+
+/// The starting values of a parameter, from its generated recipe.
+fn param_values(module: &Module, op: crate::ir::OpId) -> Result<Vec<f32>, ExecError> {
+    let name = param_name(module, op);
+    let Some(Attr::Dict(d)) = module.ops[op].attr("init") else {
+        return Err(ExecError::new(format!("parameter `{name}` has no initialiser and no weights were given")));
+    };
+    let recipe = Recipe::from_dict(d).map_err(|e| ExecError::new(format!("parameter `{name}`: {e}")))?;
+    let dims: Vec<u64> = static_shape(module, module.ops[op].results[0])?.iter().map(|&d| d as u64).collect();
+    recipe
+        .generate(&dims)
+        .ok_or_else(|| ExecError::new(format!("parameter `{name}` is loaded from a file: give its weights")))
+}
+
+fn static_shape(module: &Module, v: ValueId) -> Result<Vec<usize>, ExecError> {
+    let t = module.ty(v).as_tensor().ok_or_else(|| ExecError::new("a parameter is a tensor"))?;
+    t.dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => Ok(*n as usize),
+            _ => Err(ExecError::new("a parameter has a static shape")),
+        })
+        .collect()
+}
+
+/// Lowers a checked model to the kernel dialect: `lower_model`, the nn-level `pipeline`
+/// (`"optimize"` normally), then `to-kernel`, verifying after every pass.
+pub fn compile_to_kernel(model: &qc_lang::check::CheckedModule, pipeline: &str) -> Result<Module, ExecError> {
+    use crate::pass::{parse_pipeline, PassManager, PassOptions};
+    let mut module = crate::lower::lower_model(model).map_err(ExecError::new)?;
+    for stage in [pipeline, "to-kernel"] {
+        let passes = parse_pipeline(stage).map_err(ExecError::new)?;
+        let options = PassOptions { verify_each: true, ..PassOptions::default() };
+        PassManager::new(passes, options).run(&mut module).map_err(|e| ExecError::new(e.to_string()))?;
+    }
+    Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mlp_example_prepares_with_every_parameter_materialised() {
+        let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp.qnn")).unwrap();
+        let (model, diagnostics) = qc_lang::check_source(&source);
+        let model = model.unwrap_or_else(|| panic!("{diagnostics:?}"));
+        let program = Program::prepare(compile_to_kernel(&model, "optimize").unwrap(), 0).unwrap();
+        assert_eq!(program.name(), "mlp");
+        let shapes: Vec<Vec<usize>> = {
+            let mut s: Vec<_> = program.constants.values().map(|t| t.shape().to_vec()).collect();
+            s.sort();
+            s
+        };
+        assert_eq!(shapes, vec![vec![10], vec![10, 128], vec![128], vec![128], vec![128, 64], vec![128, 128]]);
+    }
+}
