@@ -234,8 +234,8 @@ const LANES: usize = 16;
 /// within `|q|·2^−51` of q. Here `|q| ≤ 2^17` (`|x| ≤ amax` and `s = amax/qmax`, or with a
 /// zero point `|x| ≤ spread`), so `|p − q| < 2^−34`: p rounds like q unless a rounding
 /// boundary — a half-integer for the nearest modes, an integer for the directed ones — lies
-/// within 2^−30 of p, or p is not finite (a scale near the bottom of f32's range). A unit
-/// of [`LANES`] elements with such a p is redone with the exact quotient.
+/// within 2^−30 of p (p is finite: x is, and `1/s ≤ 2^149`). A unit of [`LANES`] elements
+/// with such a p is redone with the exact quotient.
 fn divide_and_round<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -268,7 +268,7 @@ fn divide_and_round_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32]
                 let p = *x as f64 * inv;
                 // Distance to the nearest boundary: boundaries sit at integers + `offset`.
                 let shifted = p + offset;
-                near |= !((shifted - shifted.round_ties_even()).abs() >= NEAR);
+                near |= (shifted - shifted.round_ties_even()).abs() < NEAR;
                 *y = finish(round(p));
             }
             if near {
