@@ -89,7 +89,12 @@ fn check_function(module: Module, what: &str) -> bool {
     for m in [&mut plain, &mut fused] {
         run_passes(m, "to-kernel");
         let program = Program::prepare(m.clone(), 5).unwrap_or_else(|e| panic!("{what}: {e}"));
-        match Interpreter.run(&program, &args) { Ok(r) => results.push(r), Err(e) => { eprintln!("SKIP {what}: {e}"); return false; } }
+        match Interpreter.run(&program, &args) {
+            Ok(r) => results.push(r),
+            // `q.quantize` with explicit scales has no executable semantics yet (spec/ir.md).
+            Err(e) if e.to_string().contains("with given scales is not supported") => return false,
+            Err(e) => panic!("{what}: {e}"),
+        }
     }
     same_bits(&results[0], &results[1]).unwrap_or_else(|e| panic!("{what}: fusion changed a result: {e}"));
     changed
