@@ -8,6 +8,7 @@ pub mod formats;
 pub mod opt;
 pub mod quantize;
 pub mod repl;
+pub mod sim;
 
 use std::fmt;
 use std::io::Write;

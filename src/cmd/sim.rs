@@ -1,0 +1,270 @@
+//! `qc sim`: the accelerator simulator. On a `.qnn` model: compile it (nn level, `optimize`),
+//! map its contractions onto the PE array and print per layer MACs, cycles, utilisation, SRAM
+//! and DRAM traffic and energy (MAC / SRAM / DRAM), with totals. On SCALE-Sim's own inputs
+//! (`--topology layers.csv --config arch.cfg [--gemm]`): the same figures for its layers, with
+//! one-byte integer operands. `--json` prints the figures for scripts; `--isa-reference` prints
+//! the instruction reference of spec/isa.md.
+
+use super::CliError;
+use crate::report::table::{Align, Table};
+use qc_compiler::accel::{compile, layers_from_module, LayerSpec, MapMode};
+use qc_runtime::accel::energy::EnergyTable;
+use qc_runtime::accel::isa::{reference_markdown, Program};
+use qc_runtime::accel::model::{parse_array, Arch, Dataflow};
+use qc_runtime::accel::scalesim::{parse_config, parse_topology};
+use qc_runtime::accel::sim::{simulate, LayerStats, Report};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Map {
+    /// The `--dataflow` for every layer.
+    Fixed,
+    /// Per layer, the dataflow with the fewest cycles.
+    Search,
+    /// Per layer, the dataflow with the least energy.
+    SearchEnergy,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .qnn model (or use --topology).
+    pub file: Option<PathBuf>,
+    /// A SCALE-Sim topology CSV instead of a model.
+    #[arg(long, conflicts_with = "file")]
+    pub topology: Option<PathBuf>,
+    /// A SCALE-Sim .cfg file (array, SRAM sizes, dataflow); flags given too override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The topology has GEMM rows (`name, M, N, K,`).
+    #[arg(long, requires = "topology")]
+    pub gemm: bool,
+    /// PE array ROWSxCOLS.
+    #[arg(long)]
+    pub array: Option<String>,
+    /// os, ws or is.
+    #[arg(long)]
+    pub dataflow: Option<String>,
+    /// Scratchpad sizes in KiB: ifmap,filter,ofmap.
+    #[arg(long)]
+    pub sram_kb: Option<String>,
+    /// DRAM bandwidth in GB/s (default: unlimited, SCALE-Sim's stall-free mode).
+    #[arg(long)]
+    pub dram_gbps: Option<f64>,
+    /// An energy table (`key = value` in pJ) over the default Horowitz 45 nm figures.
+    #[arg(long)]
+    pub energy_table: Option<PathBuf>,
+    /// How each layer's dataflow is chosen.
+    #[arg(long, value_enum, default_value = "fixed")]
+    pub map: Map,
+    /// The size of `?` (batch) dimensions of a model.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub batch: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the instruction reference (spec/isa.md's generated part) and exit.
+    #[arg(long)]
+    pub isa_reference: bool,
+}
+
+fn read(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The architecture from `--config` and the flags over it.
+fn arch(args: &Args) -> Result<Arch, CliError> {
+    let mut arch = match &args.config {
+        Some(path) => parse_config(&read(path)?).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?,
+        None => Arch::default(),
+    };
+    if let Some(a) = &args.array {
+        (arch.rows, arch.cols) = parse_array(a).ok_or_else(|| CliError::new(format!("--array `{a}`: expected ROWSxCOLS, e.g. 32x32, each 1..4096")))?;
+    }
+    if let Some(d) = &args.dataflow {
+        arch.dataflow = Dataflow::parse(d).ok_or_else(|| CliError::new(format!("--dataflow `{d}`: expected os, ws or is")))?;
+    }
+    if let Some(s) = &args.sram_kb {
+        let sizes: Vec<u64> = s.split(',').filter_map(|v| v.trim().parse().ok().filter(|&v| v > 0 && v <= 1 << 20)).collect();
+        arch.sram_kb = sizes
+            .try_into()
+            .map_err(|_| CliError::new(format!("--sram-kb `{s}`: expected three sizes in KiB, ifmap,filter,ofmap")))?;
+    }
+    if let Some(g) = args.dram_gbps {
+        if !(g.is_finite() && g > 0.0) {
+            return Err(CliError::new(format!("--dram-gbps {g}: expected a positive bandwidth")));
+        }
+        arch.dram_gbps = Some(g);
+    }
+    Ok(arch)
+}
+
+pub fn energy_table(path: Option<&Path>) -> Result<EnergyTable, CliError> {
+    match path {
+        Some(p) => EnergyTable::parse(&read(p)?).map_err(|e| CliError::new(format!("{}: {e}", p.display()))),
+        None => Ok(EnergyTable::default()),
+    }
+}
+
+/// The layers of a `.qnn` model after the nn-level `optimize` pipeline.
+pub fn model_layers(path: &Path, batch: u64) -> Result<Vec<LayerSpec>, CliError> {
+    let shown = path.display().to_string();
+    let source = read(path)?;
+    let (checked, diagnostics) = qc_lang::check_source(&source);
+    let Some(model) = checked else {
+        let first = diagnostics.first().map_or_else(String::new, |d| format!(": {}", d.message));
+        return Err(CliError::new(format!("{shown} has errors{first} (see `qc check {shown}`)")));
+    };
+    let mut module = qc_compiler::lower::lower_model(&model).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
+    qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
+        .run(&mut module)
+        .map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    layers_from_module(&module, batch).map_err(|e| CliError::new(format!("{shown}: {e}")))
+}
+
+/// The accelerator program of a model for the default array (what `qc compile --emit isa`
+/// prints).
+pub fn model_isa(module: &qc_compiler::Module) -> Result<Program, CliError> {
+    let layers = layers_from_module(module, 1).map_err(CliError::new)?;
+    Ok(compile(&layers, &Arch::default(), MapMode::Fixed, &EnergyTable::default()))
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    if args.isa_reference {
+        return super::print(&reference_markdown());
+    }
+    let arch = arch(&args)?;
+    let table = energy_table(args.energy_table.as_deref())?;
+    let layers = match (&args.file, &args.topology) {
+        (Some(file), _) => model_layers(file, args.batch)?,
+        (None, Some(topo)) => parse_topology(&read(topo)?, args.gemm)
+            .map_err(|e| CliError::new(format!("{}: {e}", topo.display())))?
+            .into_iter()
+            .map(LayerSpec::scalesim)
+            .collect(),
+        (None, None) => return Err(CliError::new("give a .qnn model or --topology FILE (see `qc sim --help`)")),
+    };
+    let mode = match args.map {
+        Map::Fixed => MapMode::Fixed,
+        Map::Search => MapMode::SearchCycles,
+        Map::SearchEnergy => MapMode::SearchEnergy,
+    };
+    let program = compile(&layers, &arch, mode, &table);
+    let report = simulate(&program, &arch, &table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?;
+    let text = if args.json { json(&report, &arch) } else { render(&report, &arch) };
+    super::print(&text)
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1}", bytes / 1024.0)
+}
+
+fn uj(pj: f64) -> String {
+    format!("{:.3}", pj / 1e6)
+}
+
+fn row(l: &LayerStats) -> Vec<String> {
+    let sram_kib = |i: usize| kib(l.sram_bits[i] / 8.0);
+    vec![
+        l.name.clone(),
+        l.dataflow.map_or("-".into(), |d| d.to_string()),
+        qc_lang::check::with_thousands(l.macs),
+        qc_lang::check::with_thousands(l.total_cycles()),
+        format!("{:.1}", l.overall_util_pct()),
+        sram_kib(0),
+        sram_kib(1),
+        sram_kib(2),
+        kib(l.dram_total_bytes()),
+        uj(l.energy_mac_pj),
+        uj(l.energy_sram_pj),
+        uj(l.energy_dram_pj),
+        uj(l.energy_pj()),
+    ]
+}
+
+fn render(report: &Report, arch: &Arch) -> String {
+    let mut out = format!(
+        "array {}x{}, SRAM {}/{}/{} KiB, DRAM {}\n",
+        arch.rows,
+        arch.cols,
+        arch.sram_kb[0],
+        arch.sram_kb[1],
+        arch.sram_kb[2],
+        arch.dram_gbps.map_or("unlimited (stall-free)".to_string(), |g| format!("{g} GB/s at {} GHz", arch.clock_ghz))
+    );
+    let (l, r) = (Align::Left, Align::Right);
+    let mut t = Table::new(&[
+        ("layer", l),
+        ("df", l),
+        ("MACs", r),
+        ("cycles", r),
+        ("util %", r),
+        ("SRAM in KiB", r),
+        ("SRAM w KiB", r),
+        ("SRAM out KiB", r),
+        ("DRAM KiB", r),
+        ("E MAC µJ", r),
+        ("E SRAM µJ", r),
+        ("E DRAM µJ", r),
+        ("E total µJ", r),
+    ]);
+    for layer in &report.layers {
+        t.row(row(layer));
+    }
+    t.row(row(&report.total()));
+    out.push_str(&t.render());
+    out
+}
+
+fn json_stats(l: &LayerStats) -> String {
+    let mut s = String::from("{");
+    let _ = write!(
+        s,
+        "\"name\": {:?}, \"dataflow\": {}, \"macs\": {}, \"folds\": {}, \"cycles\": {}, \"stall_cycles\": {}, \"vector_cycles\": {}, \"total_cycles\": {}, \
+         \"overall_util_pct\": {}, \"mapping_eff_pct\": {}, \"compute_util_pct\": {}, \
+         \"sram_ifmap_reads\": {}, \"sram_filter_reads\": {}, \"sram_ofmap_writes\": {}, \
+         \"sram_bytes\": [{}, {}, {}], \"dram_bytes\": [{}, {}, {}], \
+         \"energy_mac_pj\": {}, \"energy_sram_pj\": {}, \"energy_dram_pj\": {}, \"energy_pj\": {}}}",
+        l.name,
+        l.dataflow.map_or("null".into(), |d| format!("\"{d}\"")),
+        l.macs,
+        l.folds,
+        l.cycles,
+        l.stall_cycles,
+        l.vector_cycles,
+        l.total_cycles(),
+        l.overall_util_pct(),
+        l.mapping_eff_pct(),
+        l.compute_util_pct(),
+        l.sram_ifmap_reads,
+        l.sram_filter_reads,
+        l.sram_ofmap_writes,
+        l.sram_bits[0] / 8.0,
+        l.sram_bits[1] / 8.0,
+        l.sram_bits[2] / 8.0,
+        l.dram_bytes[0],
+        l.dram_bytes[1],
+        l.dram_bytes[2],
+        l.energy_mac_pj,
+        l.energy_sram_pj,
+        l.energy_dram_pj,
+        l.energy_pj()
+    );
+    s
+}
+
+fn json(report: &Report, arch: &Arch) -> String {
+    let layers: Vec<String> = report.layers.iter().map(json_stats).collect();
+    format!(
+        "{{\"array\": [{}, {}], \"sram_kb\": [{}, {}, {}], \"dram_gbps\": {}, \"layers\": [\n  {}\n], \"total\": {}}}\n",
+        arch.rows,
+        arch.cols,
+        arch.sram_kb[0],
+        arch.sram_kb[1],
+        arch.sram_kb[2],
+        arch.dram_gbps.map_or("null".into(), |g| g.to_string()),
+        layers.join(",\n  "),
+        json_stats(&report.total())
+    )
+}
