@@ -127,7 +127,7 @@ pub fn model_layers(path: &Path, batch: u64) -> Result<Vec<LayerSpec>, CliError>
 /// prints).
 pub fn model_isa(module: &qc_compiler::Module) -> Result<Program, CliError> {
     let layers = layers_from_module(module, 1).map_err(CliError::new)?;
-    Ok(compile(&layers, &Arch::default(), MapMode::Fixed, &EnergyTable::default()))
+    compile(&layers, &Arch::default(), MapMode::Fixed, &EnergyTable::default()).map_err(CliError::new)
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Map::Search => MapMode::SearchCycles,
         Map::SearchEnergy => MapMode::SearchEnergy,
     };
-    let program = compile(&layers, &arch, mode, &table);
+    let program = compile(&layers, &arch, mode, &table).map_err(CliError::new)?;
     let report = simulate(&program, &arch, &table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?;
     let text = if args.json { json(&report, &arch) } else { render(&report, &arch) };
     super::print(&text)

@@ -203,8 +203,8 @@ pub fn emit_layer(program: &mut Program, layer: &LayerSpec, arch: &Arch, dataflo
 
 /// The program for `layers` on `arch`: each layer's dataflow fixed or searched (the search
 /// simulates every dataflow with `table` and keeps the best; ties go to os, ws, is in that
-/// order).
-pub fn compile(layers: &[LayerSpec], arch: &Arch, mode: MapMode, table: &EnergyTable) -> Program {
+/// order). A layer whose sizes do not fit the instruction fields is an error.
+pub fn compile(layers: &[LayerSpec], arch: &Arch, mode: MapMode, table: &EnergyTable) -> Result<Program, String> {
     let mut program = Program::default();
     for layer in layers {
         let dataflow = match mode {
@@ -224,5 +224,8 @@ pub fn compile(layers: &[LayerSpec], arch: &Arch, mode: MapMode, table: &EnergyT
         emit_layer(&mut program, layer, arch, dataflow);
     }
     program.instrs.push(Instr::Halt {});
-    program
+    if let Some(e) = program.instrs.iter().find_map(|i| i.encode().err()) {
+        return Err(format!("a layer is too large for the accelerator's instruction fields: {e}"));
+    }
+    Ok(program)
 }

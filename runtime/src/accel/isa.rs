@@ -80,8 +80,8 @@ isa! {
     }
     CfgArray = 2, "cfg.array", "Configures the PE array for the following steps: its shape and dataflow (0 output-, 1 weight-, 2 input-stationary)." {
         dataflow: 2, "0 = os, 1 = ws, 2 = is";
-        rows: 16, "PE rows in use by the mapping (at most the array's)";
-        cols: 16, "PE columns in use by the mapping (at most the array's)";
+        rows: 16, "PE rows of the array the program was tiled for";
+        cols: 16, "PE columns of the array the program was tiled for";
     }
     CfgOperand = 3, "cfg.operand", "Sets the number format of an operand buffer: `format` indexes the string pool (a format as spec/numerics.md writes it); memory traffic is counted in its storage bits, block scales included." {
         buffer: 2, "0 = ifmap, 1 = filter, 2 = ofmap";
@@ -98,12 +98,12 @@ isa! {
         count: 48, "elements moved";
     }
     ArrayStep = 7, "array.step", "One fold of the GEMM `out[M,N] += in[M,K]·w[K,N]` on the array: output rows `m0..m0+m`, columns `n0..n0+n`, reduction `k0..k0+k`. Which extents map to PE rows, columns and time follows the dataflow: os (m, n, k), ws (k, n, m), is (k, m, n). Costs SCALE-Sim's stall-free cycles and SRAM reads/writes for that fold." {
-        m0: 24, "first output row";
-        n0: 24, "first output column";
-        k0: 24, "first reduction index";
-        m: 16, "output rows";
-        n: 16, "output columns";
-        k: 16, "reduction length";
+        m0: 20, "first output row";
+        n0: 20, "first output column";
+        k0: 20, "first reduction index";
+        m: 20, "output rows";
+        n: 20, "output columns";
+        k: 20, "reduction length";
     }
     Vector = 8, "vector", "An element-wise or pooling pass of the vector unit over `count` results (one lane per array column; reads and writes the ofmap scratchpad)." {
         kind: 16, "string-pool index of the operation's name";
