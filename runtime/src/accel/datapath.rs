@@ -22,6 +22,8 @@ pub struct Datapath {
     /// Chunk size, format and rounding of the chunk sums.
     pub chunk: Option<(u64, Rounded)>,
     pub out: Rounding,
+    /// The random stream of the op's stochastic roundings.
+    pub stream: u32,
 }
 
 impl Default for Datapath {
@@ -29,7 +31,7 @@ impl Default for Datapath {
     /// SCALE-Sim layer has no formats; this is what qc prices it with unless told).
     fn default() -> Self {
         let fp32 = Format::parse("fp32").expect("fp32 is a format");
-        Datapath { mul: None, acc: Rounded { format: fp32, rounding: Rounding::Nearest }, chunk: None, out: Rounding::Nearest }
+        Datapath { mul: None, acc: Rounded { format: fp32, rounding: Rounding::Nearest }, chunk: None, out: Rounding::Nearest, stream: 0 }
     }
 }
 
@@ -71,6 +73,7 @@ impl Datapath {
         let mut acc = None;
         let mut chunk = None;
         let mut out = Rounding::Nearest;
+        let mut stream = 0;
         for field in split_top_level(inner) {
             let (key, value) = field.split_once('=').unwrap_or((field, ""));
             match (key.trim(), value.trim()) {
@@ -85,13 +88,14 @@ impl Datapath {
                     chunk = Some((size, format, rounding));
                 }
                 ("out", v) => out = Rounding::parse(v)?,
-                ("fma", "") | ("stream", _) => {}
+                ("stream", v) => stream = v.parse().map_err(|_| format!("bad stream `{v}`"))?,
+                ("fma", "") => {}
                 (k, _) => return Err(format!("unknown #arith field `{k}`")),
             }
         }
         let acc = acc.ok_or("#arith without `acc`")?;
         let chunk = chunk.map(|(size, format, rounding)| (size, Rounded { format, rounding: rounding.unwrap_or(acc.rounding) }));
-        Ok(Datapath { mul, acc, chunk, out })
+        Ok(Datapath { mul, acc, chunk, out, stream })
     }
 
     /// The energy of one multiply-accumulate with operands `a` and `b`: the multiplier (on

@@ -7,10 +7,12 @@
 //! - [`energy`]: energy per action (Horowitz 45 nm by default) scaled by format widths;
 //!   [`datapath`]: the MAC datapath of an `#arith`, priced with it.
 //! - [`scalesim`]: SCALE-Sim's own inputs (topology CSV, `.cfg`).
-//! - [`sim`]: the simulator's accounting per layer.
+//! - [`sim`]: the simulator's accounting per layer; [`array`]: the array steps' numerics, to
+//!   the bit of the kernel dialect's contraction.
 //!
 //! Knows nothing of the IR: programs come from `qc-compiler`'s `accel` module.
 
+pub mod array;
 pub mod datapath;
 pub mod energy;
 pub mod isa;
