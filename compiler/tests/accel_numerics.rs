@@ -49,7 +49,8 @@ fn check(arith: &str, weight: &str, bias: bool, seed: u64) {
         let ifmap = |m: u64, k: u64| Some(x[m as usize * K + k as usize]);
         let filter = |k: u64, n: u64| w[n as usize * K + k as usize];
         let operands = Operands { m: M as u64, n: N as u64, ifmap: &ifmap, filter: &filter, bias: b.as_deref() };
-        let ours = numerics.execute(&isa.instrs, &operands).unwrap();
+        let accumulators = numerics.execute(&isa.instrs, &operands).unwrap();
+        let ours: Vec<f32> = accumulators.iter().enumerate().map(|(e, a)| numerics.round_out(e as u64, *a)).collect();
         let theirs = reference.data();
         for (e, (o, t)) in ours.iter().zip(theirs).enumerate() {
             assert_eq!(o.to_bits(), t.to_bits(), "{arith}, {weight}, {dataflow}: element {e}: {o} against {t}");

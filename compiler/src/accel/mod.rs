@@ -5,6 +5,8 @@
 //! fixed, or searched (`--map search`) for the fewest cycles or the least energy by
 //! simulating every candidate.
 
+pub mod exec;
+
 use crate::ir::{Attr, Dim, Module, OpId, TensorType};
 use qc_runtime::accel::energy::EnergyTable;
 use qc_runtime::accel::isa::{Instr, Program};

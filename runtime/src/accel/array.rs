@@ -88,9 +88,9 @@ impl ArrayNumerics {
         })
     }
 
-    /// The result of output element `e` once all K terms are in: the last chunk into the
-    /// accumulator, the bias (rounded to the accumulator), the output rounding.
-    pub fn finish(&self, e: u64, partial: PartialSum, bias: Option<f32>) -> f32 {
+    /// The accumulator of output element `e` once all K terms are in: the last chunk added,
+    /// then the bias (rounded to the accumulator).
+    pub fn accumulator(&self, e: u64, partial: PartialSum, bias: Option<f32>) -> f64 {
         let k_total = self.k_total;
         let mut a = partial.acc;
         if let Some((size, _)) = &self.chunk {
@@ -102,10 +102,14 @@ impl ArrayNumerics {
         if let Some(b) = bias {
             a = self.acc.exact(Exact::sum(a, b as f64), self.draw(e, 3 * k_total)) as f64;
         }
-        self.out.exact(Exact::from_f64(a), self.draw(e, 3 * k_total + 1))
+        a
+    }
+
+    /// The accumulator value `a` of output element `e` rounded to the result with `out`.
+    pub fn round_out(&self, e: u64, a: f64) -> f32 {
+        self.out.exact(Exact::from_f64(a), self.draw(e, 3 * self.k_total + 1))
     }
 }
-
 
 /// A GEMM's operands as the array reads them: `ifmap(m, k)` (`None` for a term that does not
 /// exist), `filter(k, n)`, and an optional bias per output column.
@@ -119,8 +123,9 @@ pub struct Operands<'a> {
 
 impl ArrayNumerics {
     /// Executes the `array.step`s of `instrs` (one layer's folds, in order) on `operands` and
-    /// returns the `m × n` results, row-major: output element `e = m·n_total + n`.
-    pub fn execute(&self, instrs: &[Instr], operands: &Operands) -> Result<Vec<f32>, String> {
+    /// returns the `m × n` accumulator values (bias included, before the output rounding),
+    /// row-major: output element `e = m·n_total + n`.
+    pub fn execute(&self, instrs: &[Instr], operands: &Operands) -> Result<Vec<f64>, String> {
         let (m_total, n_total) = (operands.m, operands.n);
         let mut partials = vec![PartialSum::default(); (m_total * n_total) as usize];
         for instr in instrs {
@@ -140,7 +145,7 @@ impl ArrayNumerics {
         Ok(partials
             .iter()
             .enumerate()
-            .map(|(e, p)| self.finish(e as u64, *p, operands.bias.map(|b| b[e % n_total as usize])))
+            .map(|(e, p)| self.accumulator(e as u64, *p, operands.bias.map(|b| b[e % n_total as usize])))
             .collect())
     }
 }
