@@ -122,3 +122,13 @@ fn bad_input_is_one_line_with_exit_status_2() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn data_accuracy_on_the_simulated_array_equals_qc_run() {
+    for (model, weights) in [("examples/mlp.qnn", "examples/weights/mlp.safetensors"), ("examples/lenet.qnn", "examples/weights/lenet.safetensors")] {
+        let run = ok(&["run", model, "--data", "digits", "--weights", weights]);
+        let sim = ok(&["sim", model, "--data", "digits", "--weights", weights, "--array", "8x8", "--dataflow", "ws"]);
+        let accuracy = |text: &str, prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(accuracy(&sim, "accuracy on the simulated array: "), accuracy(&run, "accuracy: "), "{model}");
+    }
+}

@@ -2,8 +2,9 @@
 //! map its contractions onto the PE array and print per layer MACs, cycles, utilisation, SRAM
 //! and DRAM traffic and energy (MAC / SRAM / DRAM), with totals. On SCALE-Sim's own inputs
 //! (`--topology layers.csv --config arch.cfg [--gemm]`): the same figures for its layers, with
-//! one-byte integer operands. `--json` prints the figures for scripts; `--isa-reference` prints
-//! the instruction reference of spec/isa.md.
+//! one-byte integer operands. `--data` also runs labelled data through the simulated array
+//! (bit-exact) and prints the accuracy. `--json` prints the figures for scripts;
+//! `--isa-reference` prints the instruction reference of spec/isa.md.
 
 use super::CliError;
 use crate::report::table::{Align, Table};
@@ -63,6 +64,16 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also run labelled data (`digits` or a path) through the simulated array, bit-exactly,
+    /// and print the accuracy (equal to `qc run`'s).
+    #[arg(long, requires = "file")]
+    pub data: Option<String>,
+    /// Parameters by name from a .safetensors, .npz or .npy file (with --data).
+    #[arg(long, requires = "data")]
+    pub weights: Option<PathBuf>,
+    /// The run's seed for stochastic rounding (with --data).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Print the instruction reference (spec/isa.md's generated part) and exit.
     #[arg(long)]
     pub isa_reference: bool,
@@ -152,8 +163,36 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let program = compile(&layers, &arch, mode, &table).map_err(CliError::new)?;
     let report = simulate(&program, &arch, &table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?;
-    let text = if args.json { json(&report, &arch) } else { render(&report, &arch) };
+    let mut text = if args.json { json(&report, &arch) } else { render(&report, &arch) };
+    if let (Some(data), Some(file)) = (&args.data, &args.file) {
+        let accuracy = data_accuracy(file, data, args.weights.as_deref(), args.seed, &arch)?;
+        if args.json {
+            text = format!("{{\"accuracy\": {}, \"cost\": {}}}\n", accuracy.0 as f64 / accuracy.1.max(1) as f64, text.trim_end());
+        } else {
+            text += &format!("accuracy on the simulated array: {:.2}% ({}/{})\n", 100.0 * accuracy.0 as f64 / accuracy.1.max(1) as f64, accuracy.0, accuracy.1);
+        }
+    }
     super::print(&text)
+}
+
+/// Correct predictions and samples of the test part of `data`, run on the simulated array
+/// (the nn-level program after `optimize`, weights bound first as `qc run` does).
+fn data_accuracy(file: &Path, data: &str, weights: Option<&Path>, seed: u64, arch: &Arch) -> Result<(usize, usize), CliError> {
+    let model = super::run::load_model(file)?;
+    let mut module = qc_compiler::lower::lower_model(&model).map_err(CliError::new)?;
+    if let Some(path) = weights {
+        let weights = qc_runtime::io::WeightFile::open(path).map_err(CliError::new)?;
+        qc_compiler::backend::program::bind_weights(&mut module, &weights).map_err(CliError::new)?;
+    }
+    let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
+    qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
+        .run(&mut module)
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let program = qc_compiler::backend::Program::prepare(module, seed).map_err(CliError::new)?;
+    let test = super::run::load_test_data(data)?;
+    let simulator = qc_compiler::accel::exec::ArraySimulator { arch: arch.clone() };
+    let predictions = super::run::predict(&program, &simulator, &test, None)?;
+    Ok((super::run::correct(&test, &predictions), test.len()))
 }
 
 fn kib(bytes: f64) -> String {
