@@ -86,6 +86,9 @@ impl Backend for ArraySimulator {
     }
 }
 
+/// Reads the GEMM's input at (row, reduction index); `None` for a padded position.
+type IfmapReader<'a> = dyn Fn(u64, u64) -> Option<f32> + 'a;
+
 /// The static shape of `v` with dynamic axes taken from `x`'s leading axis.
 fn result_shape(module: &Module, v: ValueId, x: &Tensor) -> Result<Vec<usize>, ExecError> {
     let t = module.ty(v).as_tensor().ok_or_else(|| err("a tensor result"))?;
@@ -114,7 +117,7 @@ impl ArraySimulator {
         let conv = o.name().ends_with("conv2d");
         let (xs, ws) = (x.shape(), w.shape());
         // The GEMM and where its operands live.
-        let (m, n, k, out_shape, ifmap): (usize, usize, usize, Vec<usize>, Box<dyn Fn(u64, u64) -> Option<f32> + '_>) = if conv {
+        let (m, n, k, out_shape, ifmap): (usize, usize, usize, Vec<usize>, Box<IfmapReader<'_>>) = if conv {
             if o.attr("groups").and_then(Attr::as_int).unwrap_or(1) != 1 {
                 return Err(err("the accelerator does not execute grouped convolutions yet"));
             }

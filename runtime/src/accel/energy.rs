@@ -49,8 +49,11 @@ impl Default for EnergyTable {
     }
 }
 
+/// The entry of an energy table a key names.
+type Field = fn(&mut EnergyTable) -> &mut f64;
+
 /// The keys of an energy-table file, with their setters.
-const KEYS: &[(&str, fn(&mut EnergyTable) -> &mut f64)] = &[
+const KEYS: &[(&str, Field)] = &[
     ("int_add_8", |t| &mut t.int_add_8),
     ("int_add_32", |t| &mut t.int_add_32),
     ("int_mul_8", |t| &mut t.int_mul_8),

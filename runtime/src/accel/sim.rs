@@ -124,7 +124,7 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
         dataflow: arch.dataflow,
         rows: arch.rows,
         cols: arch.cols,
-        formats: [fp32.clone(), fp32.clone(), fp32],
+        formats: [fp32; 3],
         datapath: Datapath::default(),
     };
     let mut report = Report::default();
