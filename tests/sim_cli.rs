@@ -132,3 +132,18 @@ fn data_accuracy_on_the_simulated_array_equals_qc_run() {
         assert_eq!(accuracy(&sim, "accuracy on the simulated array: "), accuracy(&run, "accuracy: "), "{model}");
     }
 }
+
+#[test]
+fn the_sweep_tabulates_formats_and_arrays_with_a_pareto_front_and_a_plot() {
+    let plot = std::env::temp_dir().join(format!("qc-sweep-{}.svg", std::process::id()));
+    let text = ok(&["sim", "examples/mlp.qnn", "--sweep", "--data", "digits", "--weights", "examples/weights/mlp.safetensors", "--plot", plot.to_str().unwrap()]);
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(rows.len(), 11 * 3, "{text}");
+    assert!(rows.iter().any(|r| r.ends_with('*')), "{text}");
+    // Narrower formats move fewer bytes: e4m3 costs less energy than fp32 on the same array.
+    let energy = |label: &str| rows.iter().find(|r| r.starts_with(label) && r.contains("32x32")).unwrap().split_whitespace().nth(3).unwrap().parse::<f64>().unwrap();
+    assert!(energy("e4m3") < energy("fp32"), "{text}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 33, "{svg}");
+    std::fs::remove_file(&plot).unwrap();
+}

@@ -74,6 +74,13 @@ pub struct Args {
     /// The run's seed for stochastic rounding (with --data).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Sweep the formats of `qc run --format-sweep` and the arrays 8x8, 16x16, 32x32: cycles,
+    /// energy and (with --data) accuracy, with the Pareto front.
+    #[arg(long, requires = "file")]
+    pub sweep: bool,
+    /// With --sweep: write an SVG plot (energy against accuracy, or cycles) to this file.
+    #[arg(long, requires = "sweep")]
+    pub plot: Option<PathBuf>,
     /// Print the instruction reference (spec/isa.md's generated part) and exit.
     #[arg(long)]
     pub isa_reference: bool,
@@ -126,7 +133,13 @@ pub fn model_layers(path: &Path, batch: u64) -> Result<Vec<LayerSpec>, CliError>
         let first = diagnostics.first().map_or_else(String::new, |d| format!(": {}", d.message));
         return Err(CliError::new(format!("{shown} has errors{first} (see `qc check {shown}`)")));
     };
-    let mut module = qc_compiler::lower::lower_model(&model).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    checked_layers(&model, batch).map_err(|e| CliError::new(format!("{shown}: {e}")))
+}
+
+/// The layers of a checked model after the nn-level `optimize` pipeline.
+fn checked_layers(model: &qc_lang::CheckedModule, batch: u64) -> Result<Vec<LayerSpec>, CliError> {
+    let shown = "the model";
+    let mut module = qc_compiler::lower::lower_model(model).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
     let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
     qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
         .run(&mut module)
@@ -147,6 +160,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let arch = arch(&args)?;
     let table = energy_table(args.energy_table.as_deref())?;
+    if let (true, Some(file)) = (args.sweep, &args.file) {
+        return super::print(&sweep(&args, file, &arch, &table)?);
+    }
     let layers = match (&args.file, &args.topology) {
         (Some(file), _) => model_layers(file, args.batch)?,
         (None, Some(topo)) => parse_topology(&read(topo)?, args.gemm)
@@ -179,20 +195,132 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// (the nn-level program after `optimize`, weights bound first as `qc run` does).
 fn data_accuracy(file: &Path, data: &str, weights: Option<&Path>, seed: u64, arch: &Arch) -> Result<(usize, usize), CliError> {
     let model = super::run::load_model(file)?;
-    let mut module = qc_compiler::lower::lower_model(&model).map_err(CliError::new)?;
-    if let Some(path) = weights {
-        let weights = qc_runtime::io::WeightFile::open(path).map_err(CliError::new)?;
-        qc_compiler::backend::program::bind_weights(&mut module, &weights).map_err(CliError::new)?;
+    let weights = weights.map(|p| qc_runtime::io::WeightFile::open(p).map_err(CliError::new)).transpose()?;
+    let test = super::run::load_test_data(data)?;
+    checked_accuracy(&model, weights.as_ref(), &test, seed, arch)
+}
+
+/// Correct predictions and samples of `test` for a checked model on the simulated array.
+fn checked_accuracy(
+    model: &qc_lang::CheckedModule,
+    weights: Option<&qc_runtime::io::WeightFile>,
+    test: &qc_runtime::data::Dataset,
+    seed: u64,
+    arch: &Arch,
+) -> Result<(usize, usize), CliError> {
+    let mut module = qc_compiler::lower::lower_model(model).map_err(CliError::new)?;
+    if let Some(weights) = weights {
+        qc_compiler::backend::program::bind_weights(&mut module, weights).map_err(CliError::new)?;
     }
     let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
     qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
         .run(&mut module)
         .map_err(|e| CliError::new(e.to_string()))?;
     let program = qc_compiler::backend::Program::prepare(module, seed).map_err(CliError::new)?;
-    let test = super::run::load_test_data(data)?;
     let simulator = qc_compiler::accel::exec::ArraySimulator { arch: arch.clone() };
-    let predictions = super::run::predict(&program, &simulator, &test, None)?;
-    Ok((super::run::correct(&test, &predictions), test.len()))
+    let predictions = super::run::predict(&program, &simulator, test, None)?;
+    Ok((super::run::correct(test, &predictions), test.len()))
+}
+
+/// The arrays `--sweep` tries.
+const SWEEP_ARRAYS: [(u64, u64); 3] = [(8, 8), (16, 16), (32, 32)];
+
+/// One point of the sweep.
+struct Point {
+    label: &'static str,
+    rows: u64,
+    cycles: u64,
+    energy_uj: f64,
+    accuracy: Option<f64>,
+    pareto: bool,
+}
+
+/// `--sweep`: the model with weights and activations in each format of `qc run
+/// --format-sweep` (`format_sweep::with_formats`) on each array of [`SWEEP_ARRAYS`]; cycles,
+/// energy and, with `--data`, accuracy on the simulated array; points not dominated in
+/// (cycles, energy, accuracy) are marked as the Pareto front. Writes an SVG plot to `--plot`.
+fn sweep(args: &Args, file: &Path, arch: &Arch, table: &EnergyTable) -> Result<String, CliError> {
+    let model = super::run::load_model(file)?;
+    let weights = args.weights.as_deref().map(|p| qc_runtime::io::WeightFile::open(p).map_err(CliError::new)).transpose()?;
+    let test = args.data.as_deref().map(super::run::load_test_data).transpose()?;
+    let mut points = Vec::new();
+    for (label, w, a) in super::format_sweep::FORMATS {
+        let parse = |t: &str| qc_runtime::numerics::Format::parse(t).map_err(CliError::new);
+        let variant = super::format_sweep::with_formats(&model, parse(w)?, parse(a)?, false);
+        let layers = checked_layers(&variant, args.batch)?;
+        let accuracy = match &test {
+            Some(t) => {
+                let (right, n) = checked_accuracy(&variant, weights.as_ref(), t, args.seed, arch).map_err(|e| CliError::new(format!("{label}: {e}")))?;
+                Some(100.0 * right as f64 / n.max(1) as f64)
+            }
+            None => None,
+        };
+        for (rows, cols) in SWEEP_ARRAYS {
+            let a = Arch { rows, cols, ..arch.clone() };
+            let program = compile(&layers, &a, MapMode::Fixed, table).map_err(CliError::new)?;
+            let t = simulate(&program, &a, table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?.total();
+            points.push(Point { label, rows, cycles: t.total_cycles(), energy_uj: t.energy_pj() / 1e6, accuracy, pareto: false });
+        }
+    }
+    for i in 0..points.len() {
+        let p = &points[i];
+        let dominated = points.iter().any(|q| {
+            let no_worse = q.cycles <= p.cycles && q.energy_uj <= p.energy_uj && q.accuracy >= p.accuracy;
+            let better = q.cycles < p.cycles || q.energy_uj < p.energy_uj || q.accuracy > p.accuracy;
+            no_worse && better
+        });
+        points[i].pareto = !dominated;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, svg(&points)).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let (l, r) = (Align::Left, Align::Right);
+    let mut t = Table::new(&[("format", l), ("array", l), ("cycles", r), ("energy µJ", r), ("accuracy %", r), ("Pareto", l)]);
+    for p in &points {
+        t.row(vec![
+            p.label.to_string(),
+            format!("{0}x{0}", p.rows),
+            qc_lang::check::with_thousands(p.cycles),
+            format!("{:.3}", p.energy_uj),
+            p.accuracy.map_or("-".into(), |a| format!("{a:.2}")),
+            if p.pareto { "*".into() } else { String::new() },
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// Energy (log scale) against accuracy (or cycles without data), one colour per array, the
+/// Pareto points ringed.
+fn svg(points: &[Point]) -> String {
+    let (w, h, m) = (640.0, 420.0, 60.0);
+    let y_of = |p: &Point| p.accuracy.unwrap_or(p.cycles as f64);
+    let y_label = if points.iter().any(|p| p.accuracy.is_some()) { "accuracy (%)" } else { "cycles" };
+    let (ex, ey): (Vec<f64>, Vec<f64>) = points.iter().map(|p| (p.energy_uj.max(1e-9).log10(), y_of(p))).unzip();
+    let range = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        if hi > lo { (lo, hi) } else { (lo - 1.0, hi + 1.0) }
+    };
+    let ((x0, x1), (y0, y1)) = (range(&ex), range(&ey));
+    let px = |x: f64| m + (x - x0) / (x1 - x0) * (w - 2.0 * m);
+    let py = |y: f64| h - m - (y - y0) / (y1 - y0) * (h - 2.0 * m);
+    let colours = ["#1b9e77", "#d95f02", "#7570b3"];
+    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
+    out += &format!("<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<line x1=\"{m}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{0}\" stroke=\"black\"/>\n", h - m, w - m);
+    out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">energy per inference (µJ, log scale: 10^{x0:.2} .. 10^{x1:.2})</text>\n", w / 2.0, h - 20.0);
+    out += &format!("<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{y_label} ({y0:.1} .. {y1:.1})</text>\n", h / 2.0, h / 2.0);
+    for (i, p) in points.iter().enumerate() {
+        let c = colours[SWEEP_ARRAYS.iter().position(|a| a.0 == p.rows).unwrap_or(0) % colours.len()];
+        let (x, y) = (px(ex[i]), py(ey[i]));
+        out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n", x + 6.0, y - 4.0, p.label);
+        if p.pareto {
+            out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"8\" fill=\"none\" stroke=\"black\"/>\n");
+        }
+    }
+    for (i, (rows, _)) in SWEEP_ARRAYS.iter().enumerate() {
+        out += &format!("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{rows}x{rows}</text>\n", w - 110.0, 20.0 + 15.0 * i as f64, colours[i], w - 100.0, 24.0 + 15.0 * i as f64);
+    }
+    out += &format!("<circle cx=\"{}\" cy=\"65\" r=\"8\" fill=\"none\" stroke=\"black\"/><text x=\"{}\" y=\"69\">Pareto front</text>\n</svg>\n", w - 110.0, w - 100.0);
+    out
 }
 
 fn kib(bytes: f64) -> String {
