@@ -13,6 +13,7 @@
 //! - [`backend`]: execution of the kernel dialect: prepared programs and the backends.
 
 pub mod arena;
+pub mod autodiff;
 pub mod backend;
 pub mod diag;
 pub mod dialect;

@@ -7,3 +7,4 @@ pub mod numerics;
 pub mod io;
 pub mod tensor;
 pub mod data;
+pub mod train;

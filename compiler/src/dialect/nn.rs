@@ -280,6 +280,57 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: verify_fused_conv2d,
     },
+    // Gradient ops, made by `autodiff` (spec/ir.md, "Gradients").
+    OpDef {
+        name: "nn.dense_grad_weight",
+        summary: "The weight gradient of nn.dense: dy[..., N]ᵀ · x[..., K] -> [N, K], summed over the rows in order, rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.bias_grad",
+        summary: "The bias gradient: dy[..., N] summed over every axis but the last -> [N], in the accumulator (a reduction).",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.clip_grad",
+        summary: "The gradient of nn.clip (and relu): dy where min < x < max, else 0, rounded to the result.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("min", AttrKind::Float), req("max", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        terminator: false,
+        verify: verify_clip,
+    },
+    OpDef {
+        name: "nn.softmax_xent_grad",
+        summary: "The gradient of the mean softmax cross-entropy: (softmax(x) − t)·scale / B for logits x[B, C], targets t[B, C], loss scale (one element).",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.mse_grad",
+        summary: "The gradient of the mean squared error: 2·(y − t)·scale / n for n elements, loss scale (one element).",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
 ];
 
 /// The `[lo, hi]` bounds of a clamp: `lo ≤ hi`, neither NaN, each a value of the result
@@ -356,6 +407,11 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.layernorm" => layernorm_dims(v),
         "nn.softmax" => softmax_dims(v),
         "nn.pact" => pact_dims(v),
+        "nn.dense_grad_weight" => dense_grad_weight_dims(v),
+        "nn.bias_grad" => bias_grad_dims(v),
+        "nn.clip_grad" => same_dims(v, 2),
+        "nn.softmax_xent_grad" => loss_grad_dims(v, true),
+        "nn.mse_grad" => loss_grad_dims(v, false),
         "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
             v.tensor(0, "the input").map(|x| x.dims.clone())
         }
@@ -761,4 +817,58 @@ fn verify_concat(v: &OpView<'_>) -> Result<(), Failure> {
         same_format(v.tensor(i, "an input")?, y)?;
     }
     Ok(())
+}
+
+// Gradient ops (spec/ir.md, "Gradients").
+
+fn dense_grad_weight_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = v.tensor(0, "the output gradient")?;
+    let x = v.tensor(1, "the input")?;
+    let (Some((&n, dy_rows)), Some((&k, x_rows))) = (dy.dims.split_last(), x.dims.split_last()) else {
+        return fail("the output gradient and the input need at least one axis");
+    };
+    if dy_rows.len() != x_rows.len() || dy_rows.iter().zip(x_rows).any(|(a, b)| !dims_agree(*a, *b)) {
+        return fail(format!("the rows of the output gradient {} and of the input {} differ", show_dims(&dy.dims), show_dims(&x.dims)));
+    }
+    Ok(vec![n, k])
+}
+
+fn bias_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = v.tensor(0, "the output gradient")?;
+    match dy.dims.last() {
+        Some(&n) => Ok(vec![n]),
+        None => fail("the output gradient needs at least one axis"),
+    }
+}
+
+/// Operands `0..count` have equal shapes; the result has that shape.
+fn same_dims(v: &OpView<'_>, count: usize) -> Result<Vec<Dim>, Failure> {
+    let first = v.tensor(0, "the output gradient")?;
+    for i in 1..count {
+        let t = v.tensor(i, "an operand")?;
+        if t.rank() != first.rank() || t.dims.iter().zip(&first.dims).any(|(a, b)| !dims_agree(*a, *b)) {
+            return fail(format!("operand #{i} has shape {}, not {}", show_dims(&t.dims), show_dims(&first.dims)));
+        }
+    }
+    Ok(first.dims.clone())
+}
+
+/// A loss gradient: prediction and target of equal shape (`[B, C]` for cross-entropy) and a
+/// loss scale of one element.
+fn loss_grad_dims(v: &OpView<'_>, classes: bool) -> Result<Vec<Dim>, Failure> {
+    let dims = same_dims(v, 2)?;
+    if classes && dims.len() != 2 {
+        return fail_hint(format!("the logits must be [B, C], not {}", show_dims(&dims)), "flatten the logits to two axes");
+    }
+    let scale = v.tensor(2, "the loss scale")?;
+    if scale.static_len() != Some(1) {
+        return fail(format!("the loss scale must hold one element, not shape {}", show_dims(&scale.dims)));
+    }
+    Ok(dims)
+}
+
+fn verify_reduction_grad(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    computed_format(v)?;
+    reduction_arith(v)
 }

@@ -7,6 +7,7 @@
 //! output `base + 3K + 1`. The fused contractions (`nn.fused_dense`, `nn.fused_conv2d`) then
 //! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
 //! (each exact, the bounds being values of the result format; infinite bounds are omitted).
+//! `nn.dense_grad_weight` is a contraction over the rows (the leading axes, row-major).
 
 use super::body::{Body, Rnd};
 use super::{draw_counter, error, generate, operand_type, result_type};
@@ -63,12 +64,18 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             Dim::Fixed(k) => n.checked_mul(*k),
             Dim::Dynamic => None,
         }),
+        "dense_grad_weight" => xt.dims[..xt.rank() - 1].iter().try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        }),
         _ => match xt.dims.last() {
             Some(Dim::Fixed(k)) => Some(*k),
             _ => None,
         },
     };
-    let Some(k_len) = k_len else { return error(module, op, "the contracted length must be static") };
+    let Some(k_len) = k_len else {
+        return error(module, op, "the contracted length must be static (specialise the batch with `infer{batch=N}`)");
+    };
     let conv = if name == "conv2d" {
         let size = [fixed(module, op, wt.dims[1], "the kernel")?, fixed(module, op, wt.dims[2], "the kernel")?];
         let groups = module.ops[op].attrs.get("groups").and_then(Attr::as_int).unwrap_or(1).max(1) as u64;
@@ -94,6 +101,7 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let (xi, wi, keep) = match name {
                 "dense" => dense_factors(&idx, k),
                 "matmul" => matmul_factors(inner, &idx, k, &xt, &wt, rt.rank()),
+                "dense_grad_weight" => grad_weight_factors(inner, &idx, k, &xt),
                 _ => conv_factors(inner, &idx, k, &xt, &wt, conv.expect("a convolution has a window")),
             };
             let a = inner.load(x, xi);
@@ -131,6 +139,30 @@ fn dense_factors(idx: &[ValueId], k: ValueId) -> Factors {
     let mut xi = batch.to_vec();
     xi.push(k);
     (xi, vec![*n, k], None)
+}
+
+/// Term `k` of the weight gradient `[n, c]`: row `k` (row-major over the leading axes, which
+/// are static) of the output gradient at `n` and of the input at `c`.
+fn grad_weight_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, xt: &TensorType) -> Factors {
+    let rows = &xt.dims[..xt.rank() - 1];
+    let mut at = vec![k; rows.len()];
+    let mut rest = k;
+    for (a, d) in rows.iter().enumerate().rev() {
+        let size = match d {
+            Dim::Fixed(s) => *s,
+            Dim::Dynamic => 1,
+        };
+        if a == 0 {
+            at[0] = rest;
+        } else {
+            at[a] = body.ix_const("kernel.index_rem", rest, size);
+            rest = body.ix_const("kernel.index_div", rest, size);
+        }
+    }
+    let (mut dy_at, mut x_at) = (at.clone(), at);
+    dy_at.push(idx[0]);
+    x_at.push(idx[1]);
+    (dy_at, x_at, None)
 }
 
 /// Indices of a broadcast batch operand of type `t` for result indices `batch`.
