@@ -7,7 +7,10 @@
 //! | forward | gradients |
 //! |---|---|
 //! | `nn.dense x, w, b` | `dx = nn.matmul dy, w`; `dw = nn.dense_grad_weight dy, x`; `db = nn.bias_grad dy` |
+//! | `nn.conv2d x, w, b` | `dx = nn.conv2d_grad_input dy, w`; `dw = nn.conv2d_grad_weight dy, x`; `db = nn.bias_grad dy` |
+//! | `nn.maxpool2d x` | `dx = nn.maxpool2d_grad dy, x` |
 //! | `nn.relu x` / `nn.clip x` | `dx = nn.clip_grad dy, x` (`[0, inf]` / `[min, max]`) |
+//! | `nn.pact x, α` | `dx = nn.clip_grad dy, x, α` (`0 < x < α`); `dα = nn.pact_grad_alpha dy, x, α` (Σ dy where x ≥ α) |
 //! | `nn.cast`, `q.quantize`, `q.dequantize` | `dx = dy` (straight through) |
 //! | `nn.add a, b` | `da = dy`, `db = dy`; an operand broadcast along the last axis gets `nn.bias_grad dy` |
 //! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
@@ -152,6 +155,69 @@ impl Backward<'_, '_> {
                     self.add_to(bias, g, &span);
                 }
             }
+            "nn.conv2d" => {
+                let (x, w) = (o.operands[0], o.operands[1]);
+                let mut window = Attrs::new();
+                for k in ["stride", "padding", "dilation", "groups"] {
+                    if let Some(a) = o.attr(k) {
+                        window.insert(k.into(), a.clone());
+                    }
+                }
+                let pair = |dims: &[Dim]| Attr::Array(dims.iter().map(|d| Attr::Int(if let Dim::Fixed(n) = d { *n as i64 } else { 0 })).collect());
+                if needs(self, 0) {
+                    let ty = self.tensor(x).with_format(act.format);
+                    let mut a = self.contraction_arith(act);
+                    a.extend(window.clone());
+                    a.insert("input_size".into(), pair(&ty.dims[1..3]));
+                    let dx = self.emit("nn.conv2d_grad_input", vec![dy, w], ty, a, &span);
+                    self.add_to(x, dx, &span);
+                }
+                if needs(self, 1) {
+                    let ty = self.tensor(w).with_format(weight.format);
+                    let mut a = self.contraction_arith(weight);
+                    a.extend(window);
+                    a.insert("kernel_size".into(), pair(&ty.dims[1..3]));
+                    let dw = self.emit("nn.conv2d_grad_weight", vec![dy, x], ty, a, &span);
+                    self.add_to(w, dw, &span);
+                }
+                if needs(self, 2) {
+                    let bias = o.operands[2];
+                    let g = self.bias_grad(dy, bias, weight, &span);
+                    self.add_to(bias, g, &span);
+                }
+            }
+            "nn.maxpool2d" => {
+                let x = o.operands[0];
+                let acc = self.spec.backward.acc;
+                let mut a = self.reduction_arith(acc, act);
+                for k in ["window", "stride", "padding"] {
+                    if let Some(v) = o.attr(k) {
+                        a.insert(k.into(), v.clone());
+                    }
+                }
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.maxpool2d_grad", vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, &span);
+            }
+            "nn.pact" => {
+                let (x, alpha) = (o.operands[0], o.operands[1]);
+                if needs(self, 0) {
+                    let exact = self.tensor(dy).format == act.format;
+                    let mut a = self.round_attrs(if exact { Rounding::Nearest } else { act.rounding });
+                    a.insert("min".into(), Attr::Float(0.0));
+                    a.insert("max".into(), Attr::Float(f64::INFINITY));
+                    let ty = self.tensor(x).with_format(act.format);
+                    let dx = self.emit("nn.clip_grad", vec![dy, x, alpha], ty, a, &span);
+                    self.add_to(x, dx, &span);
+                }
+                if needs(self, 1) {
+                    let acc = self.spec.backward.acc;
+                    let a = self.reduction_arith(acc, weight);
+                    let ty = self.tensor(alpha).with_format(weight.format);
+                    let da = self.emit("nn.pact_grad_alpha", vec![dy, x, alpha], ty, a, &span);
+                    self.add_to(alpha, da, &span);
+                }
+            }
             "nn.relu" | "nn.clip" => {
                 let x = o.operands[0];
                 let bound = |k: &str, default: f64| o.attr(k).and_then(Attr::as_f64).unwrap_or(default);
@@ -201,7 +267,11 @@ impl Backward<'_, '_> {
                 let dx = self.emit("nn.reshape", vec![dy], ty, Attrs::new(), &span);
                 self.add_to(x, dx, &span);
             }
-            other => return Err(format!("`{other}` has no gradient yet (training supports dense, relu, clip, add, mul, flatten, reshape and roundings)")),
+            other => {
+                return Err(format!(
+                    "`{other}` has no gradient yet (training supports dense, conv2d, max pooling, relu, clip, pact, add, mul, flatten, reshape and roundings)"
+                ))
+            }
         }
         Ok(())
     }

@@ -303,8 +303,8 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.clip_grad",
-        summary: "The gradient of nn.clip (and relu): dy where min < x < max, else 0, rounded to the result.",
-        operands: Arity::Exactly(2),
+        summary: "The gradient of nn.clip, relu and pact: dy where min < x < max (or < the one-element operand hi when given), else 0, rounded to the result.",
+        operands: Arity::Between(2, 3),
         results: Arity::Exactly(1),
         regions: 0,
         attrs: &[req("min", AttrKind::Float), req("max", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
@@ -331,6 +331,63 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: verify_reduction_grad,
     },
+    OpDef {
+        name: "nn.conv2d_grad_input",
+        summary: "The input gradient of nn.conv2d: dy[N, OH, OW, O] and w[O, KH, KW, C/g] -> [N, H, W, C] for `input_size` = [H, W], rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &CONV_GRAD_INPUT_ATTRS,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.conv2d_grad_weight",
+        summary: "The weight gradient of nn.conv2d: dy[N, OH, OW, O] and x[N, H, W, C] -> [O, KH, KW, C/g] for `kernel_size` = [KH, KW], rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &CONV_GRAD_WEIGHT_ATTRS,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.maxpool2d_grad",
+        summary: "The input gradient of nn.maxpool2d: each window's dy goes to its first largest input (row-major), summed where windows overlap, in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &AVGPOOL_ATTRS,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.pact_grad_alpha",
+        summary: "The gradient of nn.pact's bound: Σ dy where x ≥ alpha, over every element in row-major order, in `acc` -> shape of alpha.",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+];
+
+const CONV_GRAD_INPUT_ATTRS: [AttrDef; 6] = [
+    req("arith", AttrKind::Arith),
+    opt("stride", AttrKind::IntArray),
+    opt("padding", AttrKind::IntArray),
+    opt("dilation", AttrKind::IntArray),
+    opt("groups", AttrKind::Int),
+    req("input_size", AttrKind::IntArray),
+];
+const CONV_GRAD_WEIGHT_ATTRS: [AttrDef; 6] = [
+    req("arith", AttrKind::Arith),
+    opt("stride", AttrKind::IntArray),
+    opt("padding", AttrKind::IntArray),
+    opt("dilation", AttrKind::IntArray),
+    opt("groups", AttrKind::Int),
+    req("kernel_size", AttrKind::IntArray),
 ];
 
 /// The `[lo, hi]` bounds of a clamp: `lo ≤ hi`, neither NaN, each a value of the result
@@ -409,9 +466,13 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.pact" => pact_dims(v),
         "nn.dense_grad_weight" => dense_grad_weight_dims(v),
         "nn.bias_grad" => bias_grad_dims(v),
-        "nn.clip_grad" => same_dims(v, 2),
+        "nn.clip_grad" => clip_grad_dims(v),
         "nn.softmax_xent_grad" => loss_grad_dims(v, true),
         "nn.mse_grad" => loss_grad_dims(v, false),
+        "nn.conv2d_grad_input" => conv_grad_input_dims(v),
+        "nn.conv2d_grad_weight" => conv_grad_weight_dims(v),
+        "nn.maxpool2d_grad" => maxpool_grad_dims(v),
+        "nn.pact_grad_alpha" => pact_grad_alpha_dims(v),
         "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
             v.tensor(0, "the input").map(|x| x.dims.clone())
         }
@@ -871,4 +932,79 @@ fn verify_reduction_grad(v: &OpView<'_>) -> Result<(), Failure> {
     shaped(v)?;
     computed_format(v)?;
     reduction_arith(v)
+}
+
+/// The `[a, b]` attribute `name` (each ≥ 1).
+fn size_pair(v: &OpView<'_>, name: &str) -> Result<[u64; 2], Failure> {
+    match v.attr(name).and_then(|a| a.as_int_array()).as_deref() {
+        Some(&[a, b]) if a >= 1 && b >= 1 => Ok([a as u64, b as u64]),
+        _ => fail(format!("`{name}` must be two sizes ≥ 1")),
+    }
+}
+
+/// The output gradient's shape must be what the forward op makes from an input of `[H, W]`.
+fn check_forward_out(v: &OpView<'_>, dy: &TensorType, hw: [u64; 2], size: [u64; 2], pooling: bool) -> Result<(), Failure> {
+    let win = window(v, size, pooling)?;
+    for axis in 0..2 {
+        let expected = window_out(Dim::Fixed(hw[axis]), size[axis], win.stride[axis], win.padding[axis], win.dilation[axis])?;
+        if !dims_agree(dy.dims[1 + axis], expected) {
+            return fail(format!("the output gradient {} does not come from an input of {}x{}", show_dims(&dy.dims), hw[0], hw[1]));
+        }
+    }
+    Ok(())
+}
+
+fn conv_grad_input_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let w = rank4(v, 1, "the weight")?;
+    let groups = v.int("groups").unwrap_or(1).max(1) as u64;
+    let hw = size_pair(v, "input_size")?;
+    let (Dim::Fixed(kh), Dim::Fixed(kw), Dim::Fixed(cg)) = (w.dims[1], w.dims[2], w.dims[3]) else {
+        return fail("the weight's kernel and channels must be static");
+    };
+    if !dims_agree(dy.dims[3], w.dims[0]) {
+        return fail(format!("the output gradient has {} channels but the weight {}", dy.dims[3], w.dims[0]));
+    }
+    check_forward_out(v, dy, hw, [kh, kw], false)?;
+    Ok(vec![dy.dims[0], Dim::Fixed(hw[0]), Dim::Fixed(hw[1]), Dim::Fixed(cg * groups)])
+}
+
+fn conv_grad_weight_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let x = rank4(v, 1, "the input")?;
+    let groups = v.int("groups").unwrap_or(1).max(1) as u64;
+    let size = size_pair(v, "kernel_size")?;
+    let (Dim::Fixed(h), Dim::Fixed(w), Dim::Fixed(c)) = (x.dims[1], x.dims[2], x.dims[3]) else {
+        return fail("the input's height, width and channels must be static");
+    };
+    if c % groups != 0 {
+        return fail(format!("{c} input channels do not divide into {groups} groups"));
+    }
+    check_forward_out(v, dy, [h, w], size, false)?;
+    Ok(vec![dy.dims[3], Dim::Fixed(size[0]), Dim::Fixed(size[1]), Dim::Fixed(c / groups)])
+}
+
+fn maxpool_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let x = rank4(v, 1, "the input")?;
+    let (Dim::Fixed(h), Dim::Fixed(w)) = (x.dims[1], x.dims[2]) else { return fail("the input's height and width must be static") };
+    let size = positive_pair(v, "window", [1, 1], 1)?;
+    check_forward_out(v, dy, [h, w], size, true)?;
+    Ok(x.dims.clone())
+}
+
+fn pact_grad_alpha_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    same_dims(v, 2)?;
+    let alpha = v.tensor(2, "alpha")?;
+    if alpha.static_len() != Some(1) {
+        return fail(format!("alpha must hold one element, not shape {}", show_dims(&alpha.dims)));
+    }
+    Ok(alpha.dims.clone())
+}
+
+fn clip_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    if v.operand_count() == 3 && v.tensor(2, "the upper bound")?.static_len() != Some(1) {
+        return fail("the upper bound operand must hold one element");
+    }
+    same_dims(v, 2)
 }

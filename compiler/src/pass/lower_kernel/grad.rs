@@ -16,6 +16,9 @@
 //! - `nn.mse_grad` (n elements): `d = y − t → A`; `g = d·σ → A`; `h = g / (n → A) → A`;
 //!   `y = h + h → Y`.
 //!
+//! - `nn.clip_grad` with a third operand (PACT's bound α) takes `hi = α`.
+//! - `nn.pact_grad_alpha`: see [`pact_grad_alpha`].
+//!
 //! Stochastic accumulators are supported in `nn.bias_grad` only; the loss gradients accept a
 //! stochastic `out` (the rounding into the gradient format).
 
@@ -81,7 +84,7 @@ pub fn bias_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 }
 
 /// `[t > 0]` as an exact fp32 0 or 1 (see the module documentation).
-fn step(body: &mut Body<'_>, t: ValueId) -> ValueId {
+pub(super) fn step(body: &mut Body<'_>, t: ValueId) -> ValueId {
     let exact32 = Rnd::new(fp32(), Rounding::Nearest);
     let lift = body.constant(fp32(), 2f64.powi(100));
     let once = body.rounded("kernel.mul", vec![t, lift], exact32);
@@ -102,6 +105,8 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let bound = |k: &str| o.attrs.get(k).and_then(Attr::as_f64).unwrap_or(f64::NAN);
     let (lo, hi) = (bound("min"), bound("max"));
     let (dy, x) = (o.operands[0], o.operands[1]);
+    let upper = o.operands.get(2).copied();
+    let upper_rank = if upper.is_some() { operand_type(module, op, 2).rank() } else { 0 };
     let rt = result_type(module, op);
     generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
@@ -114,7 +119,16 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let d = body.rounded("kernel.sub", vec![xv, l], exact32);
             mask = Some(step(body, d));
         }
-        if hi.is_finite() {
+        if let Some(bound) = upper {
+            let zero = body.index(0);
+            let h = body.load(bound, vec![zero; upper_rank]);
+            let d = body.rounded("kernel.sub", vec![h, xv], exact32);
+            let s = step(body, d);
+            mask = Some(match mask {
+                Some(m) => body.rounded("kernel.mul", vec![m, s], exact32),
+                None => s,
+            });
+        } else if hi.is_finite() {
             let h = body.constant(fp32(), nearest_value(fp32(), hi));
             let d = body.rounded("kernel.sub", vec![h, xv], exact32);
             let s = step(body, d);
@@ -184,5 +198,49 @@ pub fn loss_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let h = body.rounded("kernel.div", vec![g, count], acc);
             body.rounded("kernel.add", vec![h, h], out)
         })
+    })
+}
+
+/// `nn.pact_grad_alpha`: `Σ_e dy_e·[x_e ≥ α]` over every element `e` (row-major, static) in
+/// A, the indicator `1 − step(α − x)` exact in fp32 and each product exact; then `→ Y`.
+pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = arith_of(module, op)?;
+    if arith.is_stochastic() {
+        return error(module, op, "stochastic rounding in the PACT bound's gradient is not supported by lower-kernel yet");
+    }
+    let o = module.ops[op].operands.clone();
+    let (dy, x, alpha) = (o[0], o[1], o[2]);
+    let (dyt, at) = (operand_type(module, op, 0), operand_type(module, op, 2));
+    let dims: Option<Vec<u64>> = dyt.dims.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect();
+    let Some(dims) = dims else {
+        return error(module, op, "the gradient's shape must be static (specialise the batch with `infer{batch=N}`)");
+    };
+    let count: u64 = dims.iter().product();
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let exact32 = Rnd::new(fp32(), Rounding::Nearest);
+        let zero = body.index(0);
+        let a = body.load(alpha, vec![zero; at.rank()]);
+        let hi = body.index(count);
+        let sum = body.accumulate(zero, hi, acc, None, |inner, e| {
+            let mut at = vec![e; dims.len()];
+            let mut rest = e;
+            for axis in (1..dims.len()).rev() {
+                at[axis] = inner.ix_const("kernel.index_rem", rest, dims[axis]);
+                rest = inner.ix_const("kernel.index_div", rest, dims[axis]);
+            }
+            if let Some(first) = at.first_mut() {
+                *first = rest;
+            }
+            let xv = inner.load(x, at.clone());
+            let d = inner.rounded("kernel.sub", vec![a, xv], exact32);
+            let below = step(inner, d);
+            let one = inner.constant(fp32(), 1.0);
+            let mask = inner.rounded("kernel.sub", vec![one, below], exact32);
+            let g = inner.load(dy, at);
+            (inner.exact_mul(g, mask), None)
+        });
+        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
     })
 }
