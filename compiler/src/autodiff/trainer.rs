@@ -77,6 +77,25 @@ fn compile(module: &mut crate::ir::Module, pipeline: &str) -> Result<(), ExecErr
     Ok(())
 }
 
+/// The forward pass of `model` with its parameters as trailing arguments (any batch size),
+/// as a program, and the parameters.
+pub fn compile_forward(model: &CheckedModule, seed: u64) -> Result<(Program, Vec<Param>), ExecError> {
+    let mut module = crate::lower::lower_model(model).map_err(err)?;
+    let params = parameters_as_arguments(&mut module).map_err(err)?;
+    compile(&mut module, "infer,canonicalize,chunking")?;
+    Ok((Program::prepare(module, seed)?, params))
+}
+
+/// The training step of `model` for batches of `rows` samples: arguments `(input,
+/// params..., target, loss_scale)`, results `(output, gradient per parameter...)`.
+pub fn compile_step(model: &CheckedModule, spec: &GradSpec, rows: usize, seed: u64) -> Result<Program, ExecError> {
+    let mut module = crate::lower::lower_model(model).map_err(err)?;
+    let params = parameters_as_arguments(&mut module).map_err(err)?;
+    training_step(&mut module, params.len(), spec).map_err(err)?;
+    compile(&mut module, &format!("infer{{batch={rows}}},canonicalize,chunking"))?;
+    Program::prepare(module, seed)
+}
+
 impl Trainer {
     /// Compiles the evaluation function and sets up the weights (from the recipes, `load`
     /// paths relative to `base_dir`) and the optimizer.
@@ -94,10 +113,7 @@ impl Trainer {
             })
             .collect::<Result<_, _>>()?;
         let seed = overrides.seed.unwrap_or(training.seed);
-        let mut eval = crate::lower::lower_model(model).map_err(err)?;
-        let params = parameters_as_arguments(&mut eval).map_err(err)?;
-        compile(&mut eval, "infer,canonicalize,chunking")?;
-        let eval = Program::prepare(eval, seed)?;
+        let (eval, params) = compile_forward(model, seed)?;
         let weights = params.iter().map(|p| initial_values(p, seed, base_dir)).collect::<Result<Vec<_>, _>>()?;
         let f = &training.formats;
         let formats = UpdateFormats { update: (f.update.format, f.update.rounding), master: (f.master.format, f.master.rounding) };
@@ -175,11 +191,8 @@ impl Trainer {
 
     fn step_program(&mut self, rows: usize) -> Result<&Program, ExecError> {
         if !self.steps.contains_key(&rows) {
-            let mut module = crate::lower::lower_model(&self.model).map_err(err)?;
-            let params = parameters_as_arguments(&mut module).map_err(err)?;
-            training_step(&mut module, params.len(), &self.spec).map_err(err)?;
-            compile(&mut module, &format!("infer{{batch={rows}}},canonicalize,chunking"))?;
-            self.steps.insert(rows, Program::prepare(module, self.seed)?);
+            let program = compile_step(&self.model, &self.spec, rows, self.seed)?;
+            self.steps.insert(rows, program);
         }
         Ok(&self.steps[&rows])
     }
