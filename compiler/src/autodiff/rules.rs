@@ -83,18 +83,29 @@ impl Backward<'_, '_> {
         attrs([("arith", Attr::Arith(arith))])
     }
 
-    /// Adds `g` to the gradient of `v` (when `v` needs one).
-    fn add_to(&mut self, v: ValueId, g: ValueId, span: &Option<crate::ir::Span>) {
+    /// `g` rounded to `post` with `q.quantize` (a gradient format with shared scales, computed
+    /// in the fp32 staging format first), or `g` itself.
+    fn quantized(&mut self, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) -> ValueId {
+        let Some(to) = post else { return g };
+        let ty = self.tensor(g).with_format(to.format);
+        let a = self.round_attrs(to.rounding);
+        self.emit("q.quantize", vec![g], ty, a, span)
+    }
+
+    /// Adds `g` to the gradient of `v` (when `v` needs one), quantizing it first to `post`.
+    fn add_to(&mut self, v: ValueId, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) {
         if !self.needs.contains(&v) {
             return;
         }
+        let g = self.quantized(g, post, span);
         let sum = match self.cotangents.get(&v) {
             None => g,
             Some(&earlier) => {
-                let to = self.spec.act_grad;
+                let (to, post) = staged(self.spec.act_grad);
                 let ty = self.tensor(g).with_format(to.format);
                 let a = self.round_attrs(to.rounding);
-                self.emit("nn.add", vec![earlier, g], ty, a, span)
+                let sum = self.emit("nn.add", vec![earlier, g], ty, a, span);
+                self.quantized(sum, post, span)
             }
         };
         self.cotangents.insert(v, sum);
@@ -102,7 +113,7 @@ impl Backward<'_, '_> {
 
     /// The gradient of the scaled loss with respect to `output`.
     pub fn seed(&mut self, output: ValueId, target: ValueId, scale: ValueId) -> Result<(), String> {
-        let to = self.spec.act_grad;
+        let (to, post) = staged(self.spec.act_grad);
         let name = match self.spec.loss {
             super::Loss::SoftmaxCrossEntropy => "nn.softmax_xent_grad",
             super::Loss::MeanSquaredError => "nn.mse_grad",
@@ -115,13 +126,13 @@ impl Backward<'_, '_> {
         let g = self.emit(name, vec![output, target, scale], t.with_format(to.format), a, &None);
         self.module.values[g].name = Some("grad_output".into());
         self.needs.insert(output);
-        self.add_to(output, g, &None);
+        self.add_to(output, g, post, &None);
         Ok(())
     }
 
     /// A zero gradient for a parameter the output does not depend on.
     pub fn zeros(&mut self, param: ValueId) -> Result<ValueId, String> {
-        let ty = self.tensor(param).with_format(self.spec.weight_grad.format);
+        let ty = self.tensor(param).with_format(staged(self.spec.weight_grad).0.format);
         Ok(self.emit("nn.constant", vec![], ty, attrs([("value", Attr::Array(vec![Attr::Float(0.0)]))]), &None))
     }
 
@@ -131,28 +142,28 @@ impl Backward<'_, '_> {
         let span = o.span.clone();
         let name = o.name();
         let needs = |b: &Self, i: usize| o.operands.get(i).is_some_and(|v| b.needs.contains(v));
-        let act = self.spec.act_grad_at(&span);
-        let weight = self.spec.weight_grad_at(&span);
+        let (act, act_post) = staged(self.spec.act_grad_at(&span));
+        let (weight, weight_post) = staged(self.spec.weight_grad_at(&span));
         match name {
-            "nn.cast" | "q.quantize" | "q.dequantize" => self.add_to(o.operands[0], dy, &span),
+            "nn.cast" | "q.quantize" | "q.dequantize" => self.add_to(o.operands[0], dy, None, &span),
             "nn.dense" => {
                 let (x, w) = (o.operands[0], o.operands[1]);
                 if needs(self, 0) {
                     let ty = self.tensor(x).with_format(act.format);
                     let a = self.contraction_arith(act);
                     let dx = self.emit("nn.matmul", vec![dy, w], ty, a, &span);
-                    self.add_to(x, dx, &span);
+                    self.add_to(x, dx, act_post, &span);
                 }
                 if needs(self, 1) {
                     let ty = self.tensor(w).with_format(weight.format);
                     let a = self.contraction_arith(weight);
                     let dw = self.emit("nn.dense_grad_weight", vec![dy, x], ty, a, &span);
-                    self.add_to(w, dw, &span);
+                    self.add_to(w, dw, weight_post, &span);
                 }
                 if needs(self, 2) {
                     let bias = o.operands[2];
                     let g = self.bias_grad(dy, bias, weight, &span);
-                    self.add_to(bias, g, &span);
+                    self.add_to(bias, g, weight_post, &span);
                 }
             }
             "nn.conv2d" => {
@@ -170,7 +181,7 @@ impl Backward<'_, '_> {
                     a.extend(window.clone());
                     a.insert("input_size".into(), pair(&ty.dims[1..3]));
                     let dx = self.emit("nn.conv2d_grad_input", vec![dy, w], ty, a, &span);
-                    self.add_to(x, dx, &span);
+                    self.add_to(x, dx, act_post, &span);
                 }
                 if needs(self, 1) {
                     let ty = self.tensor(w).with_format(weight.format);
@@ -178,12 +189,12 @@ impl Backward<'_, '_> {
                     a.extend(window);
                     a.insert("kernel_size".into(), pair(&ty.dims[1..3]));
                     let dw = self.emit("nn.conv2d_grad_weight", vec![dy, x], ty, a, &span);
-                    self.add_to(w, dw, &span);
+                    self.add_to(w, dw, weight_post, &span);
                 }
                 if needs(self, 2) {
                     let bias = o.operands[2];
                     let g = self.bias_grad(dy, bias, weight, &span);
-                    self.add_to(bias, g, &span);
+                    self.add_to(bias, g, weight_post, &span);
                 }
             }
             "nn.maxpool2d" => {
@@ -197,7 +208,7 @@ impl Backward<'_, '_> {
                 }
                 let ty = self.tensor(x).with_format(act.format);
                 let dx = self.emit("nn.maxpool2d_grad", vec![dy, x], ty, a, &span);
-                self.add_to(x, dx, &span);
+                self.add_to(x, dx, act_post, &span);
             }
             "nn.pact" => {
                 let (x, alpha) = (o.operands[0], o.operands[1]);
@@ -208,14 +219,14 @@ impl Backward<'_, '_> {
                     a.insert("max".into(), Attr::Float(f64::INFINITY));
                     let ty = self.tensor(x).with_format(act.format);
                     let dx = self.emit("nn.clip_grad", vec![dy, x, alpha], ty, a, &span);
-                    self.add_to(x, dx, &span);
+                    self.add_to(x, dx, act_post, &span);
                 }
                 if needs(self, 1) {
                     let acc = self.spec.backward.acc;
                     let a = self.reduction_arith(acc, weight);
                     let ty = self.tensor(alpha).with_format(weight.format);
                     let da = self.emit("nn.pact_grad_alpha", vec![dy, x, alpha], ty, a, &span);
-                    self.add_to(alpha, da, &span);
+                    self.add_to(alpha, da, weight_post, &span);
                 }
             }
             "nn.relu" | "nn.clip" => {
@@ -229,7 +240,7 @@ impl Backward<'_, '_> {
                 a.insert("max".into(), Attr::Float(hi));
                 let ty = self.tensor(x).with_format(act.format);
                 let dx = self.emit("nn.clip_grad", vec![dy, x], ty, a, &span);
-                self.add_to(x, dx, &span);
+                self.add_to(x, dx, act_post, &span);
             }
             "nn.add" => {
                 let out = self.tensor(o.results[0]);
@@ -243,7 +254,7 @@ impl Backward<'_, '_> {
                         } else {
                             return Err(format!("the gradient of `nn.add` broadcasting {} to {} is not supported yet", show(&self.tensor(v)), show(&out)));
                         };
-                        self.add_to(v, g, &span);
+                        self.add_to(v, g, act_post, &span);
                     }
                 }
             }
@@ -257,7 +268,7 @@ impl Backward<'_, '_> {
                         }
                         let a = self.round_attrs(act.rounding);
                         let g = self.emit("nn.mul", vec![dy, other], out.with_format(act.format), a, &span);
-                        self.add_to(v, g, &span);
+                        self.add_to(v, g, act_post, &span);
                     }
                 }
             }
@@ -265,7 +276,7 @@ impl Backward<'_, '_> {
                 let x = o.operands[0];
                 let ty = self.tensor(x).with_format(self.tensor(dy).format);
                 let dx = self.emit("nn.reshape", vec![dy], ty, Attrs::new(), &span);
-                self.add_to(x, dx, &span);
+                self.add_to(x, dx, None, &span);
             }
             other => {
                 return Err(format!(
@@ -282,6 +293,16 @@ impl Backward<'_, '_> {
         let a = self.reduction_arith(acc, to);
         let ty = self.tensor(bias).with_format(to.format);
         self.emit("nn.bias_grad", vec![dy], ty, a, span)
+    }
+}
+
+/// A gradient format as the ops compute it: itself when element-wise, else fp32 (nearest)
+/// followed by `q.quantize` to it.
+fn staged(to: RoundTo) -> (RoundTo, Option<RoundTo>) {
+    if to.format.is_elementwise() {
+        (to, None)
+    } else {
+        (RoundTo { format: fp32(), rounding: Rounding::Nearest }, Some(to))
     }
 }
 
