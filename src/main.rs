@@ -32,6 +32,8 @@ enum Command {
     Compile(cmd::compile::Args),
     /// Run passes on a textual IR (.qir) file, as mlir-opt does.
     Opt(cmd::opt::Args),
+    /// Run a .qnn model on data, an .npy input or random inputs (backend: interp or jit).
+    Run(cmd::run::Args),
 }
 
 impl Command {
@@ -44,6 +46,7 @@ impl Command {
             Command::Check(args) => cmd::check::run(args),
             Command::Compile(args) => cmd::compile::run(args),
             Command::Opt(args) => cmd::opt::run(args),
+            Command::Run(args) => cmd::run::run(args),
         }
     }
 }

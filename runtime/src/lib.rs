@@ -7,4 +7,5 @@ pub mod numerics;
 pub mod io;
 pub mod tensor;
 pub mod data;
+pub mod kernels;
 pub mod train;

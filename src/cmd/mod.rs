@@ -4,10 +4,12 @@
 pub mod check;
 pub mod compile;
 pub mod demo;
+pub mod format_sweep;
 pub mod formats;
 pub mod opt;
 pub mod quantize;
 pub mod repl;
+pub mod run;
 
 use std::fmt;
 use std::io::Write;

@@ -5,6 +5,7 @@
 use crate::init::Recipe;
 use crate::ir::{Attr, Dim, Module, ValueId};
 use crate::pass::constant_values;
+use qc_runtime::io::WeightFile;
 use qc_runtime::tensor::Tensor;
 use std::collections::HashMap;
 use std::fmt;
@@ -104,14 +105,65 @@ fn static_shape(module: &Module, v: ValueId) -> Result<Vec<usize>, ExecError> {
 /// Lowers a checked model to the kernel dialect: `lower_model`, the nn-level `pipeline`
 /// (`"optimize"` normally), then `to-kernel`, verifying after every pass.
 pub fn compile_to_kernel(model: &qc_lang::check::CheckedModule, pipeline: &str) -> Result<Module, ExecError> {
+    compile_with_weights(model, pipeline, None)
+}
+
+/// [`compile_to_kernel`] with the parameters taken from a weight file: every `nn.param` is
+/// bound to the file's tensor of its name ([`bind_weights`]) before the passes run, so the
+/// `canonicalize` pass quantizes each weight once, at compile time.
+pub fn compile_with_weights(model: &qc_lang::check::CheckedModule, pipeline: &str, weights: Option<&WeightFile>) -> Result<Module, ExecError> {
     use crate::pass::{parse_pipeline, PassManager, PassOptions};
     let mut module = crate::lower::lower_model(model).map_err(ExecError::new)?;
+    if let Some(weights) = weights {
+        bind_weights(&mut module, weights)?;
+    }
     for stage in [pipeline, "to-kernel"] {
         let passes = parse_pipeline(stage).map_err(ExecError::new)?;
         let options = PassOptions { verify_each: true, ..PassOptions::default() };
         PassManager::new(passes, options).run(&mut module).map_err(|e| ExecError::new(e.to_string()))?;
     }
     Ok(module)
+}
+
+/// Replaces every `nn.param` of `module` by an `nn.constant {value, name}` of the same type
+/// holding the weight file's tensor of that name (checked: present, same shape, a dtype that
+/// converts to float32 exactly). The values are in the parameter's master format (fp32 for
+/// every parameter the language declares), so listing them is exact; the roundings of the
+/// constant to the parameter's declared format are then folded by `canonicalize`.
+pub fn bind_weights(module: &mut Module, weights: &WeightFile) -> Result<(), ExecError> {
+    use crate::lower::build::{attrs, At, Builder};
+    for op in module.all_ops() {
+        if module.ops[op].name() != "nn.param" || module.ops[op].parent.is_none() {
+            continue;
+        }
+        let name = param_name(module, op);
+        let result = module.ops[op].results[0];
+        let shape = static_shape(module, result)?;
+        let tensor = weights.get(&name, &shape).map_err(|e| ExecError::new(e.to_string()))?;
+        let values = Attr::Array(tensor.data().iter().map(|&x| Attr::Float(x as f64)).collect());
+        let ty = module.ty(result).clone();
+        let span = module.ops[op].span.clone();
+        let constant = Builder::new(module, At::Before(op), span).op("nn.constant", vec![], ty, attrs([("value", values), ("name", Attr::Str(name))]));
+        module.values[constant].name = module.values[result].name.take();
+        module.replace_all_uses(result, constant);
+        module.erase_op(op);
+    }
+    Ok(())
+}
+
+/// The shapes of the function's arguments, with `batch` for every dynamic axis, and their
+/// element formats: what [`super::Backend::run`] takes.
+pub fn input_shapes(module: &Module, batch: usize) -> Vec<(Vec<usize>, qc_runtime::numerics::Format)> {
+    let Some(body) = module.funcs.first().and_then(|f| module.entry_block(f.body)) else { return Vec::new() };
+    module.blocks[body]
+        .args
+        .iter()
+        .filter_map(|&a| module.ty(a).as_tensor())
+        .map(|t| {
+            let dims = t.dims.iter().map(|d| if let Dim::Fixed(n) = d { *n as usize } else { batch }).collect();
+            (dims, t.format)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -255,18 +255,18 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.fused_dense",
-        summary: "nn.dense whose rounded result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
-        operands: Arity::Between(2, 3),
+        summary: "nn.dense, optionally followed by a batch norm of its accumulator value (`batchnorm`, operands scale, shift, mean, var), whose result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
+        operands: Arity::Between(2, 7),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &[req("arith", AttrKind::Arith), req("clip", AttrKind::FloatArray)],
+        attrs: &[req("arith", AttrKind::Arith), req("clip", AttrKind::FloatArray), opt("batchnorm", AttrKind::Dict)],
         terminator: false,
         verify: verify_fused_dense,
     },
     OpDef {
         name: "nn.fused_conv2d",
-        summary: "nn.conv2d whose rounded result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
-        operands: Arity::Between(2, 3),
+        summary: "nn.conv2d, optionally followed by a batch norm of its accumulator value (`batchnorm`, operands scale, shift, mean, var), whose result is then clamped to `clip` = [lo, hi] (made by the fusion pass).",
+        operands: Arity::Between(2, 7),
         results: Arity::Exactly(1),
         regions: 0,
         attrs: &[
@@ -276,6 +276,7 @@ pub const OPS: &[OpDef] = &[
             opt("dilation", AttrKind::IntArray),
             opt("groups", AttrKind::Int),
             req("clip", AttrKind::FloatArray),
+            opt("batchnorm", AttrKind::Dict),
         ],
         terminator: false,
         verify: verify_fused_conv2d,
@@ -431,12 +432,67 @@ fn fused_clip(v: &OpView<'_>) -> Result<(), Failure> {
 
 fn verify_fused_dense(v: &OpView<'_>) -> Result<(), Failure> {
     verify_dense(v)?;
+    fused_batchnorm(v)?;
     fused_clip(v)
 }
 
 fn verify_fused_conv2d(v: &OpView<'_>) -> Result<(), Failure> {
     verify_conv2d(v)?;
+    fused_batchnorm(v)?;
     fused_clip(v)
+}
+
+/// Where a contraction's optional operands are: the bias, and the first of a fused batch
+/// norm's four per-channel operands (scale, shift, mean, var). A contraction without
+/// `batchnorm` has `x, w[, bias]`; with it, `x, w[, bias], scale, shift, mean, var`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContractionOperands {
+    pub bias: Option<usize>,
+    pub batchnorm: Option<usize>,
+}
+
+impl ContractionOperands {
+    pub fn of(operand_count: usize, has_batchnorm: bool) -> ContractionOperands {
+        let extra = if has_batchnorm { 4 } else { 0 };
+        let bias = (operand_count == 3 + extra).then_some(2);
+        let batchnorm = has_batchnorm.then_some(2 + bias.map_or(0, |_| 1));
+        ContractionOperands { bias, batchnorm }
+    }
+
+    fn of_view(v: &OpView<'_>) -> ContractionOperands {
+        ContractionOperands::of(v.operand_count(), v.attr("batchnorm").is_some())
+    }
+}
+
+/// The `batchnorm` of a fused contraction: `{arith, epsilon[, momentum]}` with a reduction
+/// arith, and four per-channel operands after the optional bias.
+fn fused_batchnorm(v: &OpView<'_>) -> Result<(), Failure> {
+    let Some(attr) = v.attr("batchnorm") else {
+        return match v.operand_count() {
+            2 | 3 => Ok(()),
+            n => fail_hint(format!("this contraction has {n} operands"), "x, w and an optional bias; a fused batch norm adds scale, shift, mean and var"),
+        };
+    };
+    let crate::ir::Attr::Dict(d) = attr else { return fail("`batchnorm` must be a dictionary") };
+    if !matches!(v.operand_count(), 6 | 7) {
+        return fail_hint(format!("a contraction with a fused batch norm has 6 or 7 operands, not {}", v.operand_count()), "x, w, an optional bias, then scale, shift, mean, var");
+    }
+    let Some(crate::ir::Attr::Arith(a)) = d.get("arith") else { return fail("`batchnorm` needs `arith`") };
+    if a.mul.is_some() || a.fma || a.chunk.is_some() || a.is_stochastic() {
+        return fail_hint("a fused batch norm multiplies nothing, is not chunked and rounds deterministically", "write `arith = #arith<mul=exact, acc=F @ R>`");
+    }
+    if d.get("epsilon").and_then(|e| e.as_f64()).is_none() {
+        return fail("`batchnorm` needs a number `epsilon`");
+    }
+    if let Some(key) = d.keys().find(|k| !["arith", "epsilon", "momentum"].contains(&k.as_str())) {
+        return fail(format!("`batchnorm` has no field `{key}`"));
+    }
+    let channels = *v.result_tensor(0)?.dims.last().expect("a contraction result has an axis");
+    let first = ContractionOperands::of_view(v).batchnorm.expect("checked above");
+    for (i, what) in ["the scale", "the shift", "the mean", "the variance"].into_iter().enumerate() {
+        per_channel(v, first + i, what, channels)?;
+    }
+    Ok(())
 }
 
 fn all_fixed(t: &TensorType, what: &str) -> Result<(), Failure> {
@@ -594,10 +650,8 @@ fn reduction_arith(v: &OpView<'_>) -> Result<(), Failure> {
     }
 }
 
-fn bias(v: &OpView<'_>, index: usize, channels: Dim) -> Result<(), Failure> {
-    if v.operand_count() <= index {
-        return Ok(());
-    }
+fn bias(v: &OpView<'_>, channels: Dim) -> Result<(), Failure> {
+    let Some(index) = ContractionOperands::of_view(v).bias else { return Ok(()) };
     let b = v.tensor(index, "the bias")?;
     if b.rank() != 1 || !dims_agree(b.dims[0], channels) {
         return fail(format!("the bias should have shape {channels}, not {}", show_dims(&b.dims)));
@@ -615,7 +669,7 @@ fn dense_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
         return fail_hint(format!("the weight must have rank 2, not {}", w.rank()), "the weight is [N, K] (out, in)");
     };
     contracted(k, wk)?;
-    bias(v, 2, n)?;
+    bias(v, n)?;
     let mut out = batch.to_vec();
     out.push(n);
     Ok(out)
@@ -706,7 +760,7 @@ fn conv2d_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
             return fail(format!("{o} output channels do not divide into {groups} groups"));
         }
     }
-    bias(v, 2, w.dims[0])?;
+    bias(v, w.dims[0])?;
     Ok(vec![
         x.dims[0],
         window_out(x.dims[1], kh, win.stride[0], win.padding[0], win.dilation[0])?,

@@ -40,6 +40,11 @@ pub const RULES: &[RuleDef] = &[
         find: fuse_bias,
     },
     RuleDef {
+        name: "fuse-batchnorm",
+        doc: "batchnorm(dense|conv2d(x, w[, b]), γ, β, μ, σ²) ⇒ fused_dense|fused_conv2d(x, w[, b], γ, β, μ, σ²){batchnorm} when the contraction's result format holds the accumulator's values (the batch norm then reads the accumulator value itself) and the batch norm rounds deterministically",
+        find: fuse_batchnorm,
+    },
+    RuleDef {
         name: "fuse-activation",
         doc: "relu|clip(dense|conv2d(..)) ⇒ fused_dense|fused_conv2d(..){clip} when the activation's result format rounds like the contraction's and the bounds are values of it",
         find: fuse_activation,
@@ -257,17 +262,61 @@ fn bias_operand(egraph: &FusionGraph, contraction: &str, t: &TensorType, b: Id) 
     })
 }
 
-/// `relu|clip(c)` with `c` a plain contraction of result format T: the clamp moves into the
-/// contraction (applied after its `out` rounding). Exact when the activation's result
-/// format rounds like T (then its rounding of a clamped value of T is the identity, and the
-/// fused op may round straight to it) and the bounds are values of T or infinities.
+/// `batchnorm(c, γ, β, μ, σ²)` with `c` a plain contraction: the batch norm becomes the
+/// contraction's epilogue, applied to the accumulator value a (after the bias) in place of
+/// the rounding to c's result format, with the batch norm's own arithmetic and result type,
+/// and an unbounded clamp. Exact when c's rounding to its result format T is exact (T holds
+/// the accumulator's values: L1), so the batch norm reads exactly a, and the batch norm is
+/// deterministic (no draws to keep in place). The per-channel axis of both is the last.
+fn fuse_batchnorm(egraph: &FusionGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (bn, bn_sig) in ops_named(egraph, id, "nn.batchnorm") {
+        let Some(bn_arith) = arith(bn_sig) else { continue };
+        if bn_arith.is_stochastic() || bn.children.len() != 5 {
+            continue;
+        }
+        let mut norm: BTreeMap<String, Attr> = BTreeMap::new();
+        norm.insert("arith".into(), Attr::Arith(bn_arith));
+        for key in ["epsilon", "momentum"] {
+            if let Some(v) = bn_sig.attrs.get(key) {
+                norm.insert(key.into(), v.clone());
+            }
+        }
+        for (plain, fused) in FUSED {
+            for (inner, sig) in ops_named(egraph, bn.children[0], plain) {
+                let (Some(a), Some(t)) = (arith(sig), tensor(&sig.ty)) else { continue };
+                if !holds(&t.format, &a.acc.format) {
+                    continue;
+                }
+                let mut attrs = sig.attrs.clone();
+                attrs.insert("clip".into(), Attr::Array(vec![Attr::Float(f64::NEG_INFINITY), Attr::Float(f64::INFINITY)]));
+                attrs.insert("batchnorm".into(), Attr::Dict(norm.clone()));
+                let children = inner.children.iter().chain(&bn.children[1..]).map(|c| Build::Class(*c)).collect();
+                out.push(Build::Op { name: fused, attrs, ty: bn_sig.ty.clone(), children });
+            }
+        }
+    }
+    out
+}
+
+/// A contraction with a fused batch norm and no clamp yet: an activation may still fuse.
+fn unclamped_batchnorm(sig: &Sig) -> bool {
+    sig.attrs.contains_key("batchnorm") && clip_bounds(sig) == Some((f64::NEG_INFINITY, f64::INFINITY))
+}
+
+/// `relu|clip(c)` with `c` a plain contraction of result format T (or one with a fused batch
+/// norm and no clamp yet): the clamp moves into the contraction (applied after its last
+/// rounding). Exact when the activation's result format rounds like T (then its rounding of
+/// a clamped value of T is the identity, and the fused op may round straight to it) and the
+/// bounds are values of T or infinities.
 fn fuse_activation(egraph: &FusionGraph, id: Id) -> Vec<Build> {
     let mut out = Vec::new();
     for node in &egraph[id].nodes {
         let Some((lo, hi)) = activation_bounds(node, egraph) else { continue };
         let Some(c_format) = format_of(egraph, id) else { continue };
         for (plain, fused) in FUSED {
-            for (inner, sig) in ops_named(egraph, node.children[0], plain) {
+            let normed = ops_named(egraph, node.children[0], fused).filter(|(_, sig)| unclamped_batchnorm(sig));
+            for (inner, sig) in ops_named(egraph, node.children[0], plain).chain(normed) {
                 let Some(t) = tensor(&sig.ty) else { continue };
                 if !rounds_alike(&c_format, &t.format) || !bound_fits(lo, &t.format) || !bound_fits(hi, &t.format) {
                     continue;
@@ -295,7 +344,8 @@ fn fuse_quantize(egraph: &FusionGraph, id: Id) -> Vec<Build> {
         }
         for (inner, name, sig) in contractions(egraph, q.children[0]) {
             let (Some(a), Some(t)) = (arith(sig), tensor(&sig.ty)) else { continue };
-            if !holds(&t.format, &a.acc.format) {
+            // With a fused batch norm the value before the last rounding is the batch norm's.
+            if !holds(&t.format, &a.acc.format) || sig.attrs.contains_key("batchnorm") {
                 continue;
             }
             if let Some((lo, hi)) = clip_bounds(sig) {

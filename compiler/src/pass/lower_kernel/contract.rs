@@ -4,12 +4,15 @@
 //! accumulator, then the rounding to the result format with `out`. Draw counters of a
 //! stochastic contraction with K terms: span `P = 3K + 2`; products at `base + k`, the
 //! accumulation from `base + K` (terms `+ k`, chunk sums `+ K + j`), bias `base + 3K`,
-//! output `base + 3K + 1`. The fused contractions (`nn.fused_dense`, `nn.fused_conv2d`) then
+//! output `base + 3K + 1` — or, with a fused `batchnorm`, the batch-norm steps applied to the
+//! accumulator value instead of that rounding. The fused contractions (`nn.fused_dense`, `nn.fused_conv2d`) then
 //! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
 //! (each exact, the bounds being values of the result format; infinite bounds are omitted).
 //! `nn.dense_grad_weight` is a contraction over the rows (the leading axes, row-major).
 
 use super::body::{Body, Rnd};
+use super::reduce::BatchNorm;
+use crate::dialect::nn::ContractionOperands;
 use super::{draw_counter, error, generate, operand_type, result_type};
 use crate::dialect::nn::Window;
 use crate::ir::{Arith, Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
@@ -52,7 +55,20 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     let name = module.ops[op].name();
     let operands = module.ops[op].operands.clone();
-    let (x, w, bias) = (operands[0], operands[1], operands.get(2).copied());
+    let batchnorm_attr = match module.ops[op].attrs.get("batchnorm") {
+        Some(Attr::Dict(d)) => Some(d.clone()),
+        _ => None,
+    };
+    let parts = ContractionOperands::of(operands.len(), batchnorm_attr.is_some());
+    let (x, w, bias) = (operands[0], operands[1], parts.bias.map(|i| operands[i]));
+    let norm = match (batchnorm_attr, parts.batchnorm) {
+        (Some(d), Some(i)) => {
+            let Some(Attr::Arith(arith)) = d.get("arith") else { return error(module, op, "`batchnorm` needs `arith`") };
+            let epsilon = d.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
+            Some(BatchNorm { scale: operands[i], shift: operands[i + 1], mean: operands[i + 2], var: operands[i + 3], arith: *arith, epsilon })
+        }
+        _ => None,
+    };
     let (xt, wt, rt) = (operand_type(module, op, 0), operand_type(module, op, 1), result_type(module, op));
     let clip: Option<Vec<f64>> = match module.ops[op].attrs.get("clip") {
         Some(Attr::Array(items)) => items.iter().map(Attr::as_f64).collect(),
@@ -151,8 +167,13 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let draw = if acc.rounding.is_stochastic() { at(body, 3 * k_len) } else { None };
             value = body.rounded("kernel.add", vec![value, bv], Rnd { draw, ..acc });
         }
-        let draw = if arith.out.is_stochastic() { at(body, 3 * k_len + 1) } else { None };
-        let mut y = body.round(value, Rnd { format: rt.format, rounding: arith.out, draw });
+        let mut y = match &norm {
+            Some(norm) => norm.element(body, value, rt.format),
+            None => {
+                let draw = if arith.out.is_stochastic() { at(body, 3 * k_len + 1) } else { None };
+                body.round(value, Rnd { format: rt.format, rounding: arith.out, draw })
+            }
+        };
         for (bound, op) in clip.iter().flatten().zip(["kernel.max", "kernel.min"]) {
             if bound.is_finite() {
                 let c = body.constant(rt.format, *bound);

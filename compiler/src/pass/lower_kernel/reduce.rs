@@ -62,23 +62,42 @@ pub fn batchnorm(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = deterministic(module, op)?;
     let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
     let o = module.ops[op].operands.clone();
-    let (x, scale, shift, mean, var) = (o[0], o[1], o[2], o[3], o[4]);
+    let norm = BatchNorm { scale: o[1], shift: o[2], mean: o[3], var: o[4], arith, epsilon: eps };
     let rt = result_type(module, op);
     generate(module, op, |body, _| {
         let idx = body.idx.clone();
-        let c = *idx.last().expect("batch norm has a channel axis");
-        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
-        let v = body.load(var, vec![c]);
-        let e = epsilon(body, eps, acc);
+        let xv = body.load(o[0], idx);
+        Ok(norm.element(body, xv, rt.format))
+    })
+}
+
+/// A batch norm's per-channel operands and arithmetic: what `nn.batchnorm` computes, and
+/// what a contraction with a fused `batchnorm` applies to its accumulator value.
+pub struct BatchNorm {
+    pub scale: ValueId,
+    pub shift: ValueId,
+    pub mean: ValueId,
+    pub var: ValueId,
+    pub arith: Arith,
+    pub epsilon: f64,
+}
+
+impl BatchNorm {
+    /// The normalised element for input value `x` at the body's indices (channel: the last),
+    /// rounded to `result` with the arith's `out`.
+    pub fn element(&self, body: &mut Body<'_>, x: ValueId, result: qc_runtime::numerics::Format) -> ValueId {
+        let c = *body.idx.last().expect("batch norm has a channel axis");
+        let acc = Rnd::new(self.arith.acc.format, self.arith.acc.rounding);
+        let v = body.load(self.var, vec![c]);
+        let e = epsilon(body, self.epsilon, acc);
         let t = body.rounded("kernel.add", vec![v, e], acc);
         let r = body.rounded("kernel.sqrt", vec![t], acc);
-        let xv = body.load(x, idx.clone());
-        let mu = body.load(mean, vec![c]);
-        let d = body.rounded("kernel.sub", vec![xv, mu], acc);
+        let mu = body.load(self.mean, vec![c]);
+        let d = body.rounded("kernel.sub", vec![x, mu], acc);
         let n = body.rounded("kernel.div", vec![d, r], acc);
-        let (g, b) = (body.load(scale, vec![c]), body.load(shift, vec![c]));
-        Ok(body.rounded("kernel.fma", vec![b, n, g], Rnd::new(rt.format, arith.out)))
-    })
+        let (g, b) = (body.load(self.scale, vec![c]), body.load(self.shift, vec![c]));
+        body.rounded("kernel.fma", vec![b, n, g], Rnd::new(result, self.arith.out))
+    }
 }
 
 pub fn layernorm(module: &mut Module, op: OpId) -> Result<(), PassError> {
