@@ -93,7 +93,7 @@ fn bad_input_is_one_line_and_exit_status_two() {
         (vec!["train", no_train.to_str().unwrap()], "has no `train` section"),
         (vec!["train", "/no/such/model.qnn"], "cannot read"),
         (vec!["train", m, "--data", "/no/such/data"], "error"),
-        (vec!["train", m, "--lr", "-1"], "--lr must be a positive number"),
+        (vec!["train", m, "--lr=-1"], "--lr must be a positive number"),
         (vec!["train", m, "--weights", "/no/such/w.safetensors"], "error"),
         (vec!["train", m, "--backend", "tpu"], "unknown backend"),
     ];
