@@ -36,6 +36,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Simulate a model (or SCALE-Sim layers) on the accelerator: cycles, traffic, energy.
     Sim(cmd::sim::Args),
+    /// Train a .qnn model with its `train` section (loss, optimizer, training formats).
+    Train(cmd::train::Args),
 }
 
 impl Command {
@@ -50,6 +52,7 @@ impl Command {
             Command::Opt(args) => cmd::opt::run(args),
             Command::Run(args) => cmd::run::run(args),
             Command::Sim(args) => cmd::sim::run(args),
+            Command::Train(args) => cmd::train::run(args),
         }
     }
 }

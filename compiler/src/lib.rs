@@ -15,6 +15,7 @@
 
 pub mod arena;
 pub mod accel;
+pub mod autodiff;
 pub mod backend;
 pub mod diag;
 pub mod dialect;

@@ -9,3 +9,4 @@ pub mod tensor;
 pub mod data;
 pub mod kernels;
 pub mod accel;
+pub mod train;

@@ -11,6 +11,7 @@ pub mod quantize;
 pub mod repl;
 pub mod run;
 pub mod sim;
+pub mod train;
 
 use std::fmt;
 use std::io::Write;

@@ -281,6 +281,114 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: verify_fused_conv2d,
     },
+    // Gradient ops, made by `autodiff` (spec/ir.md, "Gradients").
+    OpDef {
+        name: "nn.dense_grad_weight",
+        summary: "The weight gradient of nn.dense: dy[..., N]ᵀ · x[..., K] -> [N, K], summed over the rows in order, rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.bias_grad",
+        summary: "The bias gradient: dy[..., N] summed over every axis but the last -> [N], in the accumulator (a reduction).",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.clip_grad",
+        summary: "The gradient of nn.clip, relu and pact: dy where min < x < max (or < the one-element operand hi when given), else 0, rounded to the result.",
+        operands: Arity::Between(2, 3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("min", AttrKind::Float), req("max", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        terminator: false,
+        verify: verify_clip,
+    },
+    OpDef {
+        name: "nn.softmax_xent_grad",
+        summary: "The gradient of the mean softmax cross-entropy: (softmax(x) − t)·scale / B for logits x[B, C], targets t[B, C], loss scale (one element).",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.mse_grad",
+        summary: "The gradient of the mean squared error: 2·(y − t)·scale / n for n elements, loss scale (one element).",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.conv2d_grad_input",
+        summary: "The input gradient of nn.conv2d: dy[N, OH, OW, O] and w[O, KH, KW, C/g] -> [N, H, W, C] for `input_size` = [H, W], rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &CONV_GRAD_INPUT_ATTRS,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.conv2d_grad_weight",
+        summary: "The weight gradient of nn.conv2d: dy[N, OH, OW, O] and x[N, H, W, C] -> [O, KH, KW, C/g] for `kernel_size` = [KH, KW], rounded as `arith` says.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &CONV_GRAD_WEIGHT_ATTRS,
+        terminator: false,
+        verify: verify_dense,
+    },
+    OpDef {
+        name: "nn.maxpool2d_grad",
+        summary: "The input gradient of nn.maxpool2d: each window's dy goes to its first largest input (row-major), summed where windows overlap, in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &AVGPOOL_ATTRS,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.pact_grad_alpha",
+        summary: "The gradient of nn.pact's bound: Σ dy where x ≥ alpha, over every element in row-major order, in `acc` -> shape of alpha.",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+];
+
+const CONV_GRAD_INPUT_ATTRS: [AttrDef; 6] = [
+    req("arith", AttrKind::Arith),
+    opt("stride", AttrKind::IntArray),
+    opt("padding", AttrKind::IntArray),
+    opt("dilation", AttrKind::IntArray),
+    opt("groups", AttrKind::Int),
+    req("input_size", AttrKind::IntArray),
+];
+const CONV_GRAD_WEIGHT_ATTRS: [AttrDef; 6] = [
+    req("arith", AttrKind::Arith),
+    opt("stride", AttrKind::IntArray),
+    opt("padding", AttrKind::IntArray),
+    opt("dilation", AttrKind::IntArray),
+    opt("groups", AttrKind::Int),
+    req("kernel_size", AttrKind::IntArray),
 ];
 
 /// The `[lo, hi]` bounds of a clamp: `lo ≤ hi`, neither NaN, each a value of the result
@@ -412,6 +520,15 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.layernorm" => layernorm_dims(v),
         "nn.softmax" => softmax_dims(v),
         "nn.pact" => pact_dims(v),
+        "nn.dense_grad_weight" => dense_grad_weight_dims(v),
+        "nn.bias_grad" => bias_grad_dims(v),
+        "nn.clip_grad" => clip_grad_dims(v),
+        "nn.softmax_xent_grad" => loss_grad_dims(v, true),
+        "nn.mse_grad" => loss_grad_dims(v, false),
+        "nn.conv2d_grad_input" => conv_grad_input_dims(v),
+        "nn.conv2d_grad_weight" => conv_grad_weight_dims(v),
+        "nn.maxpool2d_grad" => maxpool_grad_dims(v),
+        "nn.pact_grad_alpha" => pact_grad_alpha_dims(v),
         "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
             v.tensor(0, "the input").map(|x| x.dims.clone())
         }
@@ -818,4 +935,133 @@ fn verify_concat(v: &OpView<'_>) -> Result<(), Failure> {
         same_format(v.tensor(i, "an input")?, y)?;
     }
     Ok(())
+}
+
+// Gradient ops (spec/ir.md, "Gradients").
+
+fn dense_grad_weight_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = v.tensor(0, "the output gradient")?;
+    let x = v.tensor(1, "the input")?;
+    let (Some((&n, dy_rows)), Some((&k, x_rows))) = (dy.dims.split_last(), x.dims.split_last()) else {
+        return fail("the output gradient and the input need at least one axis");
+    };
+    if dy_rows.len() != x_rows.len() || dy_rows.iter().zip(x_rows).any(|(a, b)| !dims_agree(*a, *b)) {
+        return fail(format!("the rows of the output gradient {} and of the input {} differ", show_dims(&dy.dims), show_dims(&x.dims)));
+    }
+    Ok(vec![n, k])
+}
+
+fn bias_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = v.tensor(0, "the output gradient")?;
+    match dy.dims.last() {
+        Some(&n) => Ok(vec![n]),
+        None => fail("the output gradient needs at least one axis"),
+    }
+}
+
+/// Operands `0..count` have equal shapes; the result has that shape.
+fn same_dims(v: &OpView<'_>, count: usize) -> Result<Vec<Dim>, Failure> {
+    let first = v.tensor(0, "the output gradient")?;
+    for i in 1..count {
+        let t = v.tensor(i, "an operand")?;
+        if t.rank() != first.rank() || t.dims.iter().zip(&first.dims).any(|(a, b)| !dims_agree(*a, *b)) {
+            return fail(format!("operand #{i} has shape {}, not {}", show_dims(&t.dims), show_dims(&first.dims)));
+        }
+    }
+    Ok(first.dims.clone())
+}
+
+/// A loss gradient: prediction and target of equal shape (`[B, C]` for cross-entropy) and a
+/// loss scale of one element.
+fn loss_grad_dims(v: &OpView<'_>, classes: bool) -> Result<Vec<Dim>, Failure> {
+    let dims = same_dims(v, 2)?;
+    if classes && dims.len() != 2 {
+        return fail_hint(format!("the logits must be [B, C], not {}", show_dims(&dims)), "flatten the logits to two axes");
+    }
+    let scale = v.tensor(2, "the loss scale")?;
+    if scale.static_len() != Some(1) {
+        return fail(format!("the loss scale must hold one element, not shape {}", show_dims(&scale.dims)));
+    }
+    Ok(dims)
+}
+
+fn verify_reduction_grad(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    computed_format(v)?;
+    reduction_arith(v)
+}
+
+/// The `[a, b]` attribute `name` (each ≥ 1).
+fn size_pair(v: &OpView<'_>, name: &str) -> Result<[u64; 2], Failure> {
+    match v.attr(name).and_then(|a| a.as_int_array()).as_deref() {
+        Some(&[a, b]) if a >= 1 && b >= 1 => Ok([a as u64, b as u64]),
+        _ => fail(format!("`{name}` must be two sizes ≥ 1")),
+    }
+}
+
+/// The output gradient's shape must be what the forward op makes from an input of `[H, W]`.
+fn check_forward_out(v: &OpView<'_>, dy: &TensorType, hw: [u64; 2], size: [u64; 2], pooling: bool) -> Result<(), Failure> {
+    let win = window(v, size, pooling)?;
+    for axis in 0..2 {
+        let expected = window_out(Dim::Fixed(hw[axis]), size[axis], win.stride[axis], win.padding[axis], win.dilation[axis])?;
+        if !dims_agree(dy.dims[1 + axis], expected) {
+            return fail(format!("the output gradient {} does not come from an input of {}x{}", show_dims(&dy.dims), hw[0], hw[1]));
+        }
+    }
+    Ok(())
+}
+
+fn conv_grad_input_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let w = rank4(v, 1, "the weight")?;
+    let groups = v.int("groups").unwrap_or(1).max(1) as u64;
+    let hw = size_pair(v, "input_size")?;
+    let (Dim::Fixed(kh), Dim::Fixed(kw), Dim::Fixed(cg)) = (w.dims[1], w.dims[2], w.dims[3]) else {
+        return fail("the weight's kernel and channels must be static");
+    };
+    if !dims_agree(dy.dims[3], w.dims[0]) {
+        return fail(format!("the output gradient has {} channels but the weight {}", dy.dims[3], w.dims[0]));
+    }
+    check_forward_out(v, dy, hw, [kh, kw], false)?;
+    Ok(vec![dy.dims[0], Dim::Fixed(hw[0]), Dim::Fixed(hw[1]), Dim::Fixed(cg * groups)])
+}
+
+fn conv_grad_weight_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let x = rank4(v, 1, "the input")?;
+    let groups = v.int("groups").unwrap_or(1).max(1) as u64;
+    let size = size_pair(v, "kernel_size")?;
+    let (Dim::Fixed(h), Dim::Fixed(w), Dim::Fixed(c)) = (x.dims[1], x.dims[2], x.dims[3]) else {
+        return fail("the input's height, width and channels must be static");
+    };
+    if c % groups != 0 {
+        return fail(format!("{c} input channels do not divide into {groups} groups"));
+    }
+    check_forward_out(v, dy, [h, w], size, false)?;
+    Ok(vec![dy.dims[3], Dim::Fixed(size[0]), Dim::Fixed(size[1]), Dim::Fixed(c / groups)])
+}
+
+fn maxpool_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let x = rank4(v, 1, "the input")?;
+    let (Dim::Fixed(h), Dim::Fixed(w)) = (x.dims[1], x.dims[2]) else { return fail("the input's height and width must be static") };
+    let size = positive_pair(v, "window", [1, 1], 1)?;
+    check_forward_out(v, dy, [h, w], size, true)?;
+    Ok(x.dims.clone())
+}
+
+fn pact_grad_alpha_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    same_dims(v, 2)?;
+    let alpha = v.tensor(2, "alpha")?;
+    if alpha.static_len() != Some(1) {
+        return fail(format!("alpha must hold one element, not shape {}", show_dims(&alpha.dims)));
+    }
+    Ok(alpha.dims.clone())
+}
+
+fn clip_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    if v.operand_count() == 3 && v.tensor(2, "the upper bound")?.static_len() != Some(1) {
+        return fail("the upper bound operand must hold one element");
+    }
+    same_dims(v, 2)
 }

@@ -8,6 +8,7 @@
 //! accumulator value instead of that rounding. The fused contractions (`nn.fused_dense`, `nn.fused_conv2d`) then
 //! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
 //! (each exact, the bounds being values of the result format; infinite bounds are omitted).
+//! `nn.dense_grad_weight` is a contraction over the rows (the leading axes, row-major).
 
 use super::body::{Body, Rnd};
 use super::reduce::BatchNorm;
@@ -79,12 +80,26 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             Dim::Fixed(k) => n.checked_mul(*k),
             Dim::Dynamic => None,
         }),
+        "conv2d_grad_input" => match (wt.dims[0], wt.dims[1], wt.dims[2]) {
+            (Dim::Fixed(o), Dim::Fixed(kh), Dim::Fixed(kw)) => Some(kh * kw * (o / groups_of(module, op))),
+            _ => None,
+        },
+        "conv2d_grad_weight" => xt.dims[..3].iter().try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        }),
+        "dense_grad_weight" => xt.dims[..xt.rank() - 1].iter().try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        }),
         _ => match xt.dims.last() {
             Some(Dim::Fixed(k)) => Some(*k),
             _ => None,
         },
     };
-    let Some(k_len) = k_len else { return error(module, op, "the contracted length must be static") };
+    let Some(k_len) = k_len else {
+        return error(module, op, "the contracted length must be static (specialise the batch with `infer{batch=N}`)");
+    };
     let conv = if name == "conv2d" {
         let size = [fixed(module, op, wt.dims[1], "the kernel")?, fixed(module, op, wt.dims[2], "the kernel")?];
         let groups = module.ops[op].attrs.get("groups").and_then(Attr::as_int).unwrap_or(1).max(1) as u64;
@@ -92,6 +107,25 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
         Some((window(module, op, size, false), groups, o))
     } else {
         None
+    };
+    let conv_grad = match name {
+        "conv2d_grad_input" | "conv2d_grad_weight" => {
+            let size = |d: Dim| if let Dim::Fixed(n) = d { n } else { 1 };
+            let (kernel, in_hw, cg) = if name == "conv2d_grad_input" {
+                ([size(wt.dims[1]), size(wt.dims[2])], pair(module, op, "input_size", [1, 1]), size(wt.dims[3]))
+            } else {
+                (pair(module, op, "kernel_size", [1, 1]), [size(wt.dims[1]), size(wt.dims[2])], size(rt.dims[3]))
+            };
+            Some(ConvGrad {
+                win: window(module, op, kernel, false),
+                groups: groups_of(module, op),
+                out_hw: [size(xt.dims[1]), size(xt.dims[2])],
+                out_channels: size(xt.dims[3]),
+                in_hw,
+                cg,
+            })
+        }
+        _ => None,
     };
     let stochastic = arith.is_stochastic();
     let stream = arith.stream.unwrap_or(0);
@@ -110,6 +144,9 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let (xi, wi, keep) = match name {
                 "dense" => dense_factors(&idx, k),
                 "matmul" => matmul_factors(inner, &idx, k, &xt, &wt, rt.rank()),
+                "dense_grad_weight" => grad_weight_factors(inner, &idx, k, &xt),
+                "conv2d_grad_input" => conv_grad_input_factors(inner, &idx, k, conv_grad.expect("set above")),
+                "conv2d_grad_weight" => conv_grad_weight_factors(inner, &idx, k, conv_grad.expect("set above")),
                 _ => conv_factors(inner, &idx, k, &xt, &wt, conv.expect("a convolution has a window")),
             };
             let a = inner.load(x, xi);
@@ -152,6 +189,117 @@ fn dense_factors(idx: &[ValueId], k: ValueId) -> Factors {
     let mut xi = batch.to_vec();
     xi.push(k);
     (xi, vec![*n, k], None)
+}
+
+/// Term `k` of the weight gradient `[n, c]`: row `k` (row-major over the leading axes, which
+/// are static) of the output gradient at `n` and of the input at `c`.
+fn grad_weight_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, xt: &TensorType) -> Factors {
+    let rows = &xt.dims[..xt.rank() - 1];
+    let mut at = vec![k; rows.len()];
+    let mut rest = k;
+    for (a, d) in rows.iter().enumerate().rev() {
+        let size = match d {
+            Dim::Fixed(s) => *s,
+            Dim::Dynamic => 1,
+        };
+        if a == 0 {
+            at[0] = rest;
+        } else {
+            at[a] = body.ix_const("kernel.index_rem", rest, size);
+            rest = body.ix_const("kernel.index_div", rest, size);
+        }
+    }
+    let (mut dy_at, mut x_at) = (at.clone(), at);
+    dy_at.push(idx[0]);
+    x_at.push(idx[1]);
+    (dy_at, x_at, None)
+}
+
+fn groups_of(module: &Module, op: OpId) -> u64 {
+    module.ops[op].attrs.get("groups").and_then(Attr::as_int).unwrap_or(1).max(1) as u64
+}
+
+/// The static sizes the convolution gradients index with.
+#[derive(Clone, Copy)]
+struct ConvGrad {
+    win: Window,
+    groups: u64,
+    /// The forward output's height and width and its channels.
+    out_hw: [u64; 2],
+    out_channels: u64,
+    /// The forward input's height and width.
+    in_hw: [u64; 2],
+    /// Input channels per group.
+    cg: u64,
+}
+
+/// The output position `q` whose window places tap `t` on input position `i`:
+/// `q·stride + t·dilation − pad = i`; returns `q` clamped into `[0, out)` and whether it exists.
+fn source_position(body: &mut Body<'_>, i: ValueId, t: ValueId, stride: u64, dilation: u64, pad: u64, out: u64) -> (ValueId, ValueId) {
+    let shifted = body.ix_const("kernel.index_add", i, pad);
+    let tap = body.ix_const("kernel.index_mul", t, dilation);
+    let before = body.ix("kernel.index_lt", shifted, tap);
+    let one = body.index(1);
+    let mut keep = body.ix("kernel.index_sub", one, before);
+    let diff = body.ix("kernel.index_sub", shifted, tap);
+    if stride > 1 {
+        let rem = body.ix_const("kernel.index_rem", diff, stride);
+        let divisible = body.ix_const("kernel.index_lt", rem, 1);
+        keep = body.ix("kernel.index_mul", keep, divisible);
+    }
+    let q = body.ix_const("kernel.index_div", diff, stride);
+    let inside = body.ix_const("kernel.index_lt", q, out);
+    keep = body.ix("kernel.index_mul", keep, inside);
+    let clamped = body.ix_const("kernel.index_min", q, out.saturating_sub(1));
+    (clamped, keep)
+}
+
+/// Term `k = (kh, kw, o')` (row-major; o' over the output channels of the input channel's
+/// group) of the input gradient `[n, h, w, c]`: `dy[n, oh, ow, o]·w[o, kh, kw, c mod C/g]`
+/// where the window of `(oh, ow)` puts tap `(kh, kw)` on `(h, w)`; skipped when no output does.
+fn conv_grad_input_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, g: ConvGrad) -> Factors {
+    let ([out_h, out_w], cg) = (g.out_hw, g.cg);
+    let per_group = g.out_channels / g.groups;
+    let (n, h, w, c) = (idx[0], idx[1], idx[2], idx[3]);
+    let ol = body.ix_const("kernel.index_rem", k, per_group);
+    let t = body.ix_const("kernel.index_div", k, per_group);
+    let kw = body.ix_const("kernel.index_rem", t, g.win.size[1]);
+    let kh = body.ix_const("kernel.index_div", t, g.win.size[1]);
+    let (oh, keep_h) = source_position(body, h, kh, g.win.stride[0], g.win.dilation[0], g.win.padding[0], out_h);
+    let (ow, keep_w) = source_position(body, w, kw, g.win.stride[1], g.win.dilation[1], g.win.padding[1], out_w);
+    let keep = body.ix("kernel.index_mul", keep_h, keep_w);
+    let cl = body.ix_const("kernel.index_rem", c, cg);
+    let o = if g.groups == 1 {
+        ol
+    } else {
+        let group = body.ix_const("kernel.index_div", c, cg);
+        let first = body.ix_const("kernel.index_mul", group, per_group);
+        body.ix("kernel.index_add", first, ol)
+    };
+    (vec![n, oh, ow, o], vec![o, kh, kw, cl], Some(keep))
+}
+
+/// Term `k = (n, oh, ow)` (row-major) of the weight gradient `[o, kh, kw, c]`:
+/// `dy[n, oh, ow, o]·x[n, ih, iw, group(o)·C/g + c]`, skipped at padded positions.
+fn conv_grad_weight_factors(body: &mut Body<'_>, idx: &[ValueId], k: ValueId, g: ConvGrad) -> Factors {
+    let ([out_h, out_w], cg) = (g.out_hw, g.cg);
+    let (o, kh, kw, c) = (idx[0], idx[1], idx[2], idx[3]);
+    let ow = body.ix_const("kernel.index_rem", k, out_w);
+    let t = body.ix_const("kernel.index_div", k, out_w);
+    let oh = body.ix_const("kernel.index_rem", t, out_h);
+    let n = body.ix_const("kernel.index_div", t, out_h);
+    let (ih, keep_h) = spatial(body, oh, kh, g.win.stride[0], g.win.dilation[0], g.win.padding[0], g.in_hw[0]);
+    let (iw, keep_w) = spatial(body, ow, kw, g.win.stride[1], g.win.dilation[1], g.win.padding[1], g.in_hw[1]);
+    let ci = if g.groups == 1 {
+        c
+    } else {
+        let per_group = g.out_channels / g.groups;
+        let group = body.ix_const("kernel.index_div", o, per_group);
+        let first = body.ix_const("kernel.index_mul", group, cg);
+        body.ix("kernel.index_add", first, c)
+    };
+    let keep = both(body, keep_h, keep_w);
+    (vec![n, oh, ow, o], vec![n, ih, iw, ci], keep)
 }
 
 /// Indices of a broadcast batch operand of type `t` for result indices `batch`.
@@ -304,4 +452,68 @@ fn valid_count(body: &mut Body<'_>, o: ValueId, stride: u64, size: u64, pad: u64
     let lo = body.ix_const("kernel.index_max", start, pad);
     let hi = body.ix_const("kernel.index_min", end, pad + n);
     body.ix("kernel.index_sub", hi, lo)
+}
+
+/// The input gradient of max pooling at `(n, h, w, c)`: the sum over the taps `k = (th, tw)`
+/// (row-major) of the windows `(oh, ow)` that place tap `k` on `(h, w)` of
+/// `dy[n, oh, ow, c]·[x[n, h, w, c] is the window's first largest element]`, in `acc`.
+/// "Largest": `m` = the window's maximum (as `nn.maxpool2d` computes it), and
+/// `1 − step(m − x)`; "first": no earlier tap `j < k` inside the input equals `m`
+/// (`1 − step(Σ_j [x_j = m])`, the count exact in fp32). Every indicator is an exact 0 or 1.
+pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = arith_of(module, op)?;
+    if arith.acc.rounding.is_stochastic() {
+        return error(module, op, "a stochastic accumulator in the max-pooling gradient is not supported by lower-kernel yet");
+    }
+    let size = pair(module, op, "window", [1, 1]);
+    let win = window(module, op, size, true);
+    let (dy, x) = (module.ops[op].operands[0], module.ops[op].operands[1]);
+    let (dyt, xt, rt) = (operand_type(module, op, 0), operand_type(module, op, 1), result_type(module, op));
+    let out_hw = [fixed(module, op, dyt.dims[1], "the output height")?, fixed(module, op, dyt.dims[2], "the output width")?];
+    fixed(module, op, xt.dims[1], "the input height")?;
+    fixed(module, op, xt.dims[2], "the input width")?;
+    let taps = size[0] * size[1];
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let (n, h, w, c) = (idx[0], idx[1], idx[2], idx[3]);
+        let fp32 = Rnd::new(qc_runtime::numerics::Format::parse("fp32").expect("named"), qc_runtime::numerics::Rounding::Nearest);
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let own = body.load(x, idx.clone());
+        let lo = body.index(0);
+        let hi = body.index(taps);
+        let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
+            let tw = inner.ix_const("kernel.index_rem", k, size[1]);
+            let th = inner.ix_const("kernel.index_div", k, size[1]);
+            let (oh, keep_h) = source_position(inner, h, th, win.stride[0], 1, win.padding[0], out_hw[0]);
+            let (ow, keep_w) = source_position(inner, w, tw, win.stride[1], 1, win.padding[1], out_hw[1]);
+            let keep = inner.ix("kernel.index_mul", keep_h, keep_w);
+            let out = [n, oh, ow, c];
+            let zero = inner.index(0);
+            let (first, _) = pool_position(inner, &out, zero, win, &xt);
+            let init = inner.load(x, first);
+            let all = inner.index(taps);
+            let m = inner.reduce("kernel.reduce_max", zero, all, init, Default::default(), None, |r, j| {
+                let (at, keep) = pool_position(r, &out, j, win, &xt);
+                (r.load(x, at), keep)
+            });
+            let one = inner.constant(fp32.format, 1.0);
+            let below = inner.rounded("kernel.sub", vec![m, own], fp32);
+            let below = super::grad::step(inner, below);
+            let is_max = inner.rounded("kernel.sub", vec![one, below], fp32);
+            let earlier = inner.accumulate(zero, k, fp32, None, |r, j| {
+                let (at, keep) = pool_position(r, &out, j, win, &xt);
+                let xj = r.load(x, at);
+                let d = r.rounded("kernel.sub", vec![m, xj], fp32);
+                let s = super::grad::step(r, d);
+                let one = r.constant(fp32.format, 1.0);
+                (r.rounded("kernel.sub", vec![one, s], fp32), keep)
+            });
+            let seen = super::grad::step(inner, earlier);
+            let is_first = inner.rounded("kernel.sub", vec![one, seen], fp32);
+            let indicator = inner.rounded("kernel.mul", vec![is_max, is_first], fp32);
+            let g = inner.load(dy, out.to_vec());
+            (inner.exact_mul(g, indicator), Some(keep))
+        });
+        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
+    })
 }

@@ -11,10 +11,12 @@
 //! stochastic rounding are rejected with an error.
 //!
 //! Modules: [`body`] builds regions; [`contract`] the dot products and pooling;
-//! [`pointwise`] element-wise and layout ops; [`reduce`] softmax and normalisation.
+//! [`pointwise`] element-wise and layout ops; [`reduce`] softmax and normalisation; [`grad`]
+//! the gradient ops that are not contractions.
 
 mod body;
 mod contract;
+mod grad;
 mod pointwise;
 mod reduce;
 
@@ -56,7 +58,14 @@ pub(crate) fn error<T>(module: &Module, op: OpId, message: impl std::fmt::Displa
 fn lower_op(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let name = module.ops[op].name();
     match name {
-        "nn.dense" | "nn.matmul" | "nn.conv2d" | "nn.fused_dense" | "nn.fused_conv2d" => contract::contraction(module, op),
+        "nn.dense" | "nn.matmul" | "nn.conv2d" | "nn.fused_dense" | "nn.fused_conv2d" | "nn.dense_grad_weight" | "nn.conv2d_grad_input" | "nn.conv2d_grad_weight" => {
+            contract::contraction(module, op)
+        }
+        "nn.maxpool2d_grad" => contract::maxpool_grad(module, op),
+        "nn.pact_grad_alpha" => grad::pact_grad_alpha(module, op),
+        "nn.bias_grad" => grad::bias_grad(module, op),
+        "nn.clip_grad" => grad::clip_grad(module, op),
+        "nn.softmax_xent_grad" | "nn.mse_grad" => grad::loss_grad(module, op),
         "nn.avgpool2d" => contract::avgpool(module, op),
         "nn.maxpool2d" => contract::maxpool(module, op),
         "nn.softmax" => reduce::softmax(module, op),

@@ -1,0 +1,312 @@
+//! The gradient rule of each `nn` op: given the gradient `dy` of its result, the ops that
+//! compute the gradients of its operands (only of those computed from parameters). Gradients
+//! of a value used several times are added (`nn.add`, rounded to the activation-gradient
+//! format). New ops go just before the function's `func.return`, so the backward pass follows
+//! the forward pass in reverse.
+//!
+//! | forward | gradients |
+//! |---|---|
+//! | `nn.dense x, w, b` | `dx = nn.matmul dy, w`; `dw = nn.dense_grad_weight dy, x`; `db = nn.bias_grad dy` |
+//! | `nn.conv2d x, w, b` | `dx = nn.conv2d_grad_input dy, w`; `dw = nn.conv2d_grad_weight dy, x`; `db = nn.bias_grad dy` |
+//! | `nn.maxpool2d x` | `dx = nn.maxpool2d_grad dy, x` |
+//! | `nn.relu x` / `nn.clip x` | `dx = nn.clip_grad dy, x` (`[0, inf]` / `[min, max]`) |
+//! | `nn.pact x, α` | `dx = nn.clip_grad dy, x, α` (`0 < x < α`); `dα = nn.pact_grad_alpha dy, x, α` (Σ dy where x ≥ α) |
+//! | `nn.cast`, `q.quantize`, `q.dequantize` | `dx = dy` (straight through) |
+//! | `nn.add a, b` | `da = dy`, `db = dy`; an operand broadcast along the last axis gets `nn.bias_grad dy` |
+//! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
+//! | `nn.flatten x` / `nn.reshape x` | `dx = nn.reshape dy` to x's shape |
+
+use super::GradSpec;
+use crate::ir::{Arith, Attr, Dim, Module, OpId, RoundTo, TensorType, Type, ValueId};
+use crate::lower::build::{attrs, At, Attrs, Builder};
+use qc_runtime::numerics::{Format, Rounding};
+use std::collections::{HashMap, HashSet};
+
+pub(super) struct Backward<'m, 's> {
+    pub module: &'m mut Module,
+    /// New ops are inserted before this op (the `func.return`).
+    pub anchor: OpId,
+    pub spec: &'s GradSpec,
+    pub next_stream: u32,
+    /// The gradient of each value reached so far.
+    pub cotangents: HashMap<ValueId, ValueId>,
+    /// The values computed from parameters (the only ones whose gradient is needed).
+    pub needs: HashSet<ValueId>,
+}
+
+fn fp32() -> Format {
+    Format::parse("fp32").expect("fp32 is a named format")
+}
+
+impl Backward<'_, '_> {
+    fn tensor(&self, v: ValueId) -> TensorType {
+        self.module.ty(v).as_tensor().expect("nn values are tensors").clone()
+    }
+
+    fn emit(&mut self, name: &str, operands: Vec<ValueId>, ty: TensorType, a: Attrs, span: &Option<crate::ir::Span>) -> ValueId {
+        let mut b = Builder::new(self.module, At::Before(self.anchor), span.clone());
+        b.op(name, operands, Type::Tensor(ty), a)
+    }
+
+    fn stream(&mut self) -> u32 {
+        self.next_stream += 1;
+        self.next_stream - 1
+    }
+
+    /// `round = R` (omitted when nearest) and a fresh `stream` when R is stochastic.
+    fn round_attrs(&mut self, r: Rounding) -> Attrs {
+        let mut a = Attrs::new();
+        if r != Rounding::Nearest {
+            a.insert("round".into(), Attr::Rounding(r));
+        }
+        if r.is_stochastic() {
+            a.insert("stream".into(), Attr::Int(self.stream() as i64));
+        }
+        a
+    }
+
+    /// The backward contraction arithmetic rounding its result as `to` says.
+    fn contraction_arith(&mut self, to: RoundTo) -> Attrs {
+        let mut arith = Arith { out: to.rounding, stream: None, ..self.spec.backward };
+        if arith.is_stochastic() {
+            arith.stream = Some(self.stream());
+        }
+        attrs([("arith", Attr::Arith(arith))])
+    }
+
+    /// A reduction's arithmetic: sums in `acc`, the result rounded as `to` says.
+    fn reduction_arith(&mut self, acc: RoundTo, to: RoundTo) -> Attrs {
+        let mut arith = Arith { mul: None, acc, chunk: None, out: to.rounding, fma: false, stream: None };
+        if arith.is_stochastic() {
+            arith.stream = Some(self.stream());
+        }
+        attrs([("arith", Attr::Arith(arith))])
+    }
+
+    /// `g` rounded to `post` with `q.quantize` (a gradient format with shared scales, computed
+    /// in the fp32 staging format first), or `g` itself.
+    fn quantized(&mut self, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) -> ValueId {
+        let Some(to) = post else { return g };
+        let ty = self.tensor(g).with_format(to.format);
+        let a = self.round_attrs(to.rounding);
+        self.emit("q.quantize", vec![g], ty, a, span)
+    }
+
+    /// Adds `g` to the gradient of `v` (when `v` needs one), quantizing it first to `post`.
+    fn add_to(&mut self, v: ValueId, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) {
+        if !self.needs.contains(&v) {
+            return;
+        }
+        let g = self.quantized(g, post, span);
+        let sum = match self.cotangents.get(&v) {
+            None => g,
+            Some(&earlier) => {
+                let (to, post) = staged(self.spec.act_grad);
+                let ty = self.tensor(g).with_format(to.format);
+                let a = self.round_attrs(to.rounding);
+                let sum = self.emit("nn.add", vec![earlier, g], ty, a, span);
+                self.quantized(sum, post, span)
+            }
+        };
+        self.cotangents.insert(v, sum);
+    }
+
+    /// The gradient of the scaled loss with respect to `output`.
+    pub fn seed(&mut self, output: ValueId, target: ValueId, scale: ValueId) -> Result<(), String> {
+        let (to, post) = staged(self.spec.act_grad);
+        let name = match self.spec.loss {
+            super::Loss::SoftmaxCrossEntropy => "nn.softmax_xent_grad",
+            super::Loss::MeanSquaredError => "nn.mse_grad",
+        };
+        let t = self.tensor(output);
+        if name == "nn.softmax_xent_grad" && t.rank() != 2 {
+            return Err(format!("softmax cross-entropy needs an output [batch, classes], not rank {}", t.rank()));
+        }
+        let a = self.reduction_arith(RoundTo { format: fp32(), rounding: Rounding::Nearest }, to);
+        let g = self.emit(name, vec![output, target, scale], t.with_format(to.format), a, &None);
+        self.module.values[g].name = Some("grad_output".into());
+        self.needs.insert(output);
+        self.add_to(output, g, post, &None);
+        Ok(())
+    }
+
+    /// A zero gradient for a parameter the output does not depend on.
+    pub fn zeros(&mut self, param: ValueId) -> Result<ValueId, String> {
+        let ty = self.tensor(param).with_format(staged(self.spec.weight_grad).0.format);
+        Ok(self.emit("nn.constant", vec![], ty, attrs([("value", Attr::Array(vec![Attr::Float(0.0)]))]), &None))
+    }
+
+    /// Emits the gradients of `op`'s operands from the gradient `dy` of its result.
+    pub fn op_gradient(&mut self, op: OpId, dy: ValueId) -> Result<(), String> {
+        let o = self.module.ops[op].clone();
+        let span = o.span.clone();
+        let name = o.name();
+        let needs = |b: &Self, i: usize| o.operands.get(i).is_some_and(|v| b.needs.contains(v));
+        let (act, act_post) = staged(self.spec.act_grad_at(&span));
+        let (weight, weight_post) = staged(self.spec.weight_grad_at(&span));
+        match name {
+            "nn.cast" | "q.quantize" | "q.dequantize" => self.add_to(o.operands[0], dy, None, &span),
+            "nn.dense" => {
+                let (x, w) = (o.operands[0], o.operands[1]);
+                if needs(self, 0) {
+                    let ty = self.tensor(x).with_format(act.format);
+                    let a = self.contraction_arith(act);
+                    let dx = self.emit("nn.matmul", vec![dy, w], ty, a, &span);
+                    self.add_to(x, dx, act_post, &span);
+                }
+                if needs(self, 1) {
+                    let ty = self.tensor(w).with_format(weight.format);
+                    let a = self.contraction_arith(weight);
+                    let dw = self.emit("nn.dense_grad_weight", vec![dy, x], ty, a, &span);
+                    self.add_to(w, dw, weight_post, &span);
+                }
+                if needs(self, 2) {
+                    let bias = o.operands[2];
+                    let g = self.bias_grad(dy, bias, weight, &span);
+                    self.add_to(bias, g, weight_post, &span);
+                }
+            }
+            "nn.conv2d" => {
+                let (x, w) = (o.operands[0], o.operands[1]);
+                let mut window = Attrs::new();
+                for k in ["stride", "padding", "dilation", "groups"] {
+                    if let Some(a) = o.attr(k) {
+                        window.insert(k.into(), a.clone());
+                    }
+                }
+                let pair = |dims: &[Dim]| Attr::Array(dims.iter().map(|d| Attr::Int(if let Dim::Fixed(n) = d { *n as i64 } else { 0 })).collect());
+                if needs(self, 0) {
+                    let ty = self.tensor(x).with_format(act.format);
+                    let mut a = self.contraction_arith(act);
+                    a.extend(window.clone());
+                    a.insert("input_size".into(), pair(&ty.dims[1..3]));
+                    let dx = self.emit("nn.conv2d_grad_input", vec![dy, w], ty, a, &span);
+                    self.add_to(x, dx, act_post, &span);
+                }
+                if needs(self, 1) {
+                    let ty = self.tensor(w).with_format(weight.format);
+                    let mut a = self.contraction_arith(weight);
+                    a.extend(window);
+                    a.insert("kernel_size".into(), pair(&ty.dims[1..3]));
+                    let dw = self.emit("nn.conv2d_grad_weight", vec![dy, x], ty, a, &span);
+                    self.add_to(w, dw, weight_post, &span);
+                }
+                if needs(self, 2) {
+                    let bias = o.operands[2];
+                    let g = self.bias_grad(dy, bias, weight, &span);
+                    self.add_to(bias, g, weight_post, &span);
+                }
+            }
+            "nn.maxpool2d" => {
+                let x = o.operands[0];
+                let acc = self.spec.backward.acc;
+                let mut a = self.reduction_arith(acc, act);
+                for k in ["window", "stride", "padding"] {
+                    if let Some(v) = o.attr(k) {
+                        a.insert(k.into(), v.clone());
+                    }
+                }
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.maxpool2d_grad", vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.pact" => {
+                let (x, alpha) = (o.operands[0], o.operands[1]);
+                if needs(self, 0) {
+                    let exact = self.tensor(dy).format == act.format;
+                    let mut a = self.round_attrs(if exact { Rounding::Nearest } else { act.rounding });
+                    a.insert("min".into(), Attr::Float(0.0));
+                    a.insert("max".into(), Attr::Float(f64::INFINITY));
+                    let ty = self.tensor(x).with_format(act.format);
+                    let dx = self.emit("nn.clip_grad", vec![dy, x, alpha], ty, a, &span);
+                    self.add_to(x, dx, act_post, &span);
+                }
+                if needs(self, 1) {
+                    let acc = self.spec.backward.acc;
+                    let a = self.reduction_arith(acc, weight);
+                    let ty = self.tensor(alpha).with_format(weight.format);
+                    let da = self.emit("nn.pact_grad_alpha", vec![dy, x, alpha], ty, a, &span);
+                    self.add_to(alpha, da, weight_post, &span);
+                }
+            }
+            "nn.relu" | "nn.clip" => {
+                let x = o.operands[0];
+                let bound = |k: &str, default: f64| o.attr(k).and_then(Attr::as_f64).unwrap_or(default);
+                let (lo, hi) = if name == "nn.relu" { (0.0, f64::INFINITY) } else { (bound("min", f64::NEG_INFINITY), bound("max", f64::INFINITY)) };
+                // dy·mask is exact when dy already has the gradient's format: no draw then.
+                let exact = self.tensor(dy).format == act.format;
+                let mut a = self.round_attrs(if exact { Rounding::Nearest } else { act.rounding });
+                a.insert("min".into(), Attr::Float(lo));
+                a.insert("max".into(), Attr::Float(hi));
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.clip_grad", vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.add" => {
+                let out = self.tensor(o.results[0]);
+                for i in 0..2 {
+                    if needs(self, i) {
+                        let v = o.operands[i];
+                        let g = if self.tensor(v).dims == out.dims {
+                            dy
+                        } else if self.tensor(v).rank() == 1 && self.tensor(v).dims.last() == out.dims.last() {
+                            self.bias_grad(dy, v, act, &span)
+                        } else {
+                            return Err(format!("the gradient of `nn.add` broadcasting {} to {} is not supported yet", show(&self.tensor(v)), show(&out)));
+                        };
+                        self.add_to(v, g, act_post, &span);
+                    }
+                }
+            }
+            "nn.mul" => {
+                let out = self.tensor(o.results[0]);
+                for i in 0..2 {
+                    if needs(self, i) {
+                        let (v, other) = (o.operands[i], o.operands[1 - i]);
+                        if self.tensor(v).dims != out.dims {
+                            return Err(format!("the gradient of `nn.mul` broadcasting {} to {} is not supported yet", show(&self.tensor(v)), show(&out)));
+                        }
+                        let a = self.round_attrs(act.rounding);
+                        let g = self.emit("nn.mul", vec![dy, other], out.with_format(act.format), a, &span);
+                        self.add_to(v, g, act_post, &span);
+                    }
+                }
+            }
+            "nn.flatten" | "nn.reshape" => {
+                let x = o.operands[0];
+                let ty = self.tensor(x).with_format(self.tensor(dy).format);
+                let dx = self.emit("nn.reshape", vec![dy], ty, Attrs::new(), &span);
+                self.add_to(x, dx, None, &span);
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` has no gradient yet (training supports dense, conv2d, max pooling, relu, clip, pact, add, mul, flatten, reshape and roundings)"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `nn.bias_grad dy` (the sum over every axis but the last) for `bias`, rounded as `to` says.
+    fn bias_grad(&mut self, dy: ValueId, bias: ValueId, to: RoundTo, span: &Option<crate::ir::Span>) -> ValueId {
+        let acc = self.spec.backward.acc;
+        let a = self.reduction_arith(acc, to);
+        let ty = self.tensor(bias).with_format(to.format);
+        self.emit("nn.bias_grad", vec![dy], ty, a, span)
+    }
+}
+
+/// A gradient format as the ops compute it: itself when element-wise, else fp32 (nearest)
+/// followed by `q.quantize` to it.
+fn staged(to: RoundTo) -> (RoundTo, Option<RoundTo>) {
+    if to.format.is_elementwise() {
+        (to, None)
+    } else {
+        (RoundTo { format: fp32(), rounding: Rounding::Nearest }, Some(to))
+    }
+}
+
+fn show(t: &TensorType) -> String {
+    let dims: Vec<String> = t.dims.iter().map(|d| if let Dim::Fixed(n) = d { n.to_string() } else { "?".into() }).collect();
+    format!("[{}]", dims.join(", "))
+}
