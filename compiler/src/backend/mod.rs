@@ -3,6 +3,7 @@
 //! the same bits (spec/ir.md, "kernel"): the reference interpreter is the oracle, the JIT
 //! and the accelerator simulator are checked against it.
 
+pub mod jit;
 pub mod program;
 
 pub use program::{ExecError, Program};
