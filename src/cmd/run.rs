@@ -8,6 +8,7 @@
 
 use super::{format_sweep, CliError};
 use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
 use qc_compiler::backend::program::{compile_with_weights, input_shapes};
 use qc_compiler::backend::{Backend, Program};
 use qc_lang::check::CheckedModule;
@@ -58,7 +59,7 @@ pub struct Args {
 pub fn backend_named(name: &str) -> Result<Box<dyn Backend>, CliError> {
     match name {
         "interp" => Ok(Box::new(Interpreter)),
-        "jit" => Err(CliError::new("the jit backend is not built yet")),
+        "jit" => Ok(Box::new(Jit::default())),
         other => Err(CliError::new(format!(
             "unknown backend `{other}` (one of interp, jit)"
         ))),
