@@ -13,6 +13,10 @@
 //!   which round like the exact value (the proof is in `round`'s doc). Binary32 with
 //!   `nearest` uses the hardware's own correctly rounded operations (add, mul, fma, div,
 //!   sqrt), which is the same rounding by IEEE 754.
+//! - **Lanes** (`codegen`): the innermost loop computes four output elements per pass, with
+//!   one accumulator each in a single loop over `k`, so the processor overlaps their
+//!   dependency chains; each element's additions keep their order. (No SIMD yet: the vector
+//!   fast path for contractions is future work.)
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges run on scoped threads. Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.

@@ -157,7 +157,7 @@ impl Emit<'_, '_> {
         let eb = self.bits(err);
         let x = self.b.ins().bxor(sb, eb);
         let away = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, 0);
-        self.to_odd(s, inexact, away)
+        self.make_odd(s, inexact, away)
     }
 
     /// `a / b` rounded to odd: the f64 quotient, moved by the sign of `q·b − a`.
@@ -176,7 +176,7 @@ impl Emit<'_, '_> {
         let dev_neg = self.b.ins().bnot(dev_neg);
         let x = self.b.ins().bxor(dev_neg, qb);
         let away = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, 0);
-        self.to_odd(q, inexact, away)
+        self.make_odd(q, inexact, away)
     }
 
     /// `√x` rounded to odd: the f64 root, moved by the sign of `s² − x`.
@@ -187,12 +187,12 @@ impl Emit<'_, '_> {
         let zero = self.f64c(0.0);
         let inexact = self.b.ins().fcmp(FloatCC::OrderedNotEqual, r, zero);
         let away = self.b.ins().fcmp(FloatCC::LessThan, r, zero);
-        self.to_odd(s, inexact, away)
+        self.make_odd(s, inexact, away)
     }
 
     /// `s` with its last bit made odd toward the exact value when `inexact`: one step away
     /// from zero (`away`) or toward it. An odd `s` is already the odd rounding.
-    fn to_odd(&mut self, s: Value, inexact: Value, away: Value) -> Value {
+    fn make_odd(&mut self, s: Value, inexact: Value, away: Value) -> Value {
         let sb = self.bits(s);
         let low = self.b.ins().band_imm_s(sb, 1);
         let even = self.b.ins().icmp_imm_s(IntCC::Equal, low, 0);
