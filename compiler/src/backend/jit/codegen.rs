@@ -38,6 +38,21 @@ pub(super) struct KernelFn {
     pub split: usize,
     /// Estimated work per element (ops executed), to decide whether threads pay off.
     pub cost_per_element: f64,
+    /// The random streams the kernel draws from: their keys follow the captures in `env`
+    /// (one word each, `k0 | k1 << 32`), so the run's seed is an input, not compiled in.
+    pub streams: Vec<u64>,
+}
+
+/// Every `stream` attribute inside the generate `op`, sorted.
+fn streams_of(ir: &Module, op: OpId) -> Vec<u64> {
+    let mut inner_ops = Vec::new();
+    for &r in &ir.ops[op].regions {
+        ir.collect_ops(r, &mut inner_ops);
+    }
+    let mut streams: Vec<u64> = inner_ops.iter().filter_map(|&o| ir.ops[o].attr("stream").and_then(crate::ir::Attr::as_int)).map(|s| s as u64).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
 }
 
 /// The f64 → f64 functions kernels call (the libm reference values).
@@ -87,12 +102,13 @@ struct Gen<'a, 'b> {
 }
 
 /// Compiles the `kernel.generate` `op` of `ir` into `jit`.
-pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, seed: u64, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
+pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();
     let rank = out_ty.rank();
     let block = ir.entry_block(o.regions[0]).ok_or("a generate has a body")?;
     let captures = captures_of(ir, op);
+    let streams = streams_of(ir, op);
 
     let mut sig = jit.make_signature();
     for _ in 0..3 {
@@ -115,7 +131,7 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
         let (env, mut lo, hi) = (params[0], params[1], params[2]);
-        let mut g = Gen { e: Emit { b: &mut b, seed }, ir, vals: HashMap::new(), lane: 0, tensors: HashMap::new(), funcs };
+        let mut g = Gen { e: Emit { b: &mut b, keys: HashMap::new() }, ir, vals: HashMap::new(), lane: 0, tensors: HashMap::new(), funcs };
         let mut slot = 0i32;
         let out = g.view(env, &mut slot, &out_ty.dims);
         for c in &captures {
@@ -131,6 +147,11 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
                     g.vals.insert(v, Lv::Shared(Cv::Index(x)));
                 }
             }
+        }
+        for &stream in &streams {
+            let key = g.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, slot * 8);
+            slot += 1;
+            g.e.keys.insert(stream, key);
         }
         let split = rank.min(2);
         if split == rank && rank > 0 {
@@ -159,7 +180,7 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
     }
     jit.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
     jit.clear_context(&mut ctx);
-    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost })
+    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost, streams })
 }
 
 /// The values used inside `op`'s region (at any depth) that are defined outside it.
