@@ -34,6 +34,8 @@ enum Command {
     Opt(cmd::opt::Args),
     /// Run a .qnn model on data, an .npy input or random inputs (backend: interp or jit).
     Run(cmd::run::Args),
+    /// Simulate a model (or SCALE-Sim layers) on the accelerator: cycles, traffic, energy.
+    Sim(cmd::sim::Args),
     /// Train a .qnn model with its `train` section (loss, optimizer, training formats).
     Train(cmd::train::Args),
 }
@@ -49,6 +51,7 @@ impl Command {
             Command::Compile(args) => cmd::compile::run(args),
             Command::Opt(args) => cmd::opt::run(args),
             Command::Run(args) => cmd::run::run(args),
+            Command::Sim(args) => cmd::sim::run(args),
             Command::Train(args) => cmd::train::run(args),
         }
     }

@@ -11,8 +11,10 @@
 //! - [`init`]: parameter initialisation recipes, their deterministic values and digests.
 //! - [`report`]: the per-layer cost table of `qc compile`.
 //! - [`backend`]: execution of the kernel dialect: prepared programs and the backends.
+//! - [`accel`]: the accelerator backend's emitter (layers, tiling, dataflow search).
 
 pub mod arena;
+pub mod accel;
 pub mod autodiff;
 pub mod backend;
 pub mod diag;

@@ -20,8 +20,19 @@ fn root() -> PathBuf {
 
 fn parse_tensor(text: &str) -> Tensor {
     let (shape, values) = text.trim().split_once(']').expect("`[shape] values`");
-    let shape: Vec<usize> = shape.trim_start_matches('[').split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    let mut values: Vec<f32> = values.split_whitespace().map(|v| v.parse::<f32>().unwrap_or_else(|_| panic!("bad value `{v}`"))).collect();
+    let shape: Vec<usize> = shape
+        .trim_start_matches('[')
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let mut values: Vec<f32> = values
+        .split_whitespace()
+        .map(|v| {
+            v.parse::<f32>()
+                .unwrap_or_else(|_| panic!("bad value `{v}`"))
+        })
+        .collect();
     let n: usize = shape.iter().product();
     if values.len() == 1 {
         values = vec![values[0]; n]; // one value fills the tensor
@@ -36,7 +47,11 @@ fn same(a: f32, b: f32) -> bool {
 #[test]
 fn op_cases() {
     let dir = root().join("compiler/tests/interp");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "qir")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qir"))
+        .collect();
     files.sort();
     assert!(files.len() >= 10, "the cases are in {}", dir.display());
     for file in files {
@@ -55,12 +70,18 @@ fn op_cases() {
         let module = qc_compiler::parse_module(&text).unwrap_or_else(|d| panic!("{name}: {d:?}"));
         qc_compiler::verify(&module).unwrap_or_else(|d| panic!("{name}: {d:?}"));
         let program = Program::prepare(module, seed).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let got = Interpreter.run(&program, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = Interpreter
+            .run(&program, &inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(got.len(), outputs.len(), "{name}: result count");
         for (g, want) in got.iter().zip(&outputs) {
             assert_eq!(g.shape(), want.shape(), "{name}: shape");
             for (i, (a, b)) in g.data().iter().zip(want.data()).enumerate() {
-                assert!(same(*a, *b), "{name}: element {i} is {a:e}, expected {b:e} (all: {:?})", g.data());
+                assert!(
+                    same(*a, *b),
+                    "{name}: element {i} is {a:e}, expected {b:e} (all: {:?})",
+                    g.data()
+                );
             }
         }
     }
@@ -80,9 +101,13 @@ fn random_inputs(module: &qc_compiler::Module, seed: u64) -> Vec<Tensor> {
         .map(|(a, (shape, format))| {
             let stream = RandomStream::new(seed, a as u64);
             let n: usize = shape.iter().product();
-            let raw: Vec<f32> = (0..n).map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32).collect();
+            let raw: Vec<f32> = (0..n)
+                .map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32)
+                .collect();
             let mut values = vec![0f32; n];
-            format.quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values).unwrap();
+            format
+                .quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values)
+                .unwrap();
             Tensor::new(shape, values).unwrap()
         })
         .collect()
@@ -90,24 +115,50 @@ fn random_inputs(module: &qc_compiler::Module, seed: u64) -> Vec<Tensor> {
 
 #[test]
 fn every_example_runs_on_random_inputs() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "qnn")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
+        .collect();
     files.sort();
     for file in files {
-        let module = compile_to_kernel(&checked(&file), "optimize").unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let module = compile_to_kernel(&checked(&file), "optimize")
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let inputs = random_inputs(&module, 1);
-        let program = Program::prepare(module, 3).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let first = Interpreter.run(&program, &inputs).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert!(!first.is_empty() && first.iter().all(|t| !t.is_empty()), "{}", file.display());
+        let program =
+            Program::prepare(module, 3).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let first = Interpreter
+            .run(&program, &inputs)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(
+            !first.is_empty() && first.iter().all(|t| !t.is_empty()),
+            "{}",
+            file.display()
+        );
         // Deterministic: the same seed gives the same bits.
         let again = Interpreter.run(&program, &inputs).unwrap();
-        assert!(first.iter().zip(&again).all(|(a, b)| a.data().iter().zip(b.data()).all(|(x, y)| same(*x, *y))), "{}", file.display());
+        assert!(
+            first.iter().zip(&again).all(|(a, b)| a
+                .data()
+                .iter()
+                .zip(b.data())
+                .all(|(x, y)| same(*x, *y))),
+            "{}",
+            file.display()
+        );
     }
 }
 
 /// The accuracy of an example with its shipped weights on the digits test split.
 fn digits_accuracy(model: &str, sample_shape: &[usize]) -> (usize, usize) {
-    let weights = WeightFile::open(&root().join(format!("examples/weights/{model}.safetensors"))).unwrap();
-    let module = compile_with_weights(&checked(&root().join(format!("examples/{model}.qnn"))), "optimize", Some(&weights)).unwrap();
+    let weights =
+        WeightFile::open(&root().join(format!("examples/weights/{model}.safetensors"))).unwrap();
+    let module = compile_with_weights(
+        &checked(&root().join(format!("examples/{model}.qnn"))),
+        "optimize",
+        Some(&weights),
+    )
+    .unwrap();
     let program = Program::prepare(module, 0).unwrap();
     let test = qc_runtime::data::digits::digits_split().unwrap().test;
     let mut shape = vec![test.len()];
@@ -119,7 +170,10 @@ fn digits_accuracy(model: &str, sample_shape: &[usize]) -> (usize, usize) {
         .chunks(10)
         .zip(test.y())
         .filter(|(row, &label)| {
-            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
             best == label as usize
         })
         .count();

@@ -1,5 +1,5 @@
 //! qc's runtime: the numeric core (formats, rounding, block scaling, random streams), tensors,
-//! weight files and data sets.
+//! weight files and data sets; the accelerator's ISA and cost model (`accel`).
 //!
 //! Knows nothing of syntax or IR; every other crate builds on it.
 
@@ -8,4 +8,5 @@ pub mod io;
 pub mod tensor;
 pub mod data;
 pub mod kernels;
+pub mod accel;
 pub mod train;

@@ -20,6 +20,14 @@ pub enum Stage {
     Opt,
     /// The `kernel` dialect.
     Kernel,
+    /// The accelerator program (32x32 array, os; see `qc sim` for other arrays).
+    Isa,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The systolic-array accelerator (`--emit isa`).
+    Accel,
 }
 
 #[derive(clap::Args)]
@@ -29,6 +37,9 @@ pub struct Args {
     /// Print this stage instead of the cost table.
     #[arg(long, value_enum)]
     pub emit: Option<Stage>,
+    /// Compile for a target: `accel` prints the accelerator program (as `--emit isa`).
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
     /// Write the output to this file.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -101,6 +112,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     run_pipeline(&mut module, &nn_pipeline(&args), &args)?;
     if args.emit == Some(Stage::Opt) {
         return emit(&args, &print_module(&module));
+    }
+    let accel_program = args.emit == Some(Stage::Isa) || (args.emit.is_none() && args.target == Some(Target::Accel));
+    if accel_program {
+        return emit(&args, &super::sim::model_isa(&module)?.to_string());
     }
     let table = layer_table(&module);
     run_pipeline(&mut module, "to-kernel", &args)?;

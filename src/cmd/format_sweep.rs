@@ -41,13 +41,23 @@ fn parse(text: &str) -> Format {
 
 /// `model` with weights in `weights`, activations in `activations` and exact fp32 dot products;
 /// with `keep_ends`, the first and last contraction's weights stay fp32.
-pub fn with_formats(model: &CheckedModule, weights: Format, activations: Format, keep_ends: bool) -> CheckedModule {
+pub fn with_formats(
+    model: &CheckedModule,
+    weights: Format,
+    activations: Format,
+    keep_ends: bool,
+) -> CheckedModule {
     let mut m = model.clone();
     let fp32 = parse("fp32");
-    let contractions: Vec<usize> = m.nodes.iter().filter(|n| matches!(n.op, Op::Dense | Op::Matmul | Op::Conv2d { .. })).filter_map(|n| match n.inputs.get(1) {
-        Some(ValueRef::Param(p)) => Some(*p),
-        _ => None,
-    }).collect();
+    let contractions: Vec<usize> = m
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Dense | Op::Matmul | Op::Conv2d { .. }))
+        .filter_map(|n| match n.inputs.get(1) {
+            Some(ValueRef::Param(p)) => Some(*p),
+            _ => None,
+        })
+        .collect();
     let ends = [contractions.first().copied(), contractions.last().copied()];
     for (i, p) in m.params.iter_mut().enumerate() {
         let is_weight = p.tensor.shape.0.len() >= 2;
@@ -55,10 +65,33 @@ pub fn with_formats(model: &CheckedModule, weights: Format, activations: Format,
         p.tensor.format = if is_weight && !kept { weights } else { fp32 };
         p.tensor.rounding = Rounding::Nearest;
     }
-    let outputs: Vec<usize> = m.outputs.iter().filter_map(|(_, v)| if let ValueRef::Node(n) = v { Some(*n) } else { None }).collect();
-    let exact = Arith { mul: None, acc: Rounded { format: fp32, rounding: Rounding::Nearest }, chunk: None, chunk_acc: None, fma: false };
+    let outputs: Vec<usize> = m
+        .outputs
+        .iter()
+        .filter_map(|(_, v)| {
+            if let ValueRef::Node(n) = v {
+                Some(*n)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let exact = Arith {
+        mul: None,
+        acc: Rounded {
+            format: fp32,
+            rounding: Rounding::Nearest,
+        },
+        chunk: None,
+        chunk_acc: None,
+        fma: false,
+    };
     for (i, node) in m.nodes.iter_mut().enumerate() {
-        node.format = if outputs.contains(&i) || node.op == Op::Dequantize { fp32 } else { activations };
+        node.format = if outputs.contains(&i) || node.op == Op::Dequantize {
+            fp32
+        } else {
+            activations
+        };
         node.rounding = Rounding::Nearest;
         if node.arith.is_some() {
             node.arith = Some(exact);
@@ -69,17 +102,34 @@ pub fn with_formats(model: &CheckedModule, weights: Format, activations: Format,
 
 /// The table, one row per format: accuracy on `data` with all layers in the format, and with
 /// the first and last layers' weights in fp32.
-pub fn accuracy_table(model: &CheckedModule, weights: Option<&WeightFile>, data: &Dataset, backend: &dyn Backend, args: &Args) -> Result<String, CliError> {
-    let mut out = format!("{:<9} {:<16} {:<12} {:>11} {:>16}\n", "format", "weights", "activations", "all layers", "first/last fp32");
+pub fn accuracy_table(
+    model: &CheckedModule,
+    weights: Option<&WeightFile>,
+    data: &Dataset,
+    backend: &dyn Backend,
+    args: &Args,
+) -> Result<String, CliError> {
+    let mut out = format!(
+        "{:<9} {:<16} {:<12} {:>11} {:>16}\n",
+        "format", "weights", "activations", "all layers", "first/last fp32"
+    );
     for (label, w, a) in FORMATS {
         let mut cells = Vec::new();
         for keep_ends in [false, true] {
             let variant = with_formats(model, parse(w), parse(a), keep_ends);
-            let program = prepare(&variant, weights, args.chunk, args.seed).map_err(|e| CliError::new(format!("{label}: {e}")))?;
-            let predictions = predict(&program, backend, data, args.batch).map_err(|e| CliError::new(format!("{label}: {e}")))?;
-            cells.push(format!("{:.2}%", 100.0 * correct(data, &predictions) as f64 / data.len().max(1) as f64));
+            let program = prepare(&variant, weights, args.chunk, args.seed)
+                .map_err(|e| CliError::new(format!("{label}: {e}")))?;
+            let predictions = predict(&program, backend, data, args.batch)
+                .map_err(|e| CliError::new(format!("{label}: {e}")))?;
+            cells.push(format!(
+                "{:.2}%",
+                100.0 * correct(data, &predictions) as f64 / data.len().max(1) as f64
+            ));
         }
-        out += &format!("{label:<9} {w:<16} {a:<12} {:>11} {:>16}\n", cells[0], cells[1]);
+        out += &format!(
+            "{label:<9} {w:<16} {a:<12} {:>11} {:>16}\n",
+            cells[0], cells[1]
+        );
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ pub mod opt;
 pub mod quantize;
 pub mod repl;
 pub mod run;
+pub mod sim;
 pub mod train;
 
 use std::fmt;

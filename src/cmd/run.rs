@@ -8,6 +8,7 @@
 
 use super::{format_sweep, CliError};
 use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
 use qc_compiler::backend::program::{compile_with_weights, input_shapes};
 use qc_compiler::backend::{Backend, Program};
 use qc_lang::check::CheckedModule;
@@ -58,8 +59,10 @@ pub struct Args {
 pub fn backend_named(name: &str) -> Result<Box<dyn Backend>, CliError> {
     match name {
         "interp" => Ok(Box::new(Interpreter)),
-        "jit" => Err(CliError::new("the jit backend is not built yet")),
-        other => Err(CliError::new(format!("unknown backend `{other}` (one of interp, jit)"))),
+        "jit" => Ok(Box::new(Jit::default())),
+        other => Err(CliError::new(format!(
+            "unknown backend `{other}` (one of interp, jit)"
+        ))),
     }
 }
 
@@ -74,14 +77,20 @@ fn pipeline(chunk: Option<u64>) -> String {
 /// A checked model, its diagnostics printed; a model with errors is a one-line error.
 pub fn load_model(path: &std::path::Path) -> Result<CheckedModule, CliError> {
     let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {shown}: {e}")))?;
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("cannot read {shown}: {e}")))?;
     let (checked, diagnostics) = qc_lang::check_source(&source);
     eprint!("{}", qc_lang::render(&diagnostics, &source, &shown, false));
     checked.ok_or_else(|| CliError::new(format!("{shown} has errors")))
 }
 
 /// The model compiled and prepared: weights bound, every parameter materialised.
-pub fn prepare(model: &CheckedModule, weights: Option<&WeightFile>, chunk: Option<u64>, seed: u64) -> Result<Program, CliError> {
+pub fn prepare(
+    model: &CheckedModule,
+    weights: Option<&WeightFile>,
+    chunk: Option<u64>,
+    seed: u64,
+) -> Result<Program, CliError> {
     let module = compile_with_weights(model, &pipeline(chunk), weights).map_err(CliError::new)?;
     Program::prepare(module, seed).map_err(CliError::new)
 }
@@ -93,14 +102,23 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Some(path) => Some(WeightFile::open(path).map_err(CliError::new)?),
         None => None,
     };
-    let modes = [args.data.is_some(), args.input.is_some(), args.random_input.is_some()];
+    let modes = [
+        args.data.is_some(),
+        args.input.is_some(),
+        args.random_input.is_some(),
+    ];
     if modes.iter().filter(|m| **m).count() != 1 {
-        return Err(CliError::new("give exactly one of --data, --input, --random-input"));
+        return Err(CliError::new(
+            "give exactly one of --data, --input, --random-input",
+        ));
     }
     if args.format_sweep {
-        let Some(data) = &args.data else { return Err(CliError::new("--format-sweep needs --data")) };
+        let Some(data) = &args.data else {
+            return Err(CliError::new("--format-sweep needs --data"));
+        };
         let test = load_test_data(data)?;
-        let table = format_sweep::accuracy_table(&model, weights.as_ref(), &test, backend.as_ref(), &args)?;
+        let table =
+            format_sweep::accuracy_table(&model, weights.as_ref(), &test, backend.as_ref(), &args)?;
         return super::print(&table);
     }
     let program = prepare(&model, weights.as_ref(), args.chunk, args.seed)?;
@@ -113,19 +131,33 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let inputs = match (&args.input, args.random_input) {
         (Some(path), _) => {
-            let array = npy::read_f32_file(path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            let array = npy::read_f32_file(path)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
             vec![Tensor::new(array.shape, array.data).map_err(CliError::new)?]
         }
         (None, Some(seed)) => random_inputs(&program, seed, args.batch.unwrap_or(1) as usize)?,
         (None, None) => unreachable!("one mode is given"),
     };
-    let Some(output) = &args.output else { return Err(CliError::new("--input and --random-input write to --output Y.npy")) };
+    let Some(output) = &args.output else {
+        return Err(CliError::new(
+            "--input and --random-input write to --output Y.npy",
+        ));
+    };
     let outputs = backend.run(&program, &inputs).map_err(CliError::new)?;
     let [result] = outputs.as_slice() else {
-        return Err(CliError::new(format!("the model has {} outputs; --output writes a single one", outputs.len())));
+        return Err(CliError::new(format!(
+            "the model has {} outputs; --output writes a single one",
+            outputs.len()
+        )));
     };
-    npy::write_f32_file(output, result.shape(), result.data()).map_err(|e| CliError::new(format!("{}: {e}", output.display())))?;
-    super::print(&format!("wrote {} {} to {}\n", program.name(), shape_string(result.shape()), output.display()))
+    npy::write_f32_file(output, result.shape(), result.data())
+        .map_err(|e| CliError::new(format!("{}: {e}", output.display())))?;
+    super::print(&format!(
+        "wrote {} {} to {}\n",
+        program.name(),
+        shape_string(result.shape()),
+        output.display()
+    ))
 }
 
 /// The test part of a data set named by `--data`.
@@ -142,7 +174,9 @@ fn random_inputs(program: &Program, seed: u64, batch: usize) -> Result<Vec<Tenso
         .map(|(a, (shape, format))| {
             let stream = RandomStream::new(seed, a as u64);
             let n: usize = shape.iter().product();
-            let raw: Vec<f32> = (0..n).map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32).collect();
+            let raw: Vec<f32> = (0..n)
+                .map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32)
+                .collect();
             let mut values = vec![0f32; n];
             format.quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values)?;
             Tensor::new(shape, values).map_err(CliError::new)
@@ -152,10 +186,19 @@ fn random_inputs(program: &Program, seed: u64, batch: usize) -> Result<Vec<Tenso
 
 /// The predicted class of every sample of `data` (the arg-max of the model's output row),
 /// running `batch` samples per backend call.
-pub fn predict(program: &Program, backend: &dyn Backend, data: &Dataset, batch: Option<u64>) -> Result<Vec<usize>, CliError> {
+pub fn predict(
+    program: &Program,
+    backend: &dyn Backend,
+    data: &Dataset,
+    batch: Option<u64>,
+) -> Result<Vec<usize>, CliError> {
     let inputs = input_shapes(&program.module, 1);
     let [(sample_shape, _)] = inputs.as_slice() else {
-        return Err(CliError::new(format!("labelled data needs a model with one input, `{}` has {}", program.name(), inputs.len())));
+        return Err(CliError::new(format!(
+            "labelled data needs a model with one input, `{}` has {}",
+            program.name(),
+            inputs.len()
+        )));
     };
     let per_sample: usize = sample_shape.iter().product();
     let x = data.x();
@@ -176,10 +219,15 @@ pub fn predict(program: &Program, backend: &dyn Backend, data: &Dataset, batch: 
         let slice = x.data()[start * per_sample..(start + rows) * per_sample].to_vec();
         let input = Tensor::new(shape, slice).map_err(CliError::new)?;
         let outputs = backend.run(program, &[input]).map_err(CliError::new)?;
-        let logits = outputs.first().ok_or_else(|| CliError::new("the model has no output"))?;
+        let logits = outputs
+            .first()
+            .ok_or_else(|| CliError::new("the model has no output"))?;
         let classes = logits.len() / rows.max(1);
         if classes == 0 || logits.len() != classes * rows {
-            return Err(CliError::new(format!("the output {} does not have one row per sample", shape_string(logits.shape()))));
+            return Err(CliError::new(format!(
+                "the output {} does not have one row per sample",
+                shape_string(logits.shape())
+            )));
         }
         predictions.extend(logits.data().chunks(classes).map(arg_max));
     }
@@ -188,24 +236,43 @@ pub fn predict(program: &Program, backend: &dyn Backend, data: &Dataset, batch: 
 
 /// The index of the largest value (the first one on ties; NaN never wins).
 fn arg_max(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] || row[best].is_nan() && !v.is_nan() { i } else { best })
+    row.iter().enumerate().fold(0, |best, (i, v)| {
+        if *v > row[best] || row[best].is_nan() && !v.is_nan() {
+            i
+        } else {
+            best
+        }
+    })
 }
 
 /// Correct predictions.
 pub fn correct(data: &Dataset, predictions: &[usize]) -> usize {
-    predictions.iter().zip(data.y()).filter(|(p, y)| **p == **y as usize).count()
+    predictions
+        .iter()
+        .zip(data.y())
+        .filter(|(p, y)| **p == **y as usize)
+        .count()
 }
 
 fn report(data: &Dataset, predictions: &[usize], seconds: f64) -> String {
     let n = data.len();
     let right = correct(data, predictions);
-    let classes = data.classes().max(predictions.iter().max().map_or(0, |m| m + 1));
+    let classes = data
+        .classes()
+        .max(predictions.iter().max().map_or(0, |m| m + 1));
     let mut matrix = vec![vec![0usize; classes]; classes];
     for (p, y) in predictions.iter().zip(data.y()) {
         matrix[*y as usize][*p] += 1;
     }
-    let mut out = format!("accuracy: {:.2}% ({right}/{n})\n", 100.0 * right as f64 / n.max(1) as f64);
-    out += &format!("time: {:.1} µs per sample ({n} samples, {:.3} s)\n", 1e6 * seconds / n.max(1) as f64, seconds);
+    let mut out = format!(
+        "accuracy: {:.2}% ({right}/{n})\n",
+        100.0 * right as f64 / n.max(1) as f64
+    );
+    out += &format!(
+        "time: {:.1} µs per sample ({n} samples, {:.3} s)\n",
+        1e6 * seconds / n.max(1) as f64,
+        seconds
+    );
     out += "confusion matrix (rows: label, columns: prediction):\n      ";
     for c in 0..classes {
         out += &format!("{c:>5}");

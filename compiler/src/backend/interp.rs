@@ -24,10 +24,17 @@ impl Backend for Interpreter {
     fn run(&self, program: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
         let module = &program.module;
         let func = &module.funcs[0];
-        let body = module.entry_block(func.body).ok_or_else(|| ExecError::new("the function has no body"))?;
+        let body = module
+            .entry_block(func.body)
+            .ok_or_else(|| ExecError::new("the function has no body"))?;
         let args = &module.blocks[body].args;
         if inputs.len() != args.len() {
-            return Err(ExecError::new(format!("`{}` takes {} input(s), {} given", func.name, args.len(), inputs.len())));
+            return Err(ExecError::new(format!(
+                "`{}` takes {} input(s), {} given",
+                func.name,
+                args.len(),
+                inputs.len()
+            )));
         }
         let mut state = State::new(module);
         for (i, (&arg, input)) in args.iter().zip(inputs).enumerate() {
@@ -38,10 +45,17 @@ impl Backend for Interpreter {
             let o = &module.ops[op];
             match o.name() {
                 "func.return" => {
-                    return o.operands.iter().map(|v| state.tensor(*v).cloned()).collect();
+                    return o
+                        .operands
+                        .iter()
+                        .map(|v| state.tensor(*v).cloned())
+                        .collect();
                 }
                 "nn.param" | "nn.constant" => {
-                    let t = program.constants.get(&o.results[0]).ok_or_else(|| ExecError::new("a parameter was not materialised"))?;
+                    let t = program
+                        .constants
+                        .get(&o.results[0])
+                        .ok_or_else(|| ExecError::new("a parameter was not materialised"))?;
                     state.tensors[o.results[0].index()] = Some(t.clone());
                 }
                 "q.quantize" => {
@@ -71,11 +85,16 @@ struct State {
 
 impl State {
     fn new(module: &Module) -> State {
-        State { tensors: vec![None; module.values.len()], scalars: Slots::new(module.values.len()) }
+        State {
+            tensors: vec![None; module.values.len()],
+            scalars: Slots::new(module.values.len()),
+        }
     }
 
     fn tensor(&self, v: ValueId) -> Result<&Tensor, ExecError> {
-        self.tensors[v.index()].as_ref().ok_or_else(|| ExecError::new("a tensor is used before it is computed"))
+        self.tensors[v.index()]
+            .as_ref()
+            .ok_or_else(|| ExecError::new("a tensor is used before it is computed"))
     }
 }
 
@@ -87,20 +106,43 @@ struct Slots {
 
 impl Slots {
     fn new(n: usize) -> Slots {
-        Slots { numbers: vec![0.0; n], indices: vec![0; n] }
+        Slots {
+            numbers: vec![0.0; n],
+            indices: vec![0; n],
+        }
     }
 }
 
 fn check_input(module: &Module, arg: ValueId, input: &Tensor, i: usize) -> Result<(), ExecError> {
-    let ty = module.ty(arg).as_tensor().ok_or_else(|| ExecError::new("a function argument is not a tensor"))?;
-    let fits = ty.dims.len() == input.rank() && ty.dims.iter().zip(input.shape()).all(|(d, &n)| matches!(d, Dim::Dynamic) || *d == Dim::Fixed(n as u64));
+    let ty = module
+        .ty(arg)
+        .as_tensor()
+        .ok_or_else(|| ExecError::new("a function argument is not a tensor"))?;
+    let fits = ty.dims.len() == input.rank()
+        && ty
+            .dims
+            .iter()
+            .zip(input.shape())
+            .all(|(d, &n)| matches!(d, Dim::Dynamic) || *d == Dim::Fixed(n as u64));
     if !fits {
-        return Err(ExecError::new(format!("input {i} has shape {} but the function takes {}", shape_string(input.shape()), ty)));
+        return Err(ExecError::new(format!(
+            "input {i} has shape {} but the function takes {}",
+            shape_string(input.shape()),
+            ty
+        )));
     }
     if let Some(target) = Target::new(&ty.format) {
         let rounder = Rounder::new(target, Rounding::Nearest);
-        if let Some((j, x)) = input.data().iter().enumerate().find(|(_, x)| !same_value(rounder.round(**x as f64, no_draw()), **x)) {
-            return Err(ExecError::new(format!("input {i}: element {j} ({x}) is not a value of `{}`", ty.format)));
+        if let Some((j, x)) = input
+            .data()
+            .iter()
+            .enumerate()
+            .find(|(_, x)| !same_value(rounder.round(**x as f64, no_draw()), **x))
+        {
+            return Err(ExecError::new(format!(
+                "input {i}: element {j} ({x}) is not a value of `{}`",
+                ty.format
+            )));
         }
     }
     Ok(())
@@ -112,13 +154,18 @@ fn same_value(a: f32, b: f32) -> bool {
 
 /// The shape of a result type, with its dynamic axes taken in order from `sizes`.
 fn result_shape(ty: &Type, sizes: &[u64]) -> Result<Vec<usize>, ExecError> {
-    let t = ty.as_tensor().ok_or_else(|| ExecError::new("the result is not a tensor"))?;
+    let t = ty
+        .as_tensor()
+        .ok_or_else(|| ExecError::new("the result is not a tensor"))?;
     let mut dynamic = sizes.iter();
     t.dims
         .iter()
         .map(|d| match d {
             Dim::Fixed(n) => Ok(*n as usize),
-            Dim::Dynamic => dynamic.next().map(|&n| n as usize).ok_or_else(|| ExecError::new("a dynamic size is missing")),
+            Dim::Dynamic => dynamic
+                .next()
+                .map(|&n| n as usize)
+                .ok_or_else(|| ExecError::new("a dynamic size is missing")),
         })
         .collect()
 }
@@ -131,28 +178,54 @@ fn rounding_attr(module: &Module, op: OpId) -> Rounding {
 }
 
 fn stream_attr(module: &Module, op: OpId, seed: u64) -> RandomStream {
-    let stream = module.ops[op].attr("stream").and_then(Attr::as_int).unwrap_or(0);
+    let stream = module.ops[op]
+        .attr("stream")
+        .and_then(Attr::as_int)
+        .unwrap_or(0);
     RandomStream::new(seed, stream as u64)
 }
 
 /// `q.quantize` of a whole tensor with `Format::quantize` (element `i` draws at index `i`).
-fn quantize_tensor(module: &Module, op: OpId, state: &State, seed: u64) -> Result<Tensor, ExecError> {
+fn quantize_tensor(
+    module: &Module,
+    op: OpId,
+    state: &State,
+    seed: u64,
+) -> Result<Tensor, ExecError> {
     let o = &module.ops[op];
     if o.operands.len() > 1 {
-        return Err(ExecError::new("`q.quantize` with given scales is not supported by the interpreter"));
+        return Err(ExecError::new(
+            "`q.quantize` with given scales is not supported by the interpreter",
+        ));
     }
     let x = state.tensor(o.operands[0])?;
-    let format = module.ty(o.results[0]).as_tensor().map(|t| t.format).ok_or_else(|| ExecError::new("`q.quantize` makes a tensor"))?;
+    let format = module
+        .ty(o.results[0])
+        .as_tensor()
+        .map(|t| t.format)
+        .ok_or_else(|| ExecError::new("`q.quantize` makes a tensor"))?;
     let mut out = vec![0f32; x.len()];
     let stream = stream_attr(module, op, seed);
-    format.quantize(x.data(), x.shape(), rounding_attr(module, op), &stream, &mut out).map_err(|e| ExecError::new(format!("quantizing to `{format}`: {e}")))?;
+    format
+        .quantize(
+            x.data(),
+            x.shape(),
+            rounding_attr(module, op),
+            &stream,
+            &mut out,
+        )
+        .map_err(|e| ExecError::new(format!("quantizing to `{format}`: {e}")))?;
     Tensor::new(x.shape().to_vec(), out).map_err(|e| ExecError::new(e.to_string()))
 }
 
 /// `kernel.generate`: the region evaluated at every index of the result, row-major.
 fn generate(module: &Module, op: OpId, state: &mut State, seed: u64) -> Result<Tensor, ExecError> {
     let o = &module.ops[op];
-    let sizes: Vec<u64> = o.operands.iter().map(|v| state.scalars.indices[v.index()]).collect();
+    let sizes: Vec<u64> = o
+        .operands
+        .iter()
+        .map(|v| state.scalars.indices[v.index()])
+        .collect();
     let shape = result_shape(module.ty(o.results[0]), &sizes)?;
     let region = Code::translate_region(module, o.regions[0], seed)?;
     let n: usize = shape.iter().product();
@@ -200,7 +273,9 @@ struct Rounded {
 impl Rounded {
     fn draw<'a>(&'a self, slots: &Slots, offset: u64) -> Draw<'a> {
         match &self.random {
-            Some(r) => r.stream.at(slots.indices[r.counter.index()].wrapping_add(offset)),
+            Some(r) => r
+                .stream
+                .at(slots.indices[r.counter.index()].wrapping_add(offset)),
             None => no_draw(),
         }
     }
@@ -240,18 +315,68 @@ enum Unary {
 
 /// One op of a region, its attributes decoded.
 enum Instr {
-    Index { out: ValueId, value: u64 },
-    IndexBinary { op: IndexOp, out: ValueId, a: ValueId, b: ValueId },
-    Dim { out: ValueId, tensor: ValueId, axis: usize },
-    Load { out: ValueId, tensor: ValueId, indices: Vec<ValueId> },
-    Constant { out: ValueId, value: f64 },
+    Index {
+        out: ValueId,
+        value: u64,
+    },
+    IndexBinary {
+        op: IndexOp,
+        out: ValueId,
+        a: ValueId,
+        b: ValueId,
+    },
+    Dim {
+        out: ValueId,
+        tensor: ValueId,
+        axis: usize,
+    },
+    Load {
+        out: ValueId,
+        tensor: ValueId,
+        indices: Vec<ValueId>,
+    },
+    Constant {
+        out: ValueId,
+        value: f64,
+    },
     /// `kernel.mul` without a rounding: the exact product of two values of formats.
-    ExactProduct { out: ValueId, a: ValueId, b: ValueId },
-    Binary { op: Binary, out: ValueId, a: ValueId, b: ValueId, rounded: Rounded },
-    Unary { op: Unary, out: ValueId, x: ValueId, rounded: Rounded },
-    Fma { out: ValueId, acc: ValueId, a: ValueId, b: ValueId, rounded: Rounded },
-    FromIndex { out: ValueId, i: ValueId, rounded: Rounded },
-    Select { out: ValueId, condition: ValueId, a: ValueId, b: ValueId, index: bool },
+    ExactProduct {
+        out: ValueId,
+        a: ValueId,
+        b: ValueId,
+    },
+    Binary {
+        op: Binary,
+        out: ValueId,
+        a: ValueId,
+        b: ValueId,
+        rounded: Rounded,
+    },
+    Unary {
+        op: Unary,
+        out: ValueId,
+        x: ValueId,
+        rounded: Rounded,
+    },
+    Fma {
+        out: ValueId,
+        acc: ValueId,
+        a: ValueId,
+        b: ValueId,
+        rounded: Rounded,
+    },
+    FromIndex {
+        out: ValueId,
+        i: ValueId,
+        rounded: Rounded,
+    },
+    Select {
+        out: ValueId,
+        condition: ValueId,
+        a: ValueId,
+        b: ValueId,
+        index: bool,
+    },
     Accumulate(Box<Accumulate>),
     ReduceMax(Box<ReduceMax>),
 }
@@ -287,17 +412,29 @@ fn unsupported(what: impl std::fmt::Display) -> ExecError {
 
 impl Code {
     fn translate_region(module: &Module, region: RegionId, seed: u64) -> Result<Region, ExecError> {
-        let block = module.entry_block(region).ok_or_else(|| ExecError::new("a region has no block"))?;
+        let block = module
+            .entry_block(region)
+            .ok_or_else(|| ExecError::new("a region has no block"))?;
         let b = &module.blocks[block];
-        let (last, ops) = b.ops.split_last().ok_or_else(|| ExecError::new("a region has no terminator"))?;
+        let (last, ops) = b
+            .ops
+            .split_last()
+            .ok_or_else(|| ExecError::new("a region has no terminator"))?;
         if module.ops[*last].name() != "kernel.yield" {
             return Err(ExecError::new("a kernel region must end in `kernel.yield`"));
         }
-        Ok(Region { args: b.args.clone(), code: Code::translate_ops(module, ops, seed)?, yields: module.ops[*last].operands.clone() })
+        Ok(Region {
+            args: b.args.clone(),
+            code: Code::translate_ops(module, ops, seed)?,
+            yields: module.ops[*last].operands.clone(),
+        })
     }
 
     fn translate_ops(module: &Module, ops: &[OpId], seed: u64) -> Result<Code, ExecError> {
-        ops.iter().map(|&op| translate(module, op, seed)).collect::<Result<Vec<_>, _>>().map(Code)
+        ops.iter()
+            .map(|&op| translate(module, op, seed))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Code)
     }
 
     fn run(&self, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Result<(), ExecError> {
@@ -311,21 +448,66 @@ impl Code {
 fn translate(module: &Module, op: OpId, seed: u64) -> Result<Instr, ExecError> {
     let o = &module.ops[op];
     let operand = |i: usize| o.operands[i];
-    let out = o.results.first().copied().ok_or_else(|| unsupported(format!("`{}` here", o.name())))?;
+    let out = o
+        .results
+        .first()
+        .copied()
+        .ok_or_else(|| unsupported(format!("`{}` here", o.name())))?;
     let is_real = |v: ValueId| matches!(module.ty(v), Type::Real);
     let rounded = |inputs: usize| -> Result<Rounded, ExecError> {
-        let format = module.ty(out).scalar_format().ok_or_else(|| ExecError::new(format!("`{}` must give a scalar", o.name())))?;
-        let target = Target::new(&format).ok_or_else(|| ExecError::new(format!("`{}` rounds to `{format}`, which is not element-wise", o.name())))?;
+        let format = module
+            .ty(out)
+            .scalar_format()
+            .ok_or_else(|| ExecError::new(format!("`{}` must give a scalar", o.name())))?;
+        let target = Target::new(&format).ok_or_else(|| {
+            ExecError::new(format!(
+                "`{}` rounds to `{format}`, which is not element-wise",
+                o.name()
+            ))
+        })?;
         let rounding = rounding_attr(module, op);
-        let random = (o.operands.len() > inputs).then(|| Random { stream: stream_attr(module, op, seed), counter: o.operands[inputs] });
-        Ok(Rounded { rounder: Rounder::new(target, rounding), random })
+        let random = (o.operands.len() > inputs).then(|| Random {
+            stream: stream_attr(module, op, seed),
+            counter: o.operands[inputs],
+        });
+        Ok(Rounded {
+            rounder: Rounder::new(target, rounding),
+            random,
+        })
     };
-    let index_op = |kind: IndexOp| Instr::IndexBinary { op: kind, out, a: operand(0), b: operand(1) };
-    let binary = |kind: Binary| -> Result<Instr, ExecError> { Ok(Instr::Binary { op: kind, out, a: operand(0), b: operand(1), rounded: rounded(2)? }) };
-    let unary = |kind: Unary| -> Result<Instr, ExecError> { Ok(Instr::Unary { op: kind, out, x: operand(0), rounded: rounded(1)? }) };
-    let bounds = || Bounds { lo: operand(0), hi: operand(1), init: operand(2) };
+    let index_op = |kind: IndexOp| Instr::IndexBinary {
+        op: kind,
+        out,
+        a: operand(0),
+        b: operand(1),
+    };
+    let binary = |kind: Binary| -> Result<Instr, ExecError> {
+        Ok(Instr::Binary {
+            op: kind,
+            out,
+            a: operand(0),
+            b: operand(1),
+            rounded: rounded(2)?,
+        })
+    };
+    let unary = |kind: Unary| -> Result<Instr, ExecError> {
+        Ok(Instr::Unary {
+            op: kind,
+            out,
+            x: operand(0),
+            rounded: rounded(1)?,
+        })
+    };
+    let bounds = || Bounds {
+        lo: operand(0),
+        hi: operand(1),
+        init: operand(2),
+    };
     Ok(match o.name() {
-        "kernel.index" => Instr::Index { out, value: o.attr("value").and_then(Attr::as_int).unwrap_or(0) as u64 },
+        "kernel.index" => Instr::Index {
+            out,
+            value: o.attr("value").and_then(Attr::as_int).unwrap_or(0) as u64,
+        },
         "kernel.index_add" => index_op(IndexOp::Add),
         "kernel.index_mul" => index_op(IndexOp::Mul),
         "kernel.index_min" => index_op(IndexOp::Min),
@@ -334,14 +516,31 @@ fn translate(module: &Module, op: OpId, seed: u64) -> Result<Instr, ExecError> {
         "kernel.index_div" => index_op(IndexOp::Div),
         "kernel.index_rem" => index_op(IndexOp::Rem),
         "kernel.index_lt" => index_op(IndexOp::Lt),
-        "kernel.dim" => Instr::Dim { out, tensor: operand(0), axis: o.attr("axis").and_then(Attr::as_int).unwrap_or(0) as usize },
-        "kernel.load" => Instr::Load { out, tensor: operand(0), indices: o.operands[1..].to_vec() },
-        "kernel.constant" => Instr::Constant { out, value: o.attr("value").and_then(Attr::as_f64).unwrap_or(0.0) },
+        "kernel.dim" => Instr::Dim {
+            out,
+            tensor: operand(0),
+            axis: o.attr("axis").and_then(Attr::as_int).unwrap_or(0) as usize,
+        },
+        "kernel.load" => Instr::Load {
+            out,
+            tensor: operand(0),
+            indices: o.operands[1..].to_vec(),
+        },
+        "kernel.constant" => Instr::Constant {
+            out,
+            value: o.attr("value").and_then(Attr::as_f64).unwrap_or(0.0),
+        },
         "kernel.mul" if o.attr("round").is_none() => {
             if is_real(operand(0)) || is_real(operand(1)) {
-                return Err(unsupported("an exact product of a `real` (it may not fit an f64)"));
+                return Err(unsupported(
+                    "an exact product of a `real` (it may not fit an f64)",
+                ));
             }
-            Instr::ExactProduct { out, a: operand(0), b: operand(1) }
+            Instr::ExactProduct {
+                out,
+                a: operand(0),
+                b: operand(1),
+            }
         }
         "kernel.mul" => binary(Binary::Mul)?,
         "kernel.add" => binary(Binary::Add)?,
@@ -359,23 +558,55 @@ fn translate(module: &Module, op: OpId, seed: u64) -> Result<Instr, ExecError> {
             if is_real(operand(1)) || is_real(operand(2)) {
                 return Err(unsupported("`kernel.fma` of a `real` factor"));
             }
-            Instr::Fma { out, acc: operand(0), a: operand(1), b: operand(2), rounded: rounded(3)? }
+            Instr::Fma {
+                out,
+                acc: operand(0),
+                a: operand(1),
+                b: operand(2),
+                rounded: rounded(3)?,
+            }
         }
-        "kernel.from_index" => Instr::FromIndex { out, i: operand(0), rounded: rounded(1)? },
-        "kernel.select" => Instr::Select { out, condition: operand(0), a: operand(1), b: operand(2), index: *module.ty(out) == Type::Index },
+        "kernel.from_index" => Instr::FromIndex {
+            out,
+            i: operand(0),
+            rounded: rounded(1)?,
+        },
+        "kernel.select" => Instr::Select {
+            out,
+            condition: operand(0),
+            a: operand(1),
+            b: operand(2),
+            index: *module.ty(out) == Type::Index,
+        },
         "kernel.accumulate" => {
             let chunk = match o.attr("chunk") {
                 Some(Attr::Chunk(c)) => {
-                    let target = Target::new(&c.format).ok_or_else(|| ExecError::new(format!("the chunk format `{}` is not element-wise", c.format)))?;
+                    let target = Target::new(&c.format).ok_or_else(|| {
+                        ExecError::new(format!(
+                            "the chunk format `{}` is not element-wise",
+                            c.format
+                        ))
+                    })?;
                     Some((c.size, Rounder::new(target, c.rounding)))
                 }
                 _ => None,
             };
             let step = o.attr("step").and_then(Attr::as_int).unwrap_or(1).max(1) as u64;
             let body = Code::translate_region(module, o.regions[0], seed)?;
-            Instr::Accumulate(Box::new(Accumulate { out, bounds: bounds(), step, rounded: rounded(3)?, chunk, body }))
+            Instr::Accumulate(Box::new(Accumulate {
+                out,
+                bounds: bounds(),
+                step,
+                rounded: rounded(3)?,
+                chunk,
+                body,
+            }))
         }
-        "kernel.reduce_max" => Instr::ReduceMax(Box::new(ReduceMax { out, bounds: bounds(), body: Code::translate_region(module, o.regions[0], seed)? })),
+        "kernel.reduce_max" => Instr::ReduceMax(Box::new(ReduceMax {
+            out,
+            bounds: bounds(),
+            body: Code::translate_region(module, o.regions[0], seed)?,
+        })),
         other => return Err(unsupported(format!("`{other}` inside a kernel region"))),
     })
 }
@@ -386,35 +617,62 @@ fn execute(instr: &Instr, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Resu
         Instr::IndexBinary { op, out, a, b } => {
             let (a, b) = (slots.indices[a.index()], slots.indices[b.index()]);
             slots.indices[out.index()] = match op {
-                IndexOp::Add => a.checked_add(b).ok_or_else(|| ExecError::new("index overflow"))?,
-                IndexOp::Mul => a.checked_mul(b).ok_or_else(|| ExecError::new("index overflow"))?,
+                IndexOp::Add => a
+                    .checked_add(b)
+                    .ok_or_else(|| ExecError::new("index overflow"))?,
+                IndexOp::Mul => a
+                    .checked_mul(b)
+                    .ok_or_else(|| ExecError::new("index overflow"))?,
                 IndexOp::Min => a.min(b),
                 IndexOp::Max => a.max(b),
                 IndexOp::Sub => a.saturating_sub(b),
-                IndexOp::Div => a.checked_div(b).ok_or_else(|| ExecError::new("index division by zero"))?,
-                IndexOp::Rem => a.checked_rem(b).ok_or_else(|| ExecError::new("index division by zero"))?,
+                IndexOp::Div => a
+                    .checked_div(b)
+                    .ok_or_else(|| ExecError::new("index division by zero"))?,
+                IndexOp::Rem => a
+                    .checked_rem(b)
+                    .ok_or_else(|| ExecError::new("index division by zero"))?,
                 IndexOp::Lt => (a < b) as u64,
             };
         }
         Instr::Dim { out, tensor, axis } => {
             let t = tensor_at(tensors, *tensor)?;
-            slots.indices[out.index()] = *t.shape().get(*axis).ok_or_else(|| ExecError::new("`kernel.dim` of a missing axis"))? as u64;
+            slots.indices[out.index()] = *t
+                .shape()
+                .get(*axis)
+                .ok_or_else(|| ExecError::new("`kernel.dim` of a missing axis"))?
+                as u64;
         }
-        Instr::Load { out, tensor, indices } => {
+        Instr::Load {
+            out,
+            tensor,
+            indices,
+        } => {
             let t = tensor_at(tensors, *tensor)?;
             let mut flat = 0usize;
             for (v, &n) in indices.iter().zip(t.shape()) {
                 let i = slots.indices[v.index()];
                 if i >= n as u64 {
-                    return Err(ExecError::new(format!("a load at index {i} of an axis of size {n} (tensor {})", shape_string(t.shape()))));
+                    return Err(ExecError::new(format!(
+                        "a load at index {i} of an axis of size {n} (tensor {})",
+                        shape_string(t.shape())
+                    )));
                 }
                 flat = flat * n + i as usize;
             }
             slots.numbers[out.index()] = t.data()[flat] as f64;
         }
         Instr::Constant { out, value } => slots.numbers[out.index()] = *value,
-        Instr::ExactProduct { out, a, b } => slots.numbers[out.index()] = slots.numbers[a.index()] * slots.numbers[b.index()],
-        Instr::Binary { op, out, a, b, rounded } => {
+        Instr::ExactProduct { out, a, b } => {
+            slots.numbers[out.index()] = slots.numbers[a.index()] * slots.numbers[b.index()]
+        }
+        Instr::Binary {
+            op,
+            out,
+            a,
+            b,
+            rounded,
+        } => {
             let (a, b) = (slots.numbers[a.index()], slots.numbers[b.index()]);
             let (r, d) = (&rounded.rounder, rounded.draw(slots, 0));
             slots.numbers[out.index()] = match op {
@@ -426,7 +684,12 @@ fn execute(instr: &Instr, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Resu
                 Binary::Min => r.min(a, b, d),
             } as f64;
         }
-        Instr::Unary { op, out, x, rounded } => {
+        Instr::Unary {
+            op,
+            out,
+            x,
+            rounded,
+        } => {
             let x = slots.numbers[x.index()];
             let (r, d) = (&rounded.rounder, rounded.draw(slots, 0));
             slots.numbers[out.index()] = match op {
@@ -438,15 +701,37 @@ fn execute(instr: &Instr, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Resu
                 Unary::Gelu => r.gelu(x, d),
             } as f64;
         }
-        Instr::Fma { out, acc, a, b, rounded } => {
-            let (acc, a, b) = (slots.numbers[acc.index()], slots.numbers[a.index()], slots.numbers[b.index()]);
-            let value = rounded.rounder.fma(acc, a, b, rounded.draw(slots, 0)).ok_or_else(|| unsupported("an inexact product in `kernel.fma`"))?;
+        Instr::Fma {
+            out,
+            acc,
+            a,
+            b,
+            rounded,
+        } => {
+            let (acc, a, b) = (
+                slots.numbers[acc.index()],
+                slots.numbers[a.index()],
+                slots.numbers[b.index()],
+            );
+            let value = rounded
+                .rounder
+                .fma(acc, a, b, rounded.draw(slots, 0))
+                .ok_or_else(|| unsupported("an inexact product in `kernel.fma`"))?;
             slots.numbers[out.index()] = value as f64;
         }
         Instr::FromIndex { out, i, rounded } => {
-            slots.numbers[out.index()] = rounded.rounder.from_index(slots.indices[i.index()], rounded.draw(slots, 0)) as f64;
+            slots.numbers[out.index()] = rounded
+                .rounder
+                .from_index(slots.indices[i.index()], rounded.draw(slots, 0))
+                as f64;
         }
-        Instr::Select { out, condition, a, b, index } => {
+        Instr::Select {
+            out,
+            condition,
+            a,
+            b,
+            index,
+        } => {
             let first = slots.indices[condition.index()] != 0;
             let pick = if first { a } else { b };
             if *index {
@@ -457,7 +742,10 @@ fn execute(instr: &Instr, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Resu
         }
         Instr::Accumulate(acc) => accumulate(acc, slots, tensors)?,
         Instr::ReduceMax(reduce) => {
-            let (lo, hi) = (slots.indices[reduce.bounds.lo.index()], slots.indices[reduce.bounds.hi.index()]);
+            let (lo, hi) = (
+                slots.indices[reduce.bounds.lo.index()],
+                slots.indices[reduce.bounds.hi.index()],
+            );
             let mut best = slots.numbers[reduce.bounds.init.index()];
             for k in lo..hi {
                 if let Some(term) = term(&reduce.body, k, slots, tensors)? {
@@ -471,11 +759,18 @@ fn execute(instr: &Instr, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Resu
 }
 
 fn tensor_at(tensors: &[Option<Tensor>], v: ValueId) -> Result<&Tensor, ExecError> {
-    tensors[v.index()].as_ref().ok_or_else(|| ExecError::new("a region reads a tensor that is not computed"))
+    tensors[v.index()]
+        .as_ref()
+        .ok_or_else(|| ExecError::new("a region reads a tensor that is not computed"))
 }
 
 /// The term of a reduction region at position `k`, or `None` when it yields `keep = 0`.
-fn term(body: &Region, k: u64, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Result<Option<f64>, ExecError> {
+fn term(
+    body: &Region,
+    k: u64,
+    slots: &mut Slots,
+    tensors: &[Option<Tensor>],
+) -> Result<Option<f64>, ExecError> {
     slots.indices[body.args[0].index()] = k;
     body.code.run(slots, tensors)?;
     if let Some(keep) = body.yields.get(1) {
@@ -488,11 +783,21 @@ fn term(body: &Region, k: u64, slots: &mut Slots, tensors: &[Option<Tensor>]) ->
 
 /// `kernel.accumulate` (spec/ir.md): additions in increasing `k`, each rounded once; with a
 /// chunk, chunk sums from +0 in the chunk format, each added to the accumulator.
-fn accumulate(acc: &Accumulate, slots: &mut Slots, tensors: &[Option<Tensor>]) -> Result<(), ExecError> {
-    let (lo, hi) = (slots.indices[acc.bounds.lo.index()], slots.indices[acc.bounds.hi.index()]);
+fn accumulate(
+    acc: &Accumulate,
+    slots: &mut Slots,
+    tensors: &[Option<Tensor>],
+) -> Result<(), ExecError> {
+    let (lo, hi) = (
+        slots.indices[acc.bounds.lo.index()],
+        slots.indices[acc.bounds.hi.index()],
+    );
     let mut a = slots.numbers[acc.bounds.init.index()];
     let add = |rounder: &Rounder, sum: f64, term: f64, offset: u64, slots: &Slots| -> f64 {
-        let draw = Rounded { rounder: *rounder, random: acc.rounded.random };
+        let draw = Rounded {
+            rounder: *rounder,
+            random: acc.rounded.random,
+        };
         rounder.exact(Exact::sum(sum, term), draw.draw(slots, offset)) as f64
     };
     match acc.chunk {

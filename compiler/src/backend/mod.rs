@@ -4,6 +4,7 @@
 //! and the accelerator simulator are checked against it.
 
 pub mod interp;
+pub mod jit;
 pub mod program;
 
 pub use program::{ExecError, Program};

@@ -46,10 +46,15 @@ impl Program {
     /// recipe.
     pub fn prepare(module: Module, seed: u64) -> Result<Program, ExecError> {
         let [func] = module.funcs.as_slice() else {
-            return Err(ExecError::new(format!("a program has one function, this module has {}", module.funcs.len())));
+            return Err(ExecError::new(format!(
+                "a program has one function, this module has {}",
+                module.funcs.len()
+            )));
         };
         let mut constants = HashMap::new();
-        let body = module.entry_block(func.body).ok_or_else(|| ExecError::new("the function has no body"))?;
+        let body = module
+            .entry_block(func.body)
+            .ok_or_else(|| ExecError::new("the function has no body"))?;
         for &op in &module.blocks[body].ops {
             let o = &module.ops[op];
             let values = match o.name() {
@@ -62,7 +67,11 @@ impl Program {
             let tensor = Tensor::new(shape, values).map_err(|e| ExecError::new(e.to_string()))?;
             constants.insert(result, tensor);
         }
-        Ok(Program { module, constants, seed })
+        Ok(Program {
+            module,
+            constants,
+            seed,
+        })
     }
 
     /// The function's name.
@@ -82,17 +91,28 @@ fn param_name(module: &Module, op: crate::ir::OpId) -> String {
 fn param_values(module: &Module, op: crate::ir::OpId) -> Result<Vec<f32>, ExecError> {
     let name = param_name(module, op);
     let Some(Attr::Dict(d)) = module.ops[op].attr("init") else {
-        return Err(ExecError::new(format!("parameter `{name}` has no initialiser and no weights were given")));
+        return Err(ExecError::new(format!(
+            "parameter `{name}` has no initialiser and no weights were given"
+        )));
     };
-    let recipe = Recipe::from_dict(d).map_err(|e| ExecError::new(format!("parameter `{name}`: {e}")))?;
-    let dims: Vec<u64> = static_shape(module, module.ops[op].results[0])?.iter().map(|&d| d as u64).collect();
-    recipe
-        .generate(&dims)
-        .ok_or_else(|| ExecError::new(format!("parameter `{name}` is loaded from a file: give its weights")))
+    let recipe =
+        Recipe::from_dict(d).map_err(|e| ExecError::new(format!("parameter `{name}`: {e}")))?;
+    let dims: Vec<u64> = static_shape(module, module.ops[op].results[0])?
+        .iter()
+        .map(|&d| d as u64)
+        .collect();
+    recipe.generate(&dims).ok_or_else(|| {
+        ExecError::new(format!(
+            "parameter `{name}` is loaded from a file: give its weights"
+        ))
+    })
 }
 
 fn static_shape(module: &Module, v: ValueId) -> Result<Vec<usize>, ExecError> {
-    let t = module.ty(v).as_tensor().ok_or_else(|| ExecError::new("a parameter is a tensor"))?;
+    let t = module
+        .ty(v)
+        .as_tensor()
+        .ok_or_else(|| ExecError::new("a parameter is a tensor"))?;
     t.dims
         .iter()
         .map(|d| match d {
@@ -104,14 +124,21 @@ fn static_shape(module: &Module, v: ValueId) -> Result<Vec<usize>, ExecError> {
 
 /// Lowers a checked model to the kernel dialect: `lower_model`, the nn-level `pipeline`
 /// (`"optimize"` normally), then `to-kernel`, verifying after every pass.
-pub fn compile_to_kernel(model: &qc_lang::check::CheckedModule, pipeline: &str) -> Result<Module, ExecError> {
+pub fn compile_to_kernel(
+    model: &qc_lang::check::CheckedModule,
+    pipeline: &str,
+) -> Result<Module, ExecError> {
     compile_with_weights(model, pipeline, None)
 }
 
 /// [`compile_to_kernel`] with the parameters taken from a weight file: every `nn.param` is
 /// bound to the file's tensor of its name ([`bind_weights`]) before the passes run, so the
 /// `canonicalize` pass quantizes each weight once, at compile time.
-pub fn compile_with_weights(model: &qc_lang::check::CheckedModule, pipeline: &str, weights: Option<&WeightFile>) -> Result<Module, ExecError> {
+pub fn compile_with_weights(
+    model: &qc_lang::check::CheckedModule,
+    pipeline: &str,
+    weights: Option<&WeightFile>,
+) -> Result<Module, ExecError> {
     use crate::pass::{parse_pipeline, PassManager, PassOptions};
     let mut module = crate::lower::lower_model(model).map_err(ExecError::new)?;
     if let Some(weights) = weights {
@@ -119,8 +146,13 @@ pub fn compile_with_weights(model: &qc_lang::check::CheckedModule, pipeline: &st
     }
     for stage in [pipeline, "to-kernel"] {
         let passes = parse_pipeline(stage).map_err(ExecError::new)?;
-        let options = PassOptions { verify_each: true, ..PassOptions::default() };
-        PassManager::new(passes, options).run(&mut module).map_err(|e| ExecError::new(e.to_string()))?;
+        let options = PassOptions {
+            verify_each: true,
+            ..PassOptions::default()
+        };
+        PassManager::new(passes, options)
+            .run(&mut module)
+            .map_err(|e| ExecError::new(e.to_string()))?;
     }
     Ok(module)
 }
@@ -139,11 +171,24 @@ pub fn bind_weights(module: &mut Module, weights: &WeightFile) -> Result<(), Exe
         let name = param_name(module, op);
         let result = module.ops[op].results[0];
         let shape = static_shape(module, result)?;
-        let tensor = weights.get(&name, &shape).map_err(|e| ExecError::new(e.to_string()))?;
-        let values = Attr::Array(tensor.data().iter().map(|&x| Attr::Float(x as f64)).collect());
+        let tensor = weights
+            .get(&name, &shape)
+            .map_err(|e| ExecError::new(e.to_string()))?;
+        let values = Attr::Array(
+            tensor
+                .data()
+                .iter()
+                .map(|&x| Attr::Float(x as f64))
+                .collect(),
+        );
         let ty = module.ty(result).clone();
         let span = module.ops[op].span.clone();
-        let constant = Builder::new(module, At::Before(op), span).op("nn.constant", vec![], ty, attrs([("value", values), ("name", Attr::Str(name))]));
+        let constant = Builder::new(module, At::Before(op), span).op(
+            "nn.constant",
+            vec![],
+            ty,
+            attrs([("value", values), ("name", Attr::Str(name))]),
+        );
         module.values[constant].name = module.values[result].name.take();
         module.replace_all_uses(result, constant);
         module.erase_op(op);
@@ -153,14 +198,33 @@ pub fn bind_weights(module: &mut Module, weights: &WeightFile) -> Result<(), Exe
 
 /// The shapes of the function's arguments, with `batch` for every dynamic axis, and their
 /// element formats: what [`super::Backend::run`] takes.
-pub fn input_shapes(module: &Module, batch: usize) -> Vec<(Vec<usize>, qc_runtime::numerics::Format)> {
-    let Some(body) = module.funcs.first().and_then(|f| module.entry_block(f.body)) else { return Vec::new() };
+pub fn input_shapes(
+    module: &Module,
+    batch: usize,
+) -> Vec<(Vec<usize>, qc_runtime::numerics::Format)> {
+    let Some(body) = module
+        .funcs
+        .first()
+        .and_then(|f| module.entry_block(f.body))
+    else {
+        return Vec::new();
+    };
     module.blocks[body]
         .args
         .iter()
         .filter_map(|&a| module.ty(a).as_tensor())
         .map(|t| {
-            let dims = t.dims.iter().map(|d| if let Dim::Fixed(n) = d { *n as usize } else { batch }).collect();
+            let dims = t
+                .dims
+                .iter()
+                .map(|d| {
+                    if let Dim::Fixed(n) = d {
+                        *n as usize
+                    } else {
+                        batch
+                    }
+                })
+                .collect();
             (dims, t.format)
         })
         .collect()
@@ -172,16 +236,32 @@ mod tests {
 
     #[test]
     fn the_mlp_example_prepares_with_every_parameter_materialised() {
-        let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp.qnn")).unwrap();
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp.qnn"))
+                .unwrap();
         let (model, diagnostics) = qc_lang::check_source(&source);
         let model = model.unwrap_or_else(|| panic!("{diagnostics:?}"));
         let program = Program::prepare(compile_to_kernel(&model, "optimize").unwrap(), 0).unwrap();
         assert_eq!(program.name(), "mlp");
         let shapes: Vec<Vec<usize>> = {
-            let mut s: Vec<_> = program.constants.values().map(|t| t.shape().to_vec()).collect();
+            let mut s: Vec<_> = program
+                .constants
+                .values()
+                .map(|t| t.shape().to_vec())
+                .collect();
             s.sort();
             s
         };
-        assert_eq!(shapes, vec![vec![10], vec![10, 128], vec![128], vec![128], vec![128, 64], vec![128, 128]]);
+        assert_eq!(
+            shapes,
+            vec![
+                vec![10],
+                vec![10, 128],
+                vec![128],
+                vec![128],
+                vec![128, 64],
+                vec![128, 128]
+            ]
+        );
     }
 }

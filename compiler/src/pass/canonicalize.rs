@@ -116,10 +116,25 @@ impl Canonicalize {
                 let listed: Vec<f32> = items.iter().map(|a| a.as_f64().unwrap_or(0.0) as f32).collect();
                 let full: Vec<f32> = if listed.len() == 1 { vec![listed[0]; n as usize] } else { listed };
                 let held = init::quantize(&full, &dims, from, Rounding::Nearest, 0, 0).map_err(fail)?;
-                let values = init::quantize(&held, &dims, to, rounding, 0, 0).map_err(fail)?;
+                // An element-wise result lists its final values (rounding them again changes
+                // nothing: L1). A scaled one lists the values it is quantized from, with the
+                // mode: its scales come from those values, which requantizing would not keep.
+                let (values, mode) = if to.is_elementwise() {
+                    (init::quantize(&held, &dims, to, rounding, 0, 0).map_err(fail)?, Rounding::Nearest)
+                } else {
+                    init::quantize(&held, &dims, to, rounding, 0, 0).map_err(fail)?;
+                    (held, rounding)
+                };
                 let one = values.iter().all(|v| v.to_bits() == values[0].to_bits());
                 let shown = if one { &values[..1] } else { &values[..] };
-                attrs([("value", Attr::Array(shown.iter().map(|v| Attr::Float(*v as f64)).collect()))])
+                let mut a = attrs([("value", Attr::Array(shown.iter().map(|v| Attr::Float(*v as f64)).collect()))]);
+                if mode != Rounding::Nearest {
+                    a.insert("round".into(), Attr::Rounding(mode));
+                }
+                if let Some(name) = source.attrs.get("name") {
+                    a.insert("name".into(), name.clone());
+                }
+                a
             }
             "nn.param" if self.fold_params => {
                 let Some(Attr::Dict(d)) = source.attrs.get("init") else { return Ok(None) };
@@ -160,7 +175,7 @@ pub fn constant_values(module: &Module, op: OpId) -> Result<Vec<f32>, String> {
         (Some(Attr::Array(items)), _) => {
             let listed: Vec<f32> = items.iter().map(|a| a.as_f64().unwrap_or(0.0) as f32).collect();
             let full = if listed.len() == 1 { vec![listed[0]; n as usize] } else { listed };
-            init::quantize(&full, &dims, format, Rounding::Nearest, 0, 0)
+            init::quantize(&full, &dims, format, rounding_of(module, op).0, 0, 0)
         }
         (_, Some(Attr::Dict(d))) => {
             let recipe = Recipe::from_dict(d)?;

@@ -58,6 +58,12 @@ impl RandomStream {
         hash32(hash32(lo ^ self.k0 ^ j.wrapping_mul(PHI32)) ^ hi ^ self.k1)
     }
 
+    /// The key halves `(k0, k1)` of [`RandomStream::word_split`], for code generators that
+    /// emit the word function inline.
+    pub const fn key(&self) -> (u32, u32) {
+        (self.k0, self.k1)
+    }
+
     /// The element-`index` view of this stream.
     pub fn at(&self, index: u64) -> Draw<'_> {
         Draw { stream: self, index }

@@ -216,7 +216,124 @@ pub fn quantize_int(
         let z = p.zero_point as f64;
         // (q + z − z)·scale is exact in f64 (at most 17 + 24 bits): one rounding to f32.
         let finish = |q: f64| (((q + z).clamp(qmin, qmax) - z) * scale + 0.0) as f32;
-        map_rounded(rounding, rng, start as u64, chunk, dst, |x| x as f64 / scale, finish);
+        if rounding.is_stochastic() {
+            map_rounded(rounding, rng, start as u64, chunk, dst, |x| x as f64 / scale, finish);
+        } else {
+            divide_and_round(rounding, chunk, dst, scale, &finish);
+        }
     }
     Ok(())
+}
+
+/// Elements per unit of [`divide_and_round`]'s check (a few vectors' worth).
+const LANES: usize = 16;
+
+/// Deterministic rounding of `x / scale` for every `x` of `data`, then `finish`, into `out`.
+/// The exact quotient q rounds like its f64 value `x / scale` (spec/scaled-formats.md), but
+/// division is slow; multiplying by the reciprocal is fast and gives `p = RN(x·RN(1/s))`,
+/// within `|q|·2^−51` of q. Here `|q| ≤ 2^17` (`|x| ≤ amax` and `s = amax/qmax`, or with a
+/// zero point `|x| ≤ spread`), so `|p − q| < 2^−34`: p rounds like q unless a rounding
+/// boundary — a half-integer for the nearest modes, an integer for the directed ones — lies
+/// within 2^−30 of p (p is finite: x is, and `1/s ≤ 2^149`). A unit of [`LANES`] elements
+/// with such a p is redone with the exact quotient.
+fn divide_and_round<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { divide_and_round_avx2(rounding, data, out, scale, finish) };
+            return;
+        }
+    }
+    divide_and_round_portable(rounding, data, out, scale, finish);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn divide_and_round_avx2<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
+    divide_and_round_portable(rounding, data, out, scale, finish)
+}
+
+#[inline(always)]
+fn divide_and_round_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
+    #[inline(always)]
+    fn each<G: Fn(f64) -> f32>(data: &[f32], out: &mut [f32], scale: f64, finish: &G, round: impl Fn(f64) -> f64, offset: f64) {
+        const NEAR: f64 = 1.0 / (1u64 << 30) as f64;
+        let inv = 1.0 / scale;
+        let mut units_in = data.chunks_exact(LANES);
+        let mut units_out = out.chunks_exact_mut(LANES);
+        for (src, dst) in (&mut units_in).zip(&mut units_out) {
+            let mut near = false;
+            for (x, y) in src.iter().zip(dst.iter_mut()) {
+                let p = *x as f64 * inv;
+                // Distance to the nearest boundary: boundaries sit at integers + `offset`.
+                let shifted = p + offset;
+                near |= (shifted - shifted.round_ties_even()).abs() < NEAR;
+                *y = finish(round(p));
+            }
+            if near {
+                for (x, y) in src.iter().zip(dst.iter_mut()) {
+                    *y = finish(round(*x as f64 / scale));
+                }
+            }
+        }
+        for (x, y) in units_in.remainder().iter().zip(units_out.into_remainder()) {
+            *y = finish(round(*x as f64 / scale));
+        }
+    }
+    match rounding {
+        Rounding::NearestAway => each(data, out, scale, finish, f64::round, 0.5),
+        Rounding::TowardZero => each(data, out, scale, finish, f64::trunc, 0.0),
+        Rounding::Up => each(data, out, scale, finish, f64::ceil, 0.0),
+        Rounding::Down => each(data, out, scale, finish, f64::floor, 0.0),
+        // Nearest (the stochastic modes never come here).
+        _ => each(data, out, scale, finish, f64::round_ties_even, 0.5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reciprocal path agrees with the exact quotient on values at, and a few ulps
+    /// around, every integer and half-integer multiple of many scales (where it must take its
+    /// exact fallback), and on seeded random values, in every deterministic mode.
+    #[test]
+    fn reciprocal_rounding_agrees_with_the_exact_quotient_at_every_boundary() {
+        let rng = RandomStream::new(3, 0);
+        let modes = [Rounding::Nearest, Rounding::NearestAway, Rounding::TowardZero, Rounding::Up, Rounding::Down];
+        let mut scales: Vec<f32> = (0..200u64).map(|i| f32::from_bits(0x3000_0000 + (rng.word(i, 0) >> 4))).collect();
+        scales.extend([1.0, 0.1, 1.0 / 127.0, 3.0 / 127.0, f32::from_bits(1), f32::from_bits(0x0080_0000), 1e30]);
+        for &scale in &scales {
+            let mut data = Vec::new();
+            for k in -260..=260 {
+                let center = (k as f64 * 0.5 * scale as f64) as f32;
+                let mut below = center;
+                let mut above = center;
+                data.push(center);
+                for _ in 0..3 {
+                    below = below.next_down();
+                    above = above.next_up();
+                    data.extend([below, above]);
+                }
+            }
+            data.extend((0..64u64).map(|i| (rng.word(i, 1) as f32 / u32::MAX as f32 - 0.5) * 300.0 * scale));
+            let finish = |q: f64| q as f32;
+            for mode in modes {
+                let mut fast = vec![0.0; data.len()];
+                divide_and_round(mode, &data, &mut fast, scale as f64, &finish);
+                let round = |v: f64| match mode {
+                    Rounding::NearestAway => v.round(),
+                    Rounding::TowardZero => v.trunc(),
+                    Rounding::Up => v.ceil(),
+                    Rounding::Down => v.floor(),
+                    _ => v.round_ties_even(),
+                };
+                for (x, got) in data.iter().zip(&fast) {
+                    let want = round(*x as f64 / scale as f64) as f32;
+                    assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e} in {mode}");
+                }
+            }
+        }
+    }
 }

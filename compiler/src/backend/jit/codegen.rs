@@ -1,0 +1,637 @@
+//! Scalar code generation: one `kernel.generate` becomes one native function
+//! `fn(env: *const u64, lo: u64, hi: u64)` that computes the elements whose leading position
+//! (the row-major position over the first `min(rank, 2)` axes) lies in `[lo, hi)`.
+//!
+//! `env` holds the output (`[ptr, dims...]`) and then every value the region uses from
+//! outside it, in [`KernelFn::captures`] order: a tensor as `[ptr, dims...]`, an index as
+//! its value. Static sizes are compiled in; dynamic ones are read from `env` once.
+//!
+//! Values inside the region: `index` → i64; a scalar of a format → its f32 value; `real` (an
+//! exact product of two f32 values) → its exact f64 value, keeping the two factors so a sum
+//! into binary32 with `nearest` becomes one hardware fma. `kernel.accumulate` and
+//! `kernel.reduce_max` are loops over block parameters `(k, acc)`; every other op is
+//! straight-line code. Loads clamp each index to its axis (memory safety; the lowering
+//! never loads out of range).
+
+use super::round::{odd_rounding_is_exact, Emit, Target};
+use crate::ir::{Attr, Dim, Module, OpId, Type, ValueDef, ValueId};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, UserFuncName, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Linkage, Module as _};
+use qc_runtime::numerics::Rounding;
+use std::collections::{HashMap, HashSet};
+
+/// A value a kernel reads from outside its region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Capture {
+    Tensor(ValueId),
+    Index(ValueId),
+}
+
+/// A compiled `kernel.generate`.
+pub(super) struct KernelFn {
+    pub id: FuncId,
+    pub captures: Vec<Capture>,
+    /// How many leading axes the `[lo, hi)` range runs over (0 for a rank-0 result).
+    pub split: usize,
+    /// Estimated work per element (ops executed), to decide whether threads pay off.
+    pub cost_per_element: f64,
+}
+
+/// The f64 → f64 functions kernels call (the libm reference values).
+#[derive(Clone, Copy)]
+pub(super) struct Helpers {
+    pub exp: FuncId,
+    pub tanh: FuncId,
+    pub sigmoid: FuncId,
+    pub gelu: FuncId,
+}
+
+/// A value inside a region.
+#[derive(Clone, Copy)]
+enum Cv {
+    Index(Value),
+    F32(Value),
+    /// An exact product, as f64, with its f32 factors.
+    Real(Value, Value, Value),
+}
+
+struct TensorView {
+    ptr: Value,
+    dims: Vec<Value>,
+    strides: Vec<Value>,
+}
+
+struct Gen<'a, 'b> {
+    e: Emit<'a, 'b>,
+    ir: &'a Module,
+    vals: HashMap<ValueId, Cv>,
+    tensors: HashMap<ValueId, TensorView>,
+    funcs: HashMap<&'static str, FuncRef>,
+}
+
+/// Compiles the `kernel.generate` `op` of `ir` into `jit`.
+pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, seed: u64, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
+    let o = &ir.ops[op];
+    let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();
+    let rank = out_ty.rank();
+    let block = ir.entry_block(o.regions[0]).ok_or("a generate has a body")?;
+    let captures = captures_of(ir, op);
+
+    let mut sig = jit.make_signature();
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    let id = jit.declare_function(name, Linkage::Local, &sig).map_err(|e| e.to_string())?;
+    let mut ctx = jit.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut funcs = HashMap::new();
+    for (key, fid) in [("exp", helpers.exp), ("tanh", helpers.tanh), ("sigmoid", helpers.sigmoid), ("gelu", helpers.gelu)] {
+        funcs.insert(key, jit.declare_func_in_func(fid, &mut ctx.func));
+    }
+    let cost = element_cost(ir, block);
+    let frontend = jit.target_config();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (env, lo, hi) = (params[0], params[1], params[2]);
+        let mut g = Gen { e: Emit { b: &mut b, seed }, ir, vals: HashMap::new(), tensors: HashMap::new(), funcs };
+        let mut slot = 0i32;
+        let out = g.view(env, &mut slot, &out_ty.dims);
+        for c in &captures {
+            match *c {
+                Capture::Tensor(v) => {
+                    let t = ir.ty(v).as_tensor().ok_or("a captured tensor")?;
+                    let view = g.view(env, &mut slot, &t.dims);
+                    g.tensors.insert(v, view);
+                }
+                Capture::Index(v) => {
+                    let x = g.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, slot * 8);
+                    slot += 1;
+                    g.vals.insert(v, Cv::Index(x));
+                }
+            }
+        }
+        let split = rank.min(2);
+        // for r in lo..hi: the leading indices, then loops over the remaining axes.
+        let header = g.e.b.create_block();
+        let body = g.e.b.create_block();
+        let exit = g.e.b.create_block();
+        g.e.b.append_block_param(header, types::I64);
+        g.e.b.ins().jump(header, &[lo.into()]);
+        g.e.b.switch_to_block(header);
+        let r = g.e.b.block_params(header)[0];
+        let more = g.e.b.ins().icmp(IntCC::UnsignedLessThan, r, hi);
+        g.e.b.ins().brif(more, body, &[], exit, &[]);
+        g.e.b.switch_to_block(body);
+        let mut idx = Vec::new();
+        match split {
+            2 => {
+                let d1 = out.dims[1];
+                idx.push(g.e.b.ins().udiv(r, d1));
+                idx.push(g.e.b.ins().urem(r, d1));
+            }
+            1 => idx.push(r),
+            _ => {}
+        }
+        g.axis_loops(&out, &mut idx, split, block)?;
+        let next = g.e.b.ins().iadd_imm_s(r, 1);
+        g.e.b.ins().jump(header, &[next.into()]);
+        g.e.b.switch_to_block(exit);
+        g.e.b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(frontend);
+    }
+    jit.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
+    jit.clear_context(&mut ctx);
+    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost })
+}
+
+/// The values used inside `op`'s region (at any depth) that are defined outside it.
+fn captures_of(ir: &Module, op: OpId) -> Vec<Capture> {
+    let mut inner_ops = Vec::new();
+    for &r in &ir.ops[op].regions {
+        ir.collect_ops(r, &mut inner_ops);
+    }
+    let inside: HashSet<OpId> = inner_ops.iter().copied().collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for &o in &inner_ops {
+        for &v in &ir.ops[o].operands {
+            let defined_inside = match ir.values[v].def {
+                ValueDef::Result { op, .. } => inside.contains(&op),
+                ValueDef::Arg { block, .. } => {
+                    let region = ir.blocks[block].parent;
+                    region.and_then(|r| ir.regions[r].parent).is_some_and(|p| p == op || inside.contains(&p))
+                }
+            };
+            if !defined_inside && seen.insert(v) {
+                out.push(match ir.ty(v) {
+                    Type::Tensor(_) => Capture::Tensor(v),
+                    _ => Capture::Index(v),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Ops executed per element: each op once, loop bodies times their trip count (constant
+/// bounds, else a guess of 64).
+fn element_cost(ir: &Module, block: crate::ir::BlockId) -> f64 {
+    let mut cost = 0.0;
+    for &op in &ir.blocks[block].ops {
+        let o = &ir.ops[op];
+        cost += 1.0;
+        if let Some(&region) = o.regions.first() {
+            let Some(inner) = ir.entry_block(region) else { continue };
+            let trip = match (constant_index(ir, o.operands[0]), o.operands.get(1).and_then(|&v| constant_index(ir, v))) {
+                (Some(lo), Some(hi)) if o.name() != "kernel.generate" => (hi.saturating_sub(lo)) as f64,
+                _ => 64.0,
+            };
+            cost += trip * element_cost(ir, inner);
+        }
+    }
+    cost
+}
+
+fn constant_index(ir: &Module, v: ValueId) -> Option<u64> {
+    match ir.values[v].def {
+        ValueDef::Result { op, .. } if ir.ops[op].name() == "kernel.index" => ir.ops[op].attr("value").and_then(Attr::as_int).map(|n| n as u64),
+        _ => None,
+    }
+}
+
+fn attr_int(ir: &Module, op: OpId, name: &str) -> Option<i64> {
+    ir.ops[op].attr(name).and_then(Attr::as_int)
+}
+
+impl Gen<'_, '_> {
+    /// Reads a tensor's `[ptr, dims...]` from `env` at `slot` and computes its strides.
+    fn view(&mut self, env: Value, slot: &mut i32, dims: &[Dim]) -> TensorView {
+        let ptr = self.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, *slot * 8);
+        *slot += 1;
+        let mut vals = Vec::new();
+        for d in dims {
+            let v = match d {
+                Dim::Fixed(n) => self.e.i64c(*n as i64),
+                Dim::Dynamic => self.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, *slot * 8),
+            };
+            *slot += 1;
+            vals.push(v);
+        }
+        let mut strides = vec![self.e.i64c(1); dims.len()];
+        for a in (0..dims.len().saturating_sub(1)).rev() {
+            strides[a] = self.e.b.ins().imul(strides[a + 1], vals[a + 1]);
+        }
+        TensorView { ptr, dims: vals, strides }
+    }
+
+    /// Loops over axes `axis..` of the output, then the element itself.
+    fn axis_loops(&mut self, out: &TensorView, idx: &mut Vec<Value>, axis: usize, body: crate::ir::BlockId) -> Result<(), String> {
+        if axis == out.dims.len() {
+            let args = &self.ir.blocks[body].args;
+            for (a, &i) in args.iter().zip(idx.iter()) {
+                self.vals.insert(*a, Cv::Index(i));
+            }
+            let yielded = self.emit_block(body)?;
+            let value = match yielded.first() {
+                Some(Cv::F32(v)) => *v,
+                _ => return Err("a generate yields one scalar".into()),
+            };
+            let mut offset = self.e.i64c(0);
+            for (i, s) in idx.iter().zip(&out.strides) {
+                let t = self.e.b.ins().imul(*i, *s);
+                offset = self.e.b.ins().iadd(offset, t);
+            }
+            let bytes = self.e.b.ins().ishl_imm_s(offset, 2);
+            let addr = self.e.b.ins().iadd(out.ptr, bytes);
+            self.e.b.ins().store(MemFlagsData::trusted(), value, addr, 0);
+            return Ok(());
+        }
+        let header = self.e.b.create_block();
+        let inner = self.e.b.create_block();
+        let exit = self.e.b.create_block();
+        self.e.b.append_block_param(header, types::I64);
+        let zero = self.e.i64c(0);
+        self.e.b.ins().jump(header, &[zero.into()]);
+        self.e.b.switch_to_block(header);
+        let i = self.e.b.block_params(header)[0];
+        let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, i, out.dims[axis]);
+        self.e.b.ins().brif(more, inner, &[], exit, &[]);
+        self.e.b.switch_to_block(inner);
+        idx.push(i);
+        self.axis_loops(out, idx, axis + 1, body)?;
+        idx.pop();
+        let next = self.e.b.ins().iadd_imm_s(i, 1);
+        self.e.b.ins().jump(header, &[next.into()]);
+        self.e.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits the ops of a region block; returns what its `kernel.yield` yields.
+    fn emit_block(&mut self, block: crate::ir::BlockId) -> Result<Vec<Cv>, String> {
+        for &op in &self.ir.blocks[block].ops {
+            if self.ir.ops[op].name() == "kernel.yield" {
+                return Ok(self.ir.ops[op].operands.iter().map(|v| self.vals[v]).collect());
+            }
+            self.emit_op(op)?;
+        }
+        Err("a region ends in kernel.yield".into())
+    }
+
+    fn index(&self, v: ValueId) -> Result<Value, String> {
+        match self.vals.get(&v) {
+            Some(Cv::Index(x)) => Ok(*x),
+            _ => Err("an index operand".into()),
+        }
+    }
+
+    /// A number as f64 (exact).
+    fn as_f64(&mut self, c: Cv) -> Result<Value, String> {
+        match c {
+            Cv::F32(v) => Ok(self.e.b.ins().fpromote(types::F64, v)),
+            Cv::Real(v, _, _) => Ok(v),
+            Cv::Index(_) => Err("a number operand".into()),
+        }
+    }
+
+    fn num(&self, v: ValueId) -> Result<Cv, String> {
+        match self.vals.get(&v) {
+            Some(c @ (Cv::F32(_) | Cv::Real(..))) => Ok(*c),
+            _ => Err("a number operand".into()),
+        }
+    }
+
+    fn f32_of(&self, v: ValueId) -> Option<Value> {
+        match self.vals.get(&v) {
+            Some(Cv::F32(x)) => Some(*x),
+            _ => None,
+        }
+    }
+
+    /// The result format, mode, stream and draw counter of a rounded op with `inputs`
+    /// number operands.
+    fn rounding(&self, op: OpId, inputs: usize) -> Result<(Target, Rounding, u64, Option<Value>), String> {
+        let o = &self.ir.ops[op];
+        let format = self.ir.ty(o.results[0]).scalar_format().ok_or("a rounded result is a scalar")?;
+        let target = Target::of(&format)?;
+        let mode = match o.attr("round") {
+            Some(Attr::Rounding(r)) => *r,
+            _ => Rounding::Nearest,
+        };
+        let stream = attr_int(self.ir, op, "stream").unwrap_or(0) as u64;
+        let draw = if mode.is_stochastic() { Some(self.index(o.operands[inputs])?) } else { None };
+        Ok((target, mode, stream, draw))
+    }
+
+    fn round_exact(&mut self, x: Value, r: &(Target, Rounding, u64, Option<Value>)) -> Value {
+        self.e.round(x, &r.0, r.1, r.2, r.3)
+    }
+
+    fn round_odd(&mut self, x: Value, r: &(Target, Rounding, u64, Option<Value>)) -> Result<Value, String> {
+        odd_rounding_is_exact(&r.0, r.1)?;
+        Ok(self.e.round(x, &r.0, r.1, r.2, r.3))
+    }
+
+    /// `a + b` rounded once (a, b numbers).
+    fn add(&mut self, a: Cv, b: Cv, r: &(Target, Rounding, u64, Option<Value>)) -> Result<Value, String> {
+        if r.0.is_binary32() && r.1 == Rounding::Nearest {
+            // binary32 `nearest` is the hardware's rounding of the exact sum (IEEE 754).
+            match (a, b) {
+                (Cv::F32(x), Cv::F32(y)) => return Ok(self.e.b.ins().fadd(x, y)),
+                (Cv::F32(acc), Cv::Real(_, x, y)) | (Cv::Real(_, x, y), Cv::F32(acc)) => return Ok(self.e.b.ins().fma(x, y, acc)),
+                _ => {}
+            }
+        }
+        let x = self.as_f64(a)?;
+        let y = self.as_f64(b)?;
+        let s = self.e.sum_to_odd(x, y);
+        self.round_odd(s, r)
+    }
+
+    fn emit_op(&mut self, op: OpId) -> Result<(), String> {
+        let o = &self.ir.ops[op];
+        let name = o.name();
+        let ops = o.operands.clone();
+        let result = o.results.first().copied();
+        let value = match name {
+            "kernel.index" => Cv::Index(self.e.i64c(attr_int(self.ir, op, "value").unwrap_or(0))),
+            "kernel.index_add" | "kernel.index_mul" | "kernel.index_min" | "kernel.index_max" | "kernel.index_sub" | "kernel.index_div" | "kernel.index_rem" | "kernel.index_lt" => {
+                let a = self.index(ops[0])?;
+                let b = self.index(ops[1])?;
+                let ins = self.e.b.ins();
+                Cv::Index(match name {
+                    "kernel.index_add" => ins.iadd(a, b),
+                    "kernel.index_mul" => ins.imul(a, b),
+                    "kernel.index_min" => ins.umin(a, b),
+                    "kernel.index_max" => ins.umax(a, b),
+                    "kernel.index_sub" => {
+                        let m = ins.umin(a, b);
+                        self.e.b.ins().isub(a, m)
+                    }
+                    "kernel.index_lt" => {
+                        let c = ins.icmp(IntCC::UnsignedLessThan, a, b);
+                        self.e.b.ins().uextend(types::I64, c)
+                    }
+                    _ => {
+                        // b ≥ 1 by the IR's contract; 1 guards against a trap.
+                        let one = ins.iconst(types::I64, 1);
+                        let d = self.e.b.ins().umax(b, one);
+                        if name == "kernel.index_div" { self.e.b.ins().udiv(a, d) } else { self.e.b.ins().urem(a, d) }
+                    }
+                })
+            }
+            "kernel.dim" => {
+                let axis = attr_int(self.ir, op, "axis").unwrap_or(0) as usize;
+                let t = self.tensors.get(&ops[0]).ok_or("kernel.dim of a tensor")?;
+                Cv::Index(t.dims[axis])
+            }
+            "kernel.constant" => {
+                let v = self.ir.ops[op].attr("value").and_then(Attr::as_f64).unwrap_or(0.0);
+                Cv::F32(self.e.b.ins().f32const(v as f32))
+            }
+            "kernel.load" => {
+                let idx: Vec<Value> = ops[1..].iter().map(|&v| self.index(v)).collect::<Result<_, _>>()?;
+                let t = self.tensors.get(&ops[0]).ok_or("a load from a tensor")?;
+                let (ptr, dims, strides) = (t.ptr, t.dims.clone(), t.strides.clone());
+                let mut offset = self.e.i64c(0);
+                for ((i, d), s) in idx.iter().zip(&dims).zip(&strides) {
+                    let last = self.e.b.ins().iadd_imm_s(*d, -1);
+                    let i = self.e.b.ins().umin(*i, last);
+                    let t = self.e.b.ins().imul(i, *s);
+                    offset = self.e.b.ins().iadd(offset, t);
+                }
+                let bytes = self.e.b.ins().ishl_imm_s(offset, 2);
+                let addr = self.e.b.ins().iadd(ptr, bytes);
+                Cv::F32(self.e.b.ins().load(types::F32, MemFlagsData::trusted(), addr, 0))
+            }
+            "kernel.select" => {
+                let c = self.index(ops[0])?;
+                let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, c, 0);
+                match (self.vals[&ops[1]], self.vals[&ops[2]]) {
+                    (Cv::F32(a), Cv::F32(b)) => Cv::F32(self.e.b.ins().select(c, a, b)),
+                    (Cv::Index(a), Cv::Index(b)) => Cv::Index(self.e.b.ins().select(c, a, b)),
+                    (Cv::Real(a, a1, a2), Cv::Real(b, b1, b2)) => {
+                        let v = self.e.b.ins().select(c, a, b);
+                        let x = self.e.b.ins().select(c, a1, b1);
+                        let y = self.e.b.ins().select(c, a2, b2);
+                        Cv::Real(v, x, y)
+                    }
+                    _ => return Err("kernel.select of operands of different kinds".into()),
+                }
+            }
+            "kernel.mul" => {
+                let (a, b) = (self.f32_of(ops[0]), self.f32_of(ops[1]));
+                let (Some(a), Some(b)) = (a, b) else {
+                    return Err("the JIT multiplies values of formats, not exact products".into());
+                };
+                if self.ir.ty(result.unwrap()) == &Type::Real {
+                    let x = self.e.b.ins().fpromote(types::F64, a);
+                    let y = self.e.b.ins().fpromote(types::F64, b);
+                    Cv::Real(self.e.b.ins().fmul(x, y), a, b)
+                } else {
+                    let r = self.rounding(op, 2)?;
+                    if r.0.is_binary32() && r.1 == Rounding::Nearest {
+                        Cv::F32(self.e.b.ins().fmul(a, b))
+                    } else {
+                        // The product of two f32 values is exact in f64.
+                        let x = self.e.b.ins().fpromote(types::F64, a);
+                        let y = self.e.b.ins().fpromote(types::F64, b);
+                        let p = self.e.b.ins().fmul(x, y);
+                        Cv::F32(self.round_exact(p, &r))
+                    }
+                }
+            }
+            "kernel.add" | "kernel.sub" => {
+                let r = self.rounding(op, 2)?;
+                let a = self.num(ops[0])?;
+                let mut b = self.num(ops[1])?;
+                if name == "kernel.sub" {
+                    b = match b {
+                        Cv::F32(v) => Cv::F32(self.e.b.ins().fneg(v)),
+                        Cv::Real(v, x, y) => {
+                            let nv = self.e.b.ins().fneg(v);
+                            let nx = self.e.b.ins().fneg(x);
+                            Cv::Real(nv, nx, y)
+                        }
+                        i => i,
+                    };
+                }
+                Cv::F32(self.add(a, b, &r)?)
+            }
+            "kernel.fma" => {
+                let r = self.rounding(op, 3)?;
+                let acc = self.num(ops[0])?;
+                let (Some(a), Some(b)) = (self.f32_of(ops[1]), self.f32_of(ops[2])) else {
+                    return Err("the JIT multiplies values of formats, not exact products".into());
+                };
+                let x = self.e.b.ins().fpromote(types::F64, a);
+                let y = self.e.b.ins().fpromote(types::F64, b);
+                let p = self.e.b.ins().fmul(x, y);
+                Cv::F32(self.add(acc, Cv::Real(p, a, b), &r)?)
+            }
+            "kernel.div" => {
+                let r = self.rounding(op, 2)?;
+                let a = self.num(ops[0])?;
+                let b = self.num(ops[1])?;
+                if let (true, Rounding::Nearest, Cv::F32(x), Cv::F32(y)) = (r.0.is_binary32(), r.1, a, b) {
+                    Cv::F32(self.e.b.ins().fdiv(x, y))
+                } else {
+                    let x = self.as_f64(a)?;
+                    let y = self.as_f64(b)?;
+                    let q = self.e.div_to_odd(x, y);
+                    Cv::F32(self.round_odd(q, &r)?)
+                }
+            }
+            "kernel.sqrt" => {
+                let r = self.rounding(op, 1)?;
+                let a = self.num(ops[0])?;
+                if let (true, Rounding::Nearest, Cv::F32(x)) = (r.0.is_binary32(), r.1, a) {
+                    Cv::F32(self.e.b.ins().sqrt(x))
+                } else {
+                    let x = self.as_f64(a)?;
+                    let s = self.e.sqrt_to_odd(x);
+                    Cv::F32(self.round_odd(s, &r)?)
+                }
+            }
+            "kernel.max" | "kernel.min" => {
+                let r = self.rounding(op, 2)?;
+                let a = self.num(ops[0])?;
+                let b = self.num(ops[1])?;
+                // IEEE 754-2019 maximum/minimum: NaN if either is, −0 below +0 (Cranelift's
+                // fmax/fmin).
+                let x = self.as_f64(a)?;
+                let y = self.as_f64(b)?;
+                let m = if name == "kernel.max" { self.e.b.ins().fmax(x, y) } else { self.e.b.ins().fmin(x, y) };
+                Cv::F32(self.round_exact(m, &r))
+            }
+            "kernel.round" => {
+                let r = self.rounding(op, 1)?;
+                let a = self.num(ops[0])?;
+                match a {
+                    // Every f32 is a binary32 value: no deterministic mode moves it.
+                    Cv::F32(v) if r.0.is_binary32() && !r.1.is_stochastic() => Cv::F32(v),
+                    _ => {
+                        let x = self.as_f64(a)?;
+                        Cv::F32(self.round_exact(x, &r))
+                    }
+                }
+            }
+            "kernel.from_index" => {
+                let r = self.rounding(op, 1)?;
+                let i = self.index(ops[0])?;
+                let x = self.e.b.ins().fcvt_from_uint(types::F64, i);
+                Cv::F32(self.round_exact(x, &r))
+            }
+            "kernel.exp" | "kernel.tanh" | "kernel.sigmoid" | "kernel.gelu" => {
+                let r = self.rounding(op, 1)?;
+                let a = self.num(ops[0])?;
+                let x = self.as_f64(a)?;
+                let f = self.funcs[&name["kernel.".len()..]];
+                let call = self.e.b.ins().call(f, &[x]);
+                let y = self.e.b.inst_results(call)[0];
+                Cv::F32(self.round_exact(y, &r))
+            }
+            "kernel.accumulate" => self.accumulate(op)?,
+            "kernel.reduce_max" => self.reduce_max(op)?,
+            other => return Err(format!("the JIT does not compile `{other}` inside a kernel")),
+        };
+        if let Some(res) = result {
+            self.vals.insert(res, value);
+        }
+        Ok(())
+    }
+
+    /// `acc = init; for k = lo, lo+step, .. < hi: acc = round(acc + term(k))`, drawing at
+    /// `draw + k`; a yielded `keep` of 0 skips the term.
+    fn accumulate(&mut self, op: OpId) -> Result<Cv, String> {
+        let o = &self.ir.ops[op];
+        if o.attr("chunk").is_some() {
+            return Err("a chunked kernel.accumulate reaches the JIT unexpanded (run the `chunking` pass)".into());
+        }
+        let ops = o.operands.clone();
+        let step = attr_int(self.ir, op, "step").unwrap_or(1);
+        let lo = self.index(ops[0])?;
+        let hi = self.index(ops[1])?;
+        let init = self.f32_of(ops[2]).ok_or("the initial value is a scalar")?;
+        let r = self.rounding(op, 3)?;
+        let body_block = self.ir.entry_block(o.regions[0]).ok_or("an accumulate has a body")?;
+        let k_arg = self.ir.blocks[body_block].args[0];
+
+        let header = self.e.b.create_block();
+        let body = self.e.b.create_block();
+        let exit = self.e.b.create_block();
+        self.e.b.append_block_param(header, types::I64);
+        self.e.b.append_block_param(header, types::F32);
+        self.e.b.append_block_param(exit, types::F32);
+        self.e.b.ins().jump(header, &[lo.into(), init.into()]);
+        self.e.b.switch_to_block(header);
+        let k = self.e.b.block_params(header)[0];
+        let acc = self.e.b.block_params(header)[1];
+        let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, k, hi);
+        self.e.b.ins().brif(more, body, &[], exit, &[acc.into()]);
+        self.e.b.switch_to_block(body);
+        self.vals.insert(k_arg, Cv::Index(k));
+        let yielded = self.emit_block(body_block)?;
+        let term = *yielded.first().ok_or("an accumulate yields a term")?;
+        let draw = match r.3 {
+            Some(d) => Some(self.e.b.ins().iadd(d, k)),
+            None => None,
+        };
+        let mut next = self.add(Cv::F32(acc), term, &(r.0, r.1, r.2, draw))?;
+        if let Some(Cv::Index(keep)) = yielded.get(1) {
+            let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, *keep, 0);
+            next = self.e.b.ins().select(c, next, acc);
+        }
+        let k_next = self.e.b.ins().iadd_imm_s(k, step);
+        self.e.b.ins().jump(header, &[k_next.into(), next.into()]);
+        self.e.b.switch_to_block(exit);
+        Ok(Cv::F32(self.e.b.block_params(exit)[0]))
+    }
+
+    /// The largest of `init` and the kept terms (IEEE maximum: NaN wins, +0 above −0).
+    fn reduce_max(&mut self, op: OpId) -> Result<Cv, String> {
+        let o = &self.ir.ops[op];
+        let ops = o.operands.clone();
+        let lo = self.index(ops[0])?;
+        let hi = self.index(ops[1])?;
+        let init = self.f32_of(ops[2]).ok_or("the initial value is a scalar")?;
+        let body_block = self.ir.entry_block(o.regions[0]).ok_or("a reduce_max has a body")?;
+        let k_arg = self.ir.blocks[body_block].args[0];
+        let header = self.e.b.create_block();
+        let body = self.e.b.create_block();
+        let exit = self.e.b.create_block();
+        self.e.b.append_block_param(header, types::I64);
+        self.e.b.append_block_param(header, types::F32);
+        self.e.b.append_block_param(exit, types::F32);
+        self.e.b.ins().jump(header, &[lo.into(), init.into()]);
+        self.e.b.switch_to_block(header);
+        let k = self.e.b.block_params(header)[0];
+        let acc = self.e.b.block_params(header)[1];
+        let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, k, hi);
+        self.e.b.ins().brif(more, body, &[], exit, &[acc.into()]);
+        self.e.b.switch_to_block(body);
+        self.vals.insert(k_arg, Cv::Index(k));
+        let yielded = self.emit_block(body_block)?;
+        let term = match yielded.first() {
+            Some(Cv::F32(v)) => *v,
+            _ => return Err("a reduce_max yields a scalar".into()),
+        };
+        let mut next = self.e.b.ins().fmax(acc, term);
+        if let Some(Cv::Index(keep)) = yielded.get(1) {
+            let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, *keep, 0);
+            next = self.e.b.ins().select(c, next, acc);
+        }
+        let k_next = self.e.b.ins().iadd_imm_s(k, 1);
+        self.e.b.ins().jump(header, &[k_next.into(), next.into()]);
+        self.e.b.switch_to_block(exit);
+        Ok(Cv::F32(self.e.b.block_params(exit)[0]))
+    }
+}

@@ -1,0 +1,348 @@
+//! The Cranelift JIT backend: compiles a [`Program`]'s kernel-dialect function to native code
+//! and runs it, computing the same bits as the reference interpreter (spec/ir.md, "kernel").
+//!
+//! Design:
+//! - **Compilation** ([`Jit::compile`]): each `kernel.generate` of the function body becomes
+//!   one native function over a range of output rows (`codegen`); the other top-level ops
+//!   (`nn.param`/`nn.constant` from `Program::constants`, `kernel.dim` and index arithmetic,
+//!   `q.quantize` to scaled formats through `Format::quantize`, `func.return`) become
+//!   [`Step`]s the driver executes. The run's seed is compiled in: stochastic roundings draw
+//!   from `RandomStream(seed, stream)` with the word hash emitted inline.
+//! - **Rounding** (`round`): every rounding is inline integer code specialised to its
+//!   format and mode; exact sums, quotients and roots are carried as odd-rounded f64 values,
+//!   which round like the exact value (the proof is in `round`'s doc). Binary32 with
+//!   `nearest` uses the hardware's own correctly rounded operations (add, mul, fma, div,
+//!   sqrt), which is the same rounding by IEEE 754.
+//! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
+//!   contiguous ranges run on scoped threads. Elements of a `kernel.generate` are independent
+//!   and draws are addressed by counter, so every thread count gives identical bits.
+//! - **Transcendentals** (`exp`, `tanh`, `sigmoid`, `gelu`) call the libm crate's f64
+//!   functions, the reference values spec/ir.md defines, and round the result inline.
+
+mod codegen;
+mod round;
+
+use super::{Backend, ExecError, Program};
+use crate::ir::{Attr, Dim, OpId, Type, ValueId};
+use codegen::{Capture, Helpers, KernelFn};
+use cranelift_codegen::ir::{types, AbiParam};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module as _};
+use qc_runtime::numerics::{Format, RandomStream, Rounding};
+use qc_runtime::tensor::Tensor;
+use std::collections::HashMap;
+
+/// The JIT backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Jit {
+    /// Worker threads per kernel (results do not depend on it).
+    pub threads: usize,
+}
+
+impl Default for Jit {
+    /// `QC_THREADS` if set to a positive number, else every available core.
+    fn default() -> Self {
+        let threads = std::env::var("QC_THREADS")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Jit { threads }
+    }
+}
+
+impl Jit {
+    pub fn with_threads(threads: usize) -> Jit {
+        Jit { threads: threads.max(1) }
+    }
+
+    /// Compiles `program` to native code.
+    pub fn compile(&self, program: &Program) -> Result<Compiled, ExecError> {
+        compile(program, self.threads)
+    }
+}
+
+impl Backend for Jit {
+    fn run(&self, program: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
+        self.compile(program)?.run(program, inputs)
+    }
+}
+
+/// A value of the top level while running.
+#[derive(Clone)]
+enum Slot {
+    Tensor(std::sync::Arc<Tensor>),
+    Index(u64),
+}
+
+/// One top-level op, as the driver runs it.
+enum Step {
+    /// A function argument or materialised constant, already in place.
+    Constant(ValueId),
+    Dim { result: ValueId, tensor: ValueId, axis: usize },
+    Index { result: ValueId, value: u64 },
+    IndexOp { result: ValueId, name: &'static str, a: ValueId, b: ValueId },
+    Generate { result: ValueId, kernel: usize, sizes: Vec<ValueId> },
+    Quantize { result: ValueId, input: ValueId, format: Format, rounding: Rounding, stream: u64 },
+    Return(Vec<ValueId>),
+}
+
+struct Kernel {
+    f: KernelFn,
+    /// The native entry point `fn(env, lo, hi)`.
+    code: unsafe extern "C" fn(*const u64, u64, u64),
+}
+
+/// A program compiled to native code, ready to run on inputs.
+pub struct Compiled {
+    // Owns the code the kernels point into.
+    _module: JITModule,
+    kernels: Vec<Kernel>,
+    steps: Vec<Step>,
+    args: Vec<ValueId>,
+    threads: usize,
+}
+
+extern "C" fn libm_exp(x: f64) -> f64 {
+    libm::exp(x)
+}
+extern "C" fn libm_tanh(x: f64) -> f64 {
+    libm::tanh(x)
+}
+/// `1 / (1 + exp(−x))` in f64 (spec/ir.md, `kernel.sigmoid`).
+extern "C" fn libm_sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + libm::exp(-x))
+}
+/// `0.5·x·(1 + erf(x/√2))` in f64, left to right (spec/ir.md, `kernel.gelu`).
+extern "C" fn libm_gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+fn new_module() -> Result<JITModule, ExecError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| ExecError::new(format!("cranelift setting {k}: {e}")));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", "false")?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| ExecError::new(format!("the JIT does not support this machine: {e}")))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| ExecError::new(format!("the JIT does not support this machine: {e}")))?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    builder.symbol("qc_libm_exp", libm_exp as *const u8);
+    builder.symbol("qc_libm_tanh", libm_tanh as *const u8);
+    builder.symbol("qc_libm_sigmoid", libm_sigmoid as *const u8);
+    builder.symbol("qc_libm_gelu", libm_gelu as *const u8);
+    Ok(JITModule::new(builder))
+}
+
+fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
+    let ir = &program.module;
+    let func = &ir.funcs[0];
+    let body = ir.entry_block(func.body).ok_or_else(|| ExecError::new("the function has no body"))?;
+    let mut module = new_module()?;
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(types::F64));
+    sig.returns.push(AbiParam::new(types::F64));
+    let mut declare = |name: &str| module.declare_function(name, Linkage::Import, &sig).map_err(|e| ExecError::new(e.to_string()));
+    let helpers = Helpers { exp: declare("qc_libm_exp")?, tanh: declare("qc_libm_tanh")?, sigmoid: declare("qc_libm_sigmoid")?, gelu: declare("qc_libm_gelu")? };
+
+    let mut fctx = FunctionBuilderContext::new();
+    let mut kernel_fns = Vec::new();
+    let mut steps = Vec::new();
+    for &op in &ir.blocks[body].ops {
+        let o = &ir.ops[op];
+        let result = o.results.first().copied();
+        let step = match o.name() {
+            "nn.param" | "nn.constant" => Step::Constant(result.unwrap()),
+            "kernel.dim" => Step::Dim { result: result.unwrap(), tensor: o.operands[0], axis: int_attr(ir, op, "axis")? as usize },
+            "kernel.index" => Step::Index { result: result.unwrap(), value: int_attr(ir, op, "value")? as u64 },
+            n @ ("kernel.index_add" | "kernel.index_mul" | "kernel.index_min" | "kernel.index_max" | "kernel.index_sub" | "kernel.index_div" | "kernel.index_rem" | "kernel.index_lt") => {
+                Step::IndexOp { result: result.unwrap(), name: n, a: o.operands[0], b: o.operands[1] }
+            }
+            "kernel.generate" => {
+                let name = format!("qc_kernel_{}", kernel_fns.len());
+                let f = codegen::compile_generate(&mut module, &mut fctx, ir, op, program.seed, helpers, &name)
+                    .map_err(|e| ExecError::new(format!("JIT: {e}")))?;
+                kernel_fns.push(f);
+                Step::Generate { result: result.unwrap(), kernel: kernel_fns.len() - 1, sizes: o.operands.clone() }
+            }
+            "q.quantize" if o.operands.len() == 1 => {
+                let format = tensor_format(ir, result.unwrap())?;
+                let rounding = match o.attr("round") {
+                    Some(Attr::Rounding(r)) => *r,
+                    _ => Rounding::Nearest,
+                };
+                let stream = o.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64;
+                Step::Quantize { result: result.unwrap(), input: o.operands[0], format, rounding, stream }
+            }
+            "func.return" => Step::Return(o.operands.clone()),
+            other => return Err(ExecError::new(format!("the JIT does not run `{other}` at the top level yet"))),
+        };
+        steps.push(step);
+    }
+    module.finalize_definitions().map_err(|e| ExecError::new(format!("JIT: {e}")))?;
+    let kernels = kernel_fns
+        .into_iter()
+        .map(|f| {
+            let ptr = module.get_finalized_function(f.id);
+            // SAFETY: the function was defined with the signature (i64, i64, i64) -> ().
+            let code = unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*const u64, u64, u64)>(ptr) };
+            Kernel { f, code }
+        })
+        .collect();
+    let args = ir.blocks[body].args.clone();
+    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1) })
+}
+
+fn int_attr(ir: &crate::ir::Module, op: OpId, name: &str) -> Result<i64, ExecError> {
+    ir.ops[op].attr(name).and_then(Attr::as_int).ok_or_else(|| ExecError::new(format!("`{}` needs `{name}`", ir.ops[op].name())))
+}
+
+fn tensor_format(ir: &crate::ir::Module, v: ValueId) -> Result<Format, ExecError> {
+    ir.ty(v).as_tensor().map(|t| t.format).ok_or_else(|| ExecError::new("a tensor value"))
+}
+
+/// Below this many estimated operations a kernel runs on the calling thread.
+const PARALLEL_WORK: f64 = 200_000.0;
+
+impl Compiled {
+    /// Runs the compiled function on `inputs` (`program` must be the one compiled: its
+    /// constants are read here).
+    pub fn run(&self, program: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
+        let ir = &program.module;
+        if inputs.len() != self.args.len() {
+            return Err(ExecError::new(format!("`{}` takes {} input(s), {} given", program.name(), self.args.len(), inputs.len())));
+        }
+        let mut slots: HashMap<ValueId, Slot> = HashMap::new();
+        for (i, (&arg, t)) in self.args.iter().zip(inputs).enumerate() {
+            let ty = ir.ty(arg).as_tensor().ok_or_else(|| ExecError::new("a function argument is a tensor"))?;
+            let fits = ty.rank() == t.rank() && ty.dims.iter().zip(t.shape()).all(|(d, &n)| matches!(d, Dim::Dynamic) || *d == Dim::Fixed(n as u64));
+            if !fits {
+                return Err(ExecError::new(format!("input {i} has shape {:?}, the function takes {}", t.shape(), ty)));
+            }
+            slots.insert(arg, Slot::Tensor(std::sync::Arc::new(t.clone())));
+        }
+        let tensor = |slots: &HashMap<ValueId, Slot>, v: ValueId| -> Result<std::sync::Arc<Tensor>, ExecError> {
+            match slots.get(&v) {
+                Some(Slot::Tensor(t)) => Ok(t.clone()),
+                _ => Err(ExecError::new("a tensor operand is missing")),
+            }
+        };
+        let index = |slots: &HashMap<ValueId, Slot>, v: ValueId| -> Result<u64, ExecError> {
+            match slots.get(&v) {
+                Some(Slot::Index(i)) => Ok(*i),
+                _ => Err(ExecError::new("an index operand is missing")),
+            }
+        };
+        for step in &self.steps {
+            match step {
+                Step::Constant(v) => {
+                    let t = program.constants.get(v).ok_or_else(|| ExecError::new("a parameter was not materialised"))?;
+                    slots.insert(*v, Slot::Tensor(std::sync::Arc::new(t.clone())));
+                }
+                Step::Dim { result, tensor: t, axis } => {
+                    let t = tensor(&slots, *t)?;
+                    slots.insert(*result, Slot::Index(t.shape()[*axis] as u64));
+                }
+                Step::Index { result, value } => {
+                    slots.insert(*result, Slot::Index(*value));
+                }
+                Step::IndexOp { result, name, a, b } => {
+                    let (a, b) = (index(&slots, *a)?, index(&slots, *b)?);
+                    let v = match *name {
+                        "kernel.index_add" => a.wrapping_add(b),
+                        "kernel.index_mul" => a.wrapping_mul(b),
+                        "kernel.index_min" => a.min(b),
+                        "kernel.index_max" => a.max(b),
+                        "kernel.index_sub" => a.saturating_sub(b),
+                        "kernel.index_div" => a / b.max(1),
+                        "kernel.index_rem" => a % b.max(1),
+                        _ => (a < b) as u64,
+                    };
+                    slots.insert(*result, Slot::Index(v));
+                }
+                Step::Generate { result, kernel, sizes } => {
+                    let out = self.generate(ir, &self.kernels[*kernel], *result, sizes, &slots)?;
+                    slots.insert(*result, Slot::Tensor(std::sync::Arc::new(out)));
+                }
+                Step::Quantize { result, input, format, rounding, stream } => {
+                    let x = tensor(&slots, *input)?;
+                    let mut out = vec![0f32; x.len()];
+                    format
+                        .quantize(x.data(), x.shape(), *rounding, &RandomStream::new(program.seed, *stream), &mut out)
+                        .map_err(|e| ExecError::new(format!("quantizing to `{format}`: {e}")))?;
+                    let t = Tensor::new(x.shape().to_vec(), out).map_err(|e| ExecError::new(e.to_string()))?;
+                    slots.insert(*result, Slot::Tensor(std::sync::Arc::new(t)));
+                }
+                Step::Return(values) => {
+                    return values.iter().map(|&v| tensor(&slots, v).map(|t| (*t).clone())).collect();
+                }
+            }
+        }
+        Err(ExecError::new("the function does not return"))
+    }
+
+    fn generate(&self, ir: &crate::ir::Module, k: &Kernel, result: ValueId, sizes: &[ValueId], slots: &HashMap<ValueId, Slot>) -> Result<Tensor, ExecError> {
+        let Type::Tensor(ty) = ir.ty(result) else { return Err(ExecError::new("a generate makes a tensor")) };
+        let mut dynamic = sizes.iter();
+        let mut shape = Vec::new();
+        for d in &ty.dims {
+            shape.push(match d {
+                Dim::Fixed(n) => *n as usize,
+                Dim::Dynamic => match dynamic.next().and_then(|v| slots.get(v)) {
+                    Some(Slot::Index(n)) => *n as usize,
+                    _ => return Err(ExecError::new("a dynamic size is missing")),
+                },
+            });
+        }
+        let count = qc_runtime::tensor::element_count(&shape).ok_or_else(|| ExecError::new("a result too large"))?;
+        let mut out = vec![0f32; count];
+        if count == 0 {
+            return Tensor::new(shape, out).map_err(|e| ExecError::new(e.to_string()));
+        }
+        let mut env: Vec<u64> = vec![out.as_mut_ptr() as u64];
+        env.extend(shape.iter().map(|&n| n as u64));
+        // Keep the captured tensors alive (and their buffers in place) for the call.
+        let mut held = Vec::new();
+        for c in &k.f.captures {
+            match c {
+                Capture::Tensor(v) => {
+                    let Some(Slot::Tensor(t)) = slots.get(v) else { return Err(ExecError::new("a captured tensor is missing")) };
+                    if t.is_empty() {
+                        return Err(ExecError::new("a kernel reads from an empty tensor"));
+                    }
+                    env.push(t.data().as_ptr() as u64);
+                    env.extend(t.shape().iter().map(|&n| n as u64));
+                    held.push(t.clone());
+                }
+                Capture::Index(v) => match slots.get(v) {
+                    Some(Slot::Index(i)) => env.push(*i),
+                    _ => return Err(ExecError::new("a captured index is missing")),
+                },
+            }
+        }
+        let rows: u64 = shape[..k.f.split].iter().product::<usize>() as u64;
+        let work = count as f64 * k.f.cost_per_element;
+        let threads = if work < PARALLEL_WORK { 1 } else { self.threads.min(rows as usize).max(1) };
+        let env_addr = env.as_ptr() as usize;
+        let code = k.code;
+        if threads == 1 {
+            // SAFETY: env matches the layout the kernel was compiled for (module codegen):
+            // the output buffer holds every element, captured buffers their shapes' elements.
+            unsafe { code(env.as_ptr(), 0, rows) };
+        } else {
+            std::thread::scope(|s| {
+                for t in 0..threads as u64 {
+                    let (lo, hi) = (rows * t / threads as u64, rows * (t + 1) / threads as u64);
+                    // SAFETY: as above; the threads write disjoint ranges of rows.
+                    s.spawn(move || unsafe { code(env_addr as *const u64, lo, hi) });
+                }
+            });
+        }
+        drop(held);
+        Tensor::new(shape, out).map_err(|e| ExecError::new(e.to_string()))
+    }
+}
