@@ -125,6 +125,41 @@ fn the_same_seed_gives_the_same_weights_file() {
 }
 
 #[test]
+fn the_interpreter_and_the_jit_on_any_thread_count_train_to_the_same_bits() {
+    let dir = scratch("backends");
+    let model = dir.join("tiny.qnn");
+    // Stochastic roundings in the forward pass, the gradients and the update.
+    let stochastic = MODEL.replace("let y = dense(relu(dense(x, w1, b1)), w2, b2);", "let y = dense(relu(dense(x, w1, b1) with { acc = fp16 @ stochastic:9 }), w2, b2);").replace(
+        "epochs = 2; batch = 32; }",
+        "epochs = 2; batch = 32; formats { act_grad = e5m2 @ stochastic:9; weight_grad = e5m2 @ stochastic:9; update = fp16 @ stochastic:9; } }",
+    );
+    std::fs::write(&model, stochastic).unwrap();
+    let run = |backend: &str, threads: &str| {
+        let w = dir.join(format!("{backend}{threads}.safetensors"));
+        let out = Command::new(env!("CARGO_BIN_EXE_qc"))
+            .args([
+                "train",
+                model.to_str().unwrap(),
+                "--quiet",
+                "--epochs",
+                "1",
+                "--backend",
+                backend,
+                "--save",
+                w.to_str().unwrap(),
+            ])
+            .env("QC_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(w).unwrap()
+    };
+    let reference = run("interp", "1");
+    assert_eq!(reference, run("jit", "1"));
+    assert_eq!(reference, run("jit", "2"));
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_status_two() {
     let dir = scratch("bad");
     let no_train = dir.join("plain.qnn");

@@ -1,12 +1,14 @@
 //! Training throughput (samples per second) of the digits MLP (64-128-128-10, batch 32, SGD
-//! with momentum), one epoch each, single thread: emulated in fp32 and in hybrid FP8 by
-//! `autodiff::trainer::Trainer` on the reference interpreter, beside the same network trained
+//! with momentum), one epoch each: emulated in fp32 and in hybrid FP8 by
+//! `autodiff::trainer::Trainer` on the reference interpreter and on the JIT, beside the same network trained
 //! in native f32 (plain loops in this file) measured in the same run.
 //!
 //! `cargo bench -p qc-compiler --bench train`
 
 use qc_compiler::autodiff::trainer::{Overrides, Trainer};
 use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
+use qc_compiler::backend::Backend;
 use qc_runtime::data::{Batches, Dataset, Order};
 use std::path::Path;
 use std::time::Instant;
@@ -51,7 +53,7 @@ model mlp_hfp8 {
 }";
 
 /// One epoch of `source` on the emulating trainer: samples per second.
-fn emulated(source: &str, data: &Dataset) -> f64 {
+fn emulated(source: &str, data: &Dataset, backend: &dyn Backend) -> f64 {
     let (model, diagnostics) = qc_lang::check_source(source);
     let model = model.unwrap_or_else(|| panic!("{diagnostics:?}"));
     let mut trainer =
@@ -208,11 +210,16 @@ fn main() {
         baseline,
         "1.0x"
     );
-    for (name, source) in [
-        ("emulated fp32 (interp)", FP32),
-        ("emulated hybrid FP8 (interp)", HYBRID_FP8),
-    ] {
-        let rate = emulated(source, &data);
-        println!("{name:<34} {rate:>12.0} {:>11.0}x slower", baseline / rate);
+    let jit = Jit::default();
+    let backends: [(&str, &dyn Backend); 2] = [("interp", &Interpreter), ("jit", &jit)];
+    for (name, source) in [("fp32", FP32), ("hybrid FP8", HYBRID_FP8)] {
+        for (backend_name, backend) in backends {
+            let rate = emulated(source, &data, backend);
+            println!(
+                "{:<34} {rate:>12.0} {:>11.0}x slower",
+                format!("emulated {name} ({backend_name})"),
+                baseline / rate
+            );
+        }
     }
 }
