@@ -9,8 +9,14 @@ use qc_compiler::print_module;
 
 fn run(module: &mut qc_compiler::ir::Module, pipeline: &str) -> Result<(), String> {
     let passes = parse_pipeline(pipeline)?;
-    let options = PassOptions { verify_each: true, ..PassOptions::default() };
-    PassManager::new(passes, options).run(module).map(|_| ()).map_err(|e| e.to_string())
+    let options = PassOptions {
+        verify_each: true,
+        ..PassOptions::default()
+    };
+    PassManager::new(passes, options)
+        .run(module)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -26,7 +32,8 @@ fn backward_ir_cases() {
         training_step(&mut module, params.len(), &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
         run(&mut module, "infer{batch=4}").unwrap_or_else(|e| panic!("{name}: {e}"));
         let printed = print_module(&module);
-        run(&mut module, "canonicalize,chunking,to-kernel").unwrap_or_else(|e| panic!("{name}: to kernel: {e}"));
+        run(&mut module, "canonicalize,chunking,to-kernel")
+            .unwrap_or_else(|e| panic!("{name}: to kernel: {e}"));
         insta::assert_snapshot!(printed);
     });
 }

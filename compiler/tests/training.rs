@@ -24,18 +24,27 @@ fn check(source: &str) -> qc_lang::check::CheckedModule {
 /// Uniform values in [-1, 1) from a seeded stream.
 fn uniform(n: usize, stream: u64) -> Vec<f32> {
     let s = RandomStream::new(42, stream);
-    (0..n).map(|i| (s.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32).collect()
+    (0..n)
+        .map(|i| (s.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32)
+        .collect()
 }
 
 /// Whether every format the model declares or trains with is fp32.
 fn all_fp32(source: &str, model: &qc_lang::check::CheckedModule) -> bool {
     let fp32 = qc_runtime::numerics::Format::parse("fp32").unwrap();
     let t = model.training.as_ref().unwrap();
-    let arith_fp32 = |a: &qc_lang::check::Arith| a.acc.format == fp32 && a.mul.is_none() && a.chunk.is_none();
+    let arith_fp32 =
+        |a: &qc_lang::check::Arith| a.acc.format == fp32 && a.mul.is_none() && a.chunk.is_none();
     model.inputs.iter().all(|i| i.format == fp32)
         && model.params.iter().all(|p| p.tensor.format == fp32)
-        && model.nodes.iter().all(|n| n.format == fp32 && n.arith.as_ref().is_none_or(arith_fp32) && n.grads == Default::default())
-        && [t.formats.act_grad, t.formats.weight_grad].iter().all(|r| r.format == fp32)
+        && model.nodes.iter().all(|n| {
+            n.format == fp32
+                && n.arith.as_ref().is_none_or(arith_fp32)
+                && n.grads == Default::default()
+        })
+        && [t.formats.act_grad, t.formats.weight_grad]
+            .iter()
+            .all(|r| r.format == fp32)
         && arith_fp32(&t.backward)
         && !source.contains("stochastic")
 }
@@ -43,7 +52,9 @@ fn all_fp32(source: &str, model: &qc_lang::check::CheckedModule) -> bool {
 fn loss_of(spec: &GradSpec, output: &Tensor, target: &[f32], labels: &[u32]) -> f64 {
     let width = *output.shape().last().unwrap();
     match spec.loss {
-        Loss::SoftmaxCrossEntropy => train::softmax_cross_entropy(output.data(), width, labels).loss,
+        Loss::SoftmaxCrossEntropy => {
+            train::softmax_cross_entropy(output.data(), width, labels).loss
+        }
         Loss::MeanSquaredError => train::mean_squared_error(output.data(), target, width).loss,
     }
 }
@@ -51,7 +62,11 @@ fn loss_of(spec: &GradSpec, output: &Tensor, target: &[f32], labels: &[u32]) -> 
 #[test]
 fn fp32_gradients_match_finite_differences() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/autodiff");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "qnn")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
+        .collect();
     files.sort();
     let mut checked = 0;
     for path in files {
@@ -65,7 +80,16 @@ fn fp32_gradients_match_finite_differences() {
         let rows = 3;
         let (forward, params) = compile_forward(&model, 0).unwrap();
         let step = compile_step(&model, &spec, rows, 0).unwrap();
-        let sample: Vec<usize> = model.inputs[0].shape.0[1..].iter().map(|d| if let qc_lang::check::Dim::Known(n) = d { *n } else { panic!() }).collect();
+        let sample: Vec<usize> = model.inputs[0].shape.0[1..]
+            .iter()
+            .map(|d| {
+                if let qc_lang::check::Dim::Known(n) = d {
+                    *n
+                } else {
+                    panic!()
+                }
+            })
+            .collect();
         let mut x_shape = vec![rows];
         x_shape.extend(&sample);
         let x = Tensor::new(x_shape.clone(), uniform(x_shape.iter().product(), 1)).unwrap();
@@ -76,7 +100,10 @@ fn fp32_gradients_match_finite_differences() {
                 let dims: Vec<usize> = p.dims.iter().map(|&d| d as usize).collect();
                 let mut values = p.init.generate(&p.dims).unwrap();
                 if values.iter().all(|&v| v == 0.0) {
-                    values = uniform(values.len(), 100 + i as u64).iter().map(|v| v * 0.5).collect();
+                    values = uniform(values.len(), 100 + i as u64)
+                        .iter()
+                        .map(|v| v * 0.5)
+                        .collect();
                 }
                 Tensor::new(dims, values).unwrap()
             })
@@ -88,7 +115,9 @@ fn fp32_gradients_match_finite_differences() {
         };
         let out0 = forward_out(&weights);
         let width = *out0.shape().last().unwrap();
-        let labels: Vec<u32> = (0..rows as u32).map(|r| (r * 7 + 1) % width as u32).collect();
+        let labels: Vec<u32> = (0..rows as u32)
+            .map(|r| (r * 7 + 1) % width as u32)
+            .collect();
         let target: Vec<f32> = match spec.loss {
             Loss::SoftmaxCrossEntropy => train::one_hot(&labels, width),
             Loss::MeanSquaredError => uniform(out0.len(), 7),
@@ -98,7 +127,10 @@ fn fp32_gradients_match_finite_differences() {
         args.push(Tensor::new(out0.shape().to_vec(), target.clone()).unwrap());
         args.push(Tensor::scalar(1.0));
         let results = Interpreter.run(&step, &args).unwrap();
-        assert_eq!(results[0], out0, "{name}: the training step's output differs from the forward pass");
+        assert_eq!(
+            results[0], out0,
+            "{name}: the training step's output differs from the forward pass"
+        );
         for (p, param) in params.iter().enumerate() {
             let grad = &results[1 + p];
             let n = weights[p].len();
@@ -109,9 +141,15 @@ fn fp32_gradients_match_finite_differences() {
                 let mut minus = weights.clone();
                 minus[p].data_mut()[i] -= h;
                 let actual_h = (plus[p].data()[i] as f64 - minus[p].data()[i] as f64) / 2.0;
-                let fd = (loss_of(&spec, &forward_out(&plus), &target, &labels) - loss_of(&spec, &forward_out(&minus), &target, &labels)) / (2.0 * actual_h);
+                let fd = (loss_of(&spec, &forward_out(&plus), &target, &labels)
+                    - loss_of(&spec, &forward_out(&minus), &target, &labels))
+                    / (2.0 * actual_h);
                 let g = grad.data()[i] as f64;
-                assert!((g - fd).abs() <= 1e-3 + 2e-2 * fd.abs(), "{name}: d loss / d {}[{i}] = {g} from the IR, {fd} by finite differences", param.name);
+                assert!(
+                    (g - fd).abs() <= 1e-3 + 2e-2 * fd.abs(),
+                    "{name}: d loss / d {}[{i}] = {g} from the IR, {fd} by finite differences",
+                    param.name
+                );
             }
         }
         checked += 1;
@@ -144,14 +182,33 @@ model small {
 /// Trains `source` for `steps` batches of the digits and returns the weights' bits.
 fn weights_after(source: &str, seed: Option<u64>, steps: usize) -> Vec<Vec<u32>> {
     let model = check(source);
-    let overrides = Overrides { seed, ..Overrides::default() };
+    let overrides = Overrides {
+        seed,
+        ..Overrides::default()
+    };
     let mut trainer = Trainer::new(&model, Path::new("."), &overrides).unwrap();
-    let data = qc_runtime::data::digits::digits_split().unwrap().train.reshape_samples(&[64]).unwrap();
-    let batches = Batches::new(&data, trainer.batch, Order::Shuffled { seed: trainer.seed, epoch: 0 }).unwrap();
+    let data = qc_runtime::data::digits::digits_split()
+        .unwrap()
+        .train
+        .reshape_samples(&[64])
+        .unwrap();
+    let batches = Batches::new(
+        &data,
+        trainer.batch,
+        Order::Shuffled {
+            seed: trainer.seed,
+            epoch: 0,
+        },
+    )
+    .unwrap();
     for b in batches.take(steps) {
         trainer.step(&Interpreter, &b.x, &b.y, 0.05).unwrap();
     }
-    trainer.weights.iter().map(|w| w.iter().map(|v| v.to_bits()).collect()).collect()
+    trainer
+        .weights
+        .iter()
+        .map(|w| w.iter().map(|v| v.to_bits()).collect())
+        .collect()
 }
 
 #[test]
@@ -166,23 +223,45 @@ fn a_short_run_on_the_digits_learns() {
     let model = check(SMALL_MLP);
     let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
     let split = qc_runtime::data::digits::digits_split().unwrap();
-    let (train_set, test_set) = (split.train.reshape_samples(&[64]).unwrap(), split.test.reshape_samples(&[64]).unwrap());
+    let (train_set, test_set) = (
+        split.train.reshape_samples(&[64]).unwrap(),
+        split.test.reshape_samples(&[64]).unwrap(),
+    );
     let before = trainer.evaluate(&Interpreter, &test_set, 512).unwrap();
     for epoch in 0..trainer.epochs {
         let lr = trainer.learning_rate(epoch);
-        for b in Batches::new(&train_set, trainer.batch, Order::Shuffled { seed: trainer.seed, epoch: epoch as u64 }).unwrap() {
+        for b in Batches::new(
+            &train_set,
+            trainer.batch,
+            Order::Shuffled {
+                seed: trainer.seed,
+                epoch: epoch as u64,
+            },
+        )
+        .unwrap()
+        {
             trainer.step(&Interpreter, &b.x, &b.y, lr).unwrap();
         }
     }
     let after = trainer.evaluate(&Interpreter, &test_set, 512).unwrap();
     let accuracy = after.correct as f64 / test_set.len() as f64;
-    assert!(after.loss < before.loss / 3.0, "loss {} -> {}", before.loss, after.loss);
+    assert!(
+        after.loss < before.loss / 3.0,
+        "loss {} -> {}",
+        before.loss,
+        after.loss
+    );
     assert!(accuracy > 0.85, "test accuracy {accuracy}");
 }
 
 /// A dataset of `n` random rows (for the error cases).
 fn random_rows(n: usize, width: usize) -> Dataset {
-    Dataset::new(Tensor::new(vec![n, width], uniform(n * width, 9)).unwrap(), (0..n as u32).map(|i| i % 10).collect(), 10).unwrap()
+    Dataset::new(
+        Tensor::new(vec![n, width], uniform(n * width, 9)).unwrap(),
+        (0..n as u32).map(|i| i % 10).collect(),
+        10,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -190,13 +269,23 @@ fn bad_data_and_unsupported_ops_are_one_line_errors() {
     let model = check(SMALL_MLP);
     let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
     let wrong = random_rows(4, 63);
-    let e = trainer.step(&Interpreter, wrong.x(), wrong.y(), 0.1).unwrap_err().to_string();
+    let e = trainer
+        .step(&Interpreter, wrong.x(), wrong.y(), 0.1)
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "the data's samples are [63] but the model reads [64]");
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/ternary.qnn")).unwrap();
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/ternary.qnn"
+    ))
+    .unwrap();
     let model = check(&source);
     let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
     let data = random_rows(4, 64);
-    let e = trainer.step(&Interpreter, data.x(), data.y(), 0.1).unwrap_err().to_string();
+    let e = trainer
+        .step(&Interpreter, data.x(), data.y(), 0.1)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("`nn.batchnorm` has no gradient yet"), "{e}");
     assert!(!e.contains('\n'));
 }
@@ -209,5 +298,14 @@ fn the_training_step_program_has_the_documented_signature() {
     let f = &step.module.funcs[0];
     assert_eq!(f.name, "small_train");
     let shown: Vec<String> = f.results.iter().map(|t| t.to_string()).collect();
-    assert_eq!(shown, ["tensor<5x10xfp32>", "tensor<24x64xe5m2>", "tensor<24xe5m2>", "tensor<10x24xe5m2>", "tensor<10xe5m2>"]);
+    assert_eq!(
+        shown,
+        [
+            "tensor<5x10xfp32>",
+            "tensor<24x64xe5m2>",
+            "tensor<24xe5m2>",
+            "tensor<10x24xe5m2>",
+            "tensor<10xe5m2>"
+        ]
+    );
 }

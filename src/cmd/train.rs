@@ -54,11 +54,17 @@ pub struct Args {
 /// The checked model, or the rendered diagnostics as the error.
 fn load_model(path: &Path) -> Result<qc_lang::check::CheckedModule, CliError> {
     let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {shown}: {e}")))?;
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("cannot read {shown}: {e}")))?;
     let (model, diagnostics) = qc_lang::check_source(&source);
     model.ok_or_else(|| {
-        let first = diagnostics.iter().find(|d| d.is_error()).map_or_else(|| "invalid model".to_string(), |d| d.message.clone());
-        CliError::new(format!("{shown}: {first} (run `qc check {shown}` for details)"))
+        let first = diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map_or_else(|| "invalid model".to_string(), |d| d.message.clone());
+        CliError::new(format!(
+            "{shown}: {first} (run `qc check {shown}` for details)"
+        ))
     })
 }
 
@@ -67,7 +73,11 @@ fn fit(data: Dataset, sample: &[usize], what: &str) -> Result<Dataset, CliError>
     if data.sample_shape() == sample {
         return Ok(data);
     }
-    data.reshape_samples(sample).map_err(|e| CliError::new(format!("the {what} data does not fit the model's input: {e}")))
+    data.reshape_samples(sample).map_err(|e| {
+        CliError::new(format!(
+            "the {what} data does not fit the model's input: {e}"
+        ))
+    })
 }
 
 const CSV_HEADER: &str = "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,skipped_steps,loss_scale,seconds,samples_per_second\n";
@@ -81,7 +91,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         seed: args.seed,
     };
     if let Some(lr) = args.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
-        return Err(CliError::new(format!("--lr must be a positive number, not {lr}")));
+        return Err(CliError::new(format!(
+            "--lr must be a positive number, not {lr}"
+        )));
     }
     let base_dir = args.file.parent().unwrap_or(Path::new("."));
     let backend = super::run::backend_named(&args.backend)?;
@@ -93,11 +105,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let source = DataSource::parse(&args.data).map_err(CliError::new)?;
     let split = source.load().map_err(CliError::new)?;
     let sample = trainer.sample_shape().to_vec();
-    let (train, test) = (fit(split.train, &sample, "training")?, fit(split.test, &sample, "test")?);
+    let (train, test) = (
+        fit(split.train, &sample, "training")?,
+        fit(split.test, &sample, "test")?,
+    );
     let mut log = match &args.log {
         Some(path) => {
-            let mut f = std::fs::File::create(path).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
-            f.write_all(CSV_HEADER.as_bytes()).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            f.write_all(CSV_HEADER.as_bytes())
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
             Some((f, path.clone()))
         }
         None => None,
@@ -114,8 +131,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
     ))?;
     for epoch in 0..trainer.epochs {
         let lr = trainer.learning_rate(epoch);
-        let batches = Batches::new(&train, trainer.batch, Order::Shuffled { seed: trainer.seed, epoch: epoch as u64 }).map_err(CliError::new)?;
-        let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(train.len() as u64) };
+        let batches = Batches::new(
+            &train,
+            trainer.batch,
+            Order::Shuffled {
+                seed: trainer.seed,
+                epoch: epoch as u64,
+            },
+        )
+        .map_err(CliError::new)?;
+        let bar = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(train.len() as u64)
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .map_err(CliError::new)?
@@ -125,19 +154,29 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0, 0usize, 0usize, 0usize);
         for batch in batches {
-            let outcome = trainer.step(backend.as_ref(), &batch.x, &batch.y, lr).map_err(CliError::new)?;
+            let outcome = trainer
+                .step(backend.as_ref(), &batch.x, &batch.y, lr)
+                .map_err(CliError::new)?;
             loss_sum += outcome.value.loss * batch.y.len() as f64;
             correct += outcome.value.correct;
             seen += batch.y.len();
             skipped += usize::from(outcome.skipped);
             let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_position(seen as u64);
-            bar.set_message(format!("loss {:.4}  {rate:.0} samples/s", loss_sum / seen as f64));
+            bar.set_message(format!(
+                "loss {:.4}  {rate:.0} samples/s",
+                loss_sum / seen as f64
+            ));
         }
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
-        let evaluation = trainer.evaluate(backend.as_ref(), &test, 256).map_err(CliError::new)?;
-        let (train_loss, train_acc) = (loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64);
+        let evaluation = trainer
+            .evaluate(backend.as_ref(), &test, 256)
+            .map_err(CliError::new)?;
+        let (train_loss, train_acc) = (
+            loss_sum / seen.max(1) as f64,
+            correct as f64 / seen.max(1) as f64,
+        );
         let test_acc = evaluation.correct as f64 / test.len().max(1) as f64;
         let rate = seen as f64 / seconds.max(1e-9);
         super::print(&format!(
@@ -156,11 +195,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 evaluation.loss,
                 trainer.loss_scale()
             );
-            f.write_all(line.as_bytes()).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            f.write_all(line.as_bytes())
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
         }
         if let Some(path) = &args.save {
             let named = trainer.named_weights().map_err(CliError::new)?;
-            let refs: Vec<(&str, &qc_runtime::tensor::Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let refs: Vec<(&str, &qc_runtime::tensor::Tensor)> =
+                named.iter().map(|(n, t)| (n.as_str(), t)).collect();
             qc_runtime::io::write_safetensors(path, &refs).map_err(CliError::new)?;
         }
     }

@@ -19,7 +19,10 @@ mod rules;
 pub mod trainer;
 
 use crate::init::Recipe;
-use crate::ir::{Arith, Attr, Chunk, Dim, Module, OpId, RoundTo, Span, TensorType, Type, Value, ValueDef, ValueId};
+use crate::ir::{
+    Arith, Attr, Chunk, Dim, Module, OpId, RoundTo, Span, TensorType, Type, Value, ValueDef,
+    ValueId,
+};
 use qc_lang::check::{self as lang, CheckedModule};
 use qc_runtime::numerics::{Format, Rounding};
 use std::collections::{HashMap, HashSet};
@@ -68,28 +71,52 @@ pub struct GradSpec {
 }
 
 fn round_to(r: lang::Rounded) -> RoundTo {
-    RoundTo { format: r.format, rounding: r.rounding }
+    RoundTo {
+        format: r.format,
+        rounding: r.rounding,
+    }
 }
 
 /// The IR `#arith` of a language arithmetic (as the lowering from the language makes it: the
 /// language's `acc` is the chunk-sum format when chunked).
 fn ir_arith(a: &lang::Arith) -> Arith {
     let (acc, chunk) = match a.chunk {
-        Some(size) => (a.chunk_acc.unwrap_or(a.acc), Some(Chunk { size: size as u64, format: a.acc.format, rounding: a.acc.rounding })),
+        Some(size) => (
+            a.chunk_acc.unwrap_or(a.acc),
+            Some(Chunk {
+                size: size as u64,
+                format: a.acc.format,
+                rounding: a.acc.rounding,
+            }),
+        ),
         None => (a.acc, None),
     };
-    Arith { mul: a.mul.map(round_to), acc: round_to(acc), chunk, out: Rounding::Nearest, fma: a.fma, stream: None }
+    Arith {
+        mul: a.mul.map(round_to),
+        acc: round_to(acc),
+        chunk,
+        out: Rounding::Nearest,
+        fma: a.fma,
+        stream: None,
+    }
 }
 
 impl GradSpec {
     /// The training formats and backward arithmetic of a checked model's `train` section.
     pub fn from_model(model: &CheckedModule) -> Result<GradSpec, String> {
-        let t = model.training.as_ref().ok_or_else(|| format!("model `{}` has no `train` section", model.name))?;
+        let t = model
+            .training
+            .as_ref()
+            .ok_or_else(|| format!("model `{}` has no `train` section", model.name))?;
         let layers = model
             .nodes
             .iter()
             .filter(|n| n.grads.act_grad.is_some() || n.grads.weight_grad.is_some())
-            .map(|n| LayerGrads { span: n.span.start..n.span.end, act_grad: n.grads.act_grad.map(round_to), weight_grad: n.grads.weight_grad.map(round_to) })
+            .map(|n| LayerGrads {
+                span: n.span.start..n.span.end,
+                act_grad: n.grads.act_grad.map(round_to),
+                weight_grad: n.grads.weight_grad.map(round_to),
+            })
             .collect();
         Ok(GradSpec {
             loss: match t.loss {
@@ -104,27 +131,40 @@ impl GradSpec {
     }
 
     fn layer(&self, span: &Option<Span>) -> Option<&LayerGrads> {
-        span.as_ref().and_then(|s| self.layers.iter().find(|l| &l.span == s))
+        span.as_ref()
+            .and_then(|s| self.layers.iter().find(|l| &l.span == s))
     }
 
     /// The activation-gradient format for the gradients made by an op at `span`.
     pub(crate) fn act_grad_at(&self, span: &Option<Span>) -> RoundTo {
-        self.layer(span).and_then(|l| l.act_grad).unwrap_or(self.act_grad)
+        self.layer(span)
+            .and_then(|l| l.act_grad)
+            .unwrap_or(self.act_grad)
     }
 
     /// The weight-gradient format for the gradients made by an op at `span`.
     pub(crate) fn weight_grad_at(&self, span: &Option<Span>) -> RoundTo {
-        self.layer(span).and_then(|l| l.weight_grad).unwrap_or(self.weight_grad)
+        self.layer(span)
+            .and_then(|l| l.weight_grad)
+            .unwrap_or(self.weight_grad)
     }
 }
 
 /// The only function's entry block and its `func.return`.
 fn body(module: &Module) -> Result<(crate::ir::BlockId, OpId), String> {
     let [func] = module.funcs.as_slice() else {
-        return Err(format!("differentiation needs a module with one function, not {}", module.funcs.len()));
+        return Err(format!(
+            "differentiation needs a module with one function, not {}",
+            module.funcs.len()
+        ));
     };
-    let block = module.entry_block(func.body).ok_or("the function has no body")?;
-    let ret = *module.blocks[block].ops.last().ok_or("the function body is empty")?;
+    let block = module
+        .entry_block(func.body)
+        .ok_or("the function has no body")?;
+    let ret = *module.blocks[block]
+        .ops
+        .last()
+        .ok_or("the function body is empty")?;
     if module.ops[ret].name() != "func.return" {
         return Err("the function body does not end in `func.return`".into());
     }
@@ -134,13 +174,26 @@ fn body(module: &Module) -> Result<(crate::ir::BlockId, OpId), String> {
 /// Appends an argument of type `ty` named `name` to `block`.
 fn add_argument(module: &mut Module, block: crate::ir::BlockId, ty: Type, name: &str) -> ValueId {
     let index = module.blocks[block].args.len();
-    let v = module.values.alloc(Value { ty, def: ValueDef::Arg { block, index }, name: Some(name.to_string()) });
+    let v = module.values.alloc(Value {
+        ty,
+        def: ValueDef::Arg { block, index },
+        name: Some(name.to_string()),
+    });
     module.blocks[block].args.push(v);
     v
 }
 
 fn static_dims(t: &TensorType) -> Option<Vec<u64>> {
-    t.dims.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
+    t.dims
+        .iter()
+        .map(|d| {
+            if let Dim::Fixed(n) = d {
+                Some(*n)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Replaces every `nn.param` of the module's function by a new trailing argument of the same
@@ -158,14 +211,22 @@ pub fn parameters_as_arguments(module: &mut Module) -> Result<Vec<Param>, String
             _ => return Err("a parameter has no name".into()),
         };
         let init = match o.attr("init") {
-            Some(Attr::Dict(d)) => Recipe::from_dict(d).map_err(|e| format!("parameter `{name}`: {e}"))?,
+            Some(Attr::Dict(d)) => {
+                Recipe::from_dict(d).map_err(|e| format!("parameter `{name}`: {e}"))?
+            }
             _ => return Err(format!("parameter `{name}` has no initialiser")),
         };
         let result = o.results[0];
         let ty = module.ty(result).clone();
         let t = ty.as_tensor().ok_or("a parameter is a tensor")?;
-        let dims = static_dims(t).ok_or_else(|| format!("parameter `{name}` has no static shape"))?;
-        params.push(Param { name: name.clone(), dims, master: t.format, init });
+        let dims =
+            static_dims(t).ok_or_else(|| format!("parameter `{name}` has no static shape"))?;
+        params.push(Param {
+            name: name.clone(),
+            dims,
+            master: t.format,
+            init,
+        });
         let arg_name = module.values[result].name.clone().unwrap_or(name);
         let arg = add_argument(module, block, ty, &arg_name);
         module.replace_all_uses(result, arg);
@@ -200,24 +261,51 @@ pub fn training_step(module: &mut Module, params: usize, spec: &GradSpec) -> Res
     let (block, ret) = body(module)?;
     let outputs = module.ops[ret].operands.clone();
     let [output] = outputs[..] else {
-        return Err(format!("the loss needs exactly one output, the function has {}", outputs.len()));
+        return Err(format!(
+            "the loss needs exactly one output, the function has {}",
+            outputs.len()
+        ));
     };
     let args = module.blocks[block].args.clone();
-    let param_args = args.get(args.len().saturating_sub(params)..).unwrap_or_default().to_vec();
-    let out_t = module.ty(output).as_tensor().ok_or("the output is a tensor")?.clone();
+    let param_args = args
+        .get(args.len().saturating_sub(params)..)
+        .unwrap_or_default()
+        .to_vec();
+    let out_t = module
+        .ty(output)
+        .as_tensor()
+        .ok_or("the output is a tensor")?
+        .clone();
     let fp32 = Format::parse("fp32").expect("fp32 is a named format");
-    let target = add_argument(module, block, Type::Tensor(out_t.with_format(fp32)), "target");
+    let target = add_argument(
+        module,
+        block,
+        Type::Tensor(out_t.with_format(fp32)),
+        "target",
+    );
     let scale = add_argument(module, block, Type::tensor(vec![], fp32), "loss_scale");
 
     // The values whose gradient is needed: the parameters and everything computed from them.
     let mut needs: HashSet<ValueId> = param_args.iter().copied().collect();
-    let forward: Vec<OpId> = module.blocks[block].ops.iter().copied().filter(|&op| op != ret).collect();
+    let forward: Vec<OpId> = module.blocks[block]
+        .ops
+        .iter()
+        .copied()
+        .filter(|&op| op != ret)
+        .collect();
     for &op in &forward {
         if module.ops[op].operands.iter().any(|v| needs.contains(v)) {
             needs.extend(module.ops[op].results.iter().copied());
         }
     }
-    let mut b = rules::Backward { module, anchor: ret, spec, next_stream: 0, cotangents: HashMap::new(), needs };
+    let mut b = rules::Backward {
+        module,
+        anchor: ret,
+        spec,
+        next_stream: 0,
+        cotangents: HashMap::new(),
+        needs,
+    };
     b.next_stream = next_stream(b.module);
     b.seed(output, target, scale)?;
     for &op in forward.iter().rev() {
@@ -232,7 +320,13 @@ pub fn training_step(module: &mut Module, params: usize, spec: &GradSpec) -> Res
             Some(&g) => g,
             None => b.zeros(arg)?,
         };
-        let label = format!("grad_{}", b.module.values[arg].name.clone().unwrap_or_else(|| format!("p{name}")));
+        let label = format!(
+            "grad_{}",
+            b.module.values[arg]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("p{name}"))
+        );
         if b.module.values[g].name.is_none() {
             b.module.values[g].name = Some(label);
         }

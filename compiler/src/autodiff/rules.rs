@@ -40,10 +40,21 @@ fn fp32() -> Format {
 
 impl Backward<'_, '_> {
     fn tensor(&self, v: ValueId) -> TensorType {
-        self.module.ty(v).as_tensor().expect("nn values are tensors").clone()
+        self.module
+            .ty(v)
+            .as_tensor()
+            .expect("nn values are tensors")
+            .clone()
     }
 
-    fn emit(&mut self, name: &str, operands: Vec<ValueId>, ty: TensorType, a: Attrs, span: &Option<crate::ir::Span>) -> ValueId {
+    fn emit(
+        &mut self,
+        name: &str,
+        operands: Vec<ValueId>,
+        ty: TensorType,
+        a: Attrs,
+        span: &Option<crate::ir::Span>,
+    ) -> ValueId {
         let mut b = Builder::new(self.module, At::Before(self.anchor), span.clone());
         b.op(name, operands, Type::Tensor(ty), a)
     }
@@ -67,7 +78,11 @@ impl Backward<'_, '_> {
 
     /// The backward contraction arithmetic rounding its result as `to` says.
     fn contraction_arith(&mut self, to: RoundTo) -> Attrs {
-        let mut arith = Arith { out: to.rounding, stream: None, ..self.spec.backward };
+        let mut arith = Arith {
+            out: to.rounding,
+            stream: None,
+            ..self.spec.backward
+        };
         if arith.is_stochastic() {
             arith.stream = Some(self.stream());
         }
@@ -76,7 +91,14 @@ impl Backward<'_, '_> {
 
     /// A reduction's arithmetic: sums in `acc`, the result rounded as `to` says.
     fn reduction_arith(&mut self, acc: RoundTo, to: RoundTo) -> Attrs {
-        let mut arith = Arith { mul: None, acc, chunk: None, out: to.rounding, fma: false, stream: None };
+        let mut arith = Arith {
+            mul: None,
+            acc,
+            chunk: None,
+            out: to.rounding,
+            fma: false,
+            stream: None,
+        };
         if arith.is_stochastic() {
             arith.stream = Some(self.stream());
         }
@@ -85,7 +107,12 @@ impl Backward<'_, '_> {
 
     /// `g` rounded to `post` with `q.quantize` (a gradient format with shared scales, computed
     /// in the fp32 staging format first), or `g` itself.
-    fn quantized(&mut self, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) -> ValueId {
+    fn quantized(
+        &mut self,
+        g: ValueId,
+        post: Option<RoundTo>,
+        span: &Option<crate::ir::Span>,
+    ) -> ValueId {
         let Some(to) = post else { return g };
         let ty = self.tensor(g).with_format(to.format);
         let a = self.round_attrs(to.rounding);
@@ -93,7 +120,13 @@ impl Backward<'_, '_> {
     }
 
     /// Adds `g` to the gradient of `v` (when `v` needs one), quantizing it first to `post`.
-    fn add_to(&mut self, v: ValueId, g: ValueId, post: Option<RoundTo>, span: &Option<crate::ir::Span>) {
+    fn add_to(
+        &mut self,
+        v: ValueId,
+        g: ValueId,
+        post: Option<RoundTo>,
+        span: &Option<crate::ir::Span>,
+    ) {
         if !self.needs.contains(&v) {
             return;
         }
@@ -120,10 +153,25 @@ impl Backward<'_, '_> {
         };
         let t = self.tensor(output);
         if name == "nn.softmax_xent_grad" && t.rank() != 2 {
-            return Err(format!("softmax cross-entropy needs an output [batch, classes], not rank {}", t.rank()));
+            return Err(format!(
+                "softmax cross-entropy needs an output [batch, classes], not rank {}",
+                t.rank()
+            ));
         }
-        let a = self.reduction_arith(RoundTo { format: fp32(), rounding: Rounding::Nearest }, to);
-        let g = self.emit(name, vec![output, target, scale], t.with_format(to.format), a, &None);
+        let a = self.reduction_arith(
+            RoundTo {
+                format: fp32(),
+                rounding: Rounding::Nearest,
+            },
+            to,
+        );
+        let g = self.emit(
+            name,
+            vec![output, target, scale],
+            t.with_format(to.format),
+            a,
+            &None,
+        );
         self.module.values[g].name = Some("grad_output".into());
         self.needs.insert(output);
         self.add_to(output, g, post, &None);
@@ -132,8 +180,16 @@ impl Backward<'_, '_> {
 
     /// A zero gradient for a parameter the output does not depend on.
     pub fn zeros(&mut self, param: ValueId) -> Result<ValueId, String> {
-        let ty = self.tensor(param).with_format(staged(self.spec.weight_grad).0.format);
-        Ok(self.emit("nn.constant", vec![], ty, attrs([("value", Attr::Array(vec![Attr::Float(0.0)]))]), &None))
+        let ty = self
+            .tensor(param)
+            .with_format(staged(self.spec.weight_grad).0.format);
+        Ok(self.emit(
+            "nn.constant",
+            vec![],
+            ty,
+            attrs([("value", Attr::Array(vec![Attr::Float(0.0)]))]),
+            &None,
+        ))
     }
 
     /// Emits the gradients of `op`'s operands from the gradient `dy` of its result.
@@ -288,7 +344,13 @@ impl Backward<'_, '_> {
     }
 
     /// `nn.bias_grad dy` (the sum over every axis but the last) for `bias`, rounded as `to` says.
-    fn bias_grad(&mut self, dy: ValueId, bias: ValueId, to: RoundTo, span: &Option<crate::ir::Span>) -> ValueId {
+    fn bias_grad(
+        &mut self,
+        dy: ValueId,
+        bias: ValueId,
+        to: RoundTo,
+        span: &Option<crate::ir::Span>,
+    ) -> ValueId {
         let acc = self.spec.backward.acc;
         let a = self.reduction_arith(acc, to);
         let ty = self.tensor(bias).with_format(to.format);
@@ -302,11 +364,27 @@ fn staged(to: RoundTo) -> (RoundTo, Option<RoundTo>) {
     if to.format.is_elementwise() {
         (to, None)
     } else {
-        (RoundTo { format: fp32(), rounding: Rounding::Nearest }, Some(to))
+        (
+            RoundTo {
+                format: fp32(),
+                rounding: Rounding::Nearest,
+            },
+            Some(to),
+        )
     }
 }
 
 fn show(t: &TensorType) -> String {
-    let dims: Vec<String> = t.dims.iter().map(|d| if let Dim::Fixed(n) = d { n.to_string() } else { "?".into() }).collect();
+    let dims: Vec<String> = t
+        .dims
+        .iter()
+        .map(|d| {
+            if let Dim::Fixed(n) = d {
+                n.to_string()
+            } else {
+                "?".into()
+            }
+        })
+        .collect();
     format!("[{}]", dims.join(", "))
 }

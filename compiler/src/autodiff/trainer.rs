@@ -20,7 +20,10 @@ use qc_runtime::io::WeightFile;
 use qc_runtime::numerics::rng::mix64;
 use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
-use qc_runtime::train::{self as host, LossScaling, LossValue, Optimizer, OptimizerKind, ScaleDecision, Schedule, UpdateFormats};
+use qc_runtime::train::{
+    self as host, LossScaling, LossValue, Optimizer, OptimizerKind, ScaleDecision, Schedule,
+    UpdateFormats,
+};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -71,7 +74,10 @@ fn compile(module: &mut crate::ir::Module, pipeline: &str) -> Result<(), ExecErr
     use crate::pass::{parse_pipeline, PassManager, PassOptions};
     for stage in [pipeline, "to-kernel"] {
         let passes = parse_pipeline(stage).map_err(err)?;
-        let options = PassOptions { verify_each: true, ..PassOptions::default() };
+        let options = PassOptions {
+            verify_each: true,
+            ..PassOptions::default()
+        };
         PassManager::new(passes, options).run(module).map_err(err)?;
     }
     Ok(())
@@ -79,7 +85,10 @@ fn compile(module: &mut crate::ir::Module, pipeline: &str) -> Result<(), ExecErr
 
 /// The forward pass of `model` with its parameters as trailing arguments (any batch size),
 /// as a program, and the parameters.
-pub fn compile_forward(model: &CheckedModule, seed: u64) -> Result<(Program, Vec<Param>), ExecError> {
+pub fn compile_forward(
+    model: &CheckedModule,
+    seed: u64,
+) -> Result<(Program, Vec<Param>), ExecError> {
     let mut module = crate::lower::lower_model(model).map_err(err)?;
     let params = parameters_as_arguments(&mut module).map_err(err)?;
     compile(&mut module, "infer,canonicalize,chunking")?;
@@ -88,38 +97,84 @@ pub fn compile_forward(model: &CheckedModule, seed: u64) -> Result<(Program, Vec
 
 /// The training step of `model` for batches of `rows` samples: arguments `(input,
 /// params..., target, loss_scale)`, results `(output, gradient per parameter...)`.
-pub fn compile_step(model: &CheckedModule, spec: &GradSpec, rows: usize, seed: u64) -> Result<Program, ExecError> {
+pub fn compile_step(
+    model: &CheckedModule,
+    spec: &GradSpec,
+    rows: usize,
+    seed: u64,
+) -> Result<Program, ExecError> {
     let mut module = crate::lower::lower_model(model).map_err(err)?;
     let params = parameters_as_arguments(&mut module).map_err(err)?;
     training_step(&mut module, params.len(), spec).map_err(err)?;
-    compile(&mut module, &format!("infer{{batch={rows}}},canonicalize,chunking"))?;
+    compile(
+        &mut module,
+        &format!("infer{{batch={rows}}},canonicalize,chunking"),
+    )?;
     Program::prepare(module, seed)
 }
 
 impl Trainer {
     /// Compiles the evaluation function and sets up the weights (from the recipes, `load`
     /// paths relative to `base_dir`) and the optimizer.
-    pub fn new(model: &CheckedModule, base_dir: &Path, overrides: &Overrides) -> Result<Trainer, ExecError> {
-        let training = model.training.as_ref().ok_or_else(|| ExecError::new(format!("model `{}` has no `train` section", model.name)))?;
+    pub fn new(
+        model: &CheckedModule,
+        base_dir: &Path,
+        overrides: &Overrides,
+    ) -> Result<Trainer, ExecError> {
+        let training = model.training.as_ref().ok_or_else(|| {
+            ExecError::new(format!("model `{}` has no `train` section", model.name))
+        })?;
         let spec = GradSpec::from_model(model).map_err(err)?;
         let [input] = model.inputs.as_slice() else {
-            return Err(ExecError::new(format!("training feeds one input, model `{}` has {}", model.name, model.inputs.len())));
+            return Err(ExecError::new(format!(
+                "training feeds one input, model `{}` has {}",
+                model.name,
+                model.inputs.len()
+            )));
         };
         let sample: Vec<usize> = input.shape.0[1..]
             .iter()
             .map(|d| match d {
                 lang::Dim::Known(n) => Ok(*n),
-                lang::Dim::Symbol(s) => Err(ExecError::new(format!("the input's axes after the batch must be sizes, not `{s}`"))),
+                lang::Dim::Symbol(s) => Err(ExecError::new(format!(
+                    "the input's axes after the batch must be sizes, not `{s}`"
+                ))),
             })
             .collect::<Result<_, _>>()?;
         let seed = overrides.seed.unwrap_or(training.seed);
         let (eval, params) = compile_forward(model, seed)?;
-        let weights = params.iter().map(|p| initial_values(p, seed, base_dir)).collect::<Result<Vec<_>, _>>()?;
+        let weights = params
+            .iter()
+            .map(|p| initial_values(p, seed, base_dir))
+            .collect::<Result<Vec<_>, _>>()?;
         let f = &training.formats;
-        let formats = UpdateFormats { update: (f.update.format, f.update.rounding), master: (f.master.format, f.master.rounding) };
+        let formats = UpdateFormats {
+            update: (f.update.format, f.update.rounding),
+            master: (f.master.format, f.master.rounding),
+        };
         let kind = match training.optimizer {
-            lang::Optimizer::Sgd { momentum, weight_decay, nesterov, .. } => OptimizerKind::Sgd { momentum, weight_decay, nesterov },
-            lang::Optimizer::Adam { beta1, beta2, eps, weight_decay, .. } => OptimizerKind::Adam { beta1, beta2, eps, weight_decay },
+            lang::Optimizer::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+                ..
+            } => OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+            },
+            lang::Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            },
         };
         let base_lr = overrides.lr.unwrap_or(match training.optimizer {
             lang::Optimizer::Sgd { lr, .. } | lang::Optimizer::Adam { lr, .. } => lr,
@@ -128,7 +183,12 @@ impl Trainer {
         let scaling = match training.loss_scale {
             lang::LossScale::None => LossScaling::None,
             lang::LossScale::Static(s) => LossScaling::Static(s),
-            lang::LossScale::Dynamic { init, growth, backoff, interval } => LossScaling::dynamic(init, growth, backoff, interval),
+            lang::LossScale::Dynamic {
+                init,
+                growth,
+                backoff,
+                interval,
+            } => LossScaling::dynamic(init, growth, backoff, interval),
         };
         let schedule = match training.schedule {
             lang::Schedule::Constant => Schedule::Constant,
@@ -185,7 +245,13 @@ impl Trainer {
         self.params
             .iter()
             .zip(&self.weights)
-            .map(|(p, w)| Ok((p.name.clone(), Tensor::new(p.dims.iter().map(|&d| d as usize).collect(), w.clone()).map_err(err)?)))
+            .map(|(p, w)| {
+                Ok((
+                    p.name.clone(),
+                    Tensor::new(p.dims.iter().map(|&d| d as usize).collect(), w.clone())
+                        .map_err(err)?,
+                ))
+            })
             .collect()
     }
 
@@ -214,24 +280,40 @@ impl Trainer {
     fn arguments(&self, x: Tensor) -> Result<Vec<Tensor>, ExecError> {
         let mut args = vec![x];
         for (p, w) in self.params.iter().zip(&self.weights) {
-            args.push(Tensor::new(p.dims.iter().map(|&d| d as usize).collect(), w.clone()).map_err(err)?);
+            args.push(
+                Tensor::new(p.dims.iter().map(|&d| d as usize).collect(), w.clone())
+                    .map_err(err)?,
+            );
         }
         Ok(args)
     }
 
     fn loss_value(&self, output: &Tensor, labels: &[u32]) -> Result<LossValue, ExecError> {
-        let width = *output.shape().last().ok_or_else(|| ExecError::new("the output has no axis"))?;
+        let width = *output
+            .shape()
+            .last()
+            .ok_or_else(|| ExecError::new("the output has no axis"))?;
         if let Some(&bad) = labels.iter().find(|&&l| l as usize >= width) {
-            return Err(ExecError::new(format!("label {bad} is not below the output width {width}")));
+            return Err(ExecError::new(format!(
+                "label {bad} is not below the output width {width}"
+            )));
         }
         Ok(match self.spec.loss {
             Loss::SoftmaxCrossEntropy => host::softmax_cross_entropy(output.data(), width, labels),
-            Loss::MeanSquaredError => host::mean_squared_error(output.data(), &host::one_hot(labels, width), width),
+            Loss::MeanSquaredError => {
+                host::mean_squared_error(output.data(), &host::one_hot(labels, width), width)
+            }
         })
     }
 
     /// One step on the batch `x` with `labels` at learning rate `lr`.
-    pub fn step(&mut self, backend: &dyn Backend, x: &Tensor, labels: &[u32], lr: f64) -> Result<StepOutcome, ExecError> {
+    pub fn step(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        labels: &[u32],
+        lr: f64,
+    ) -> Result<StepOutcome, ExecError> {
         let rows = labels.len();
         let step = self.steps_done;
         let input = self.input_tensor(x, (1 << 62) + step)?;
@@ -239,9 +321,18 @@ impl Trainer {
         let scale = self.scaling.scale();
         let seed = mix64(self.seed ^ mix64(step));
         let program = self.step_program(rows)?;
-        let width = match program.module.funcs[0].results.first().and_then(|t| t.as_tensor()).and_then(|t| t.dims.last()) {
+        let width = match program.module.funcs[0]
+            .results
+            .first()
+            .and_then(|t| t.as_tensor())
+            .and_then(|t| t.dims.last())
+        {
             Some(crate::ir::Dim::Fixed(n)) => *n as usize,
-            _ => return Err(ExecError::new("the model's output needs a static last axis")),
+            _ => {
+                return Err(ExecError::new(
+                    "the model's output needs a static last axis",
+                ))
+            }
         };
         let target = Tensor::new(vec![rows, width], host::one_hot(labels, width)).map_err(err)?;
         args.push(target);
@@ -249,13 +340,17 @@ impl Trainer {
         let program = self.steps.get_mut(&rows).expect("compiled above");
         program.seed = seed;
         let results = backend.run(program, &args)?;
-        let (output, grads) = results.split_first().ok_or_else(|| ExecError::new("the training step returned nothing"))?;
+        let (output, grads) = results
+            .split_first()
+            .ok_or_else(|| ExecError::new("the training step returned nothing"))?;
         let value = self.loss_value(output, labels)?;
         let overflow = !grads.iter().all(|g| host::all_finite(g.data()));
         let skipped = self.scaling.after_step(overflow) == ScaleDecision::Skip;
         if !skipped {
             let g: Vec<&[f32]> = grads.iter().map(Tensor::data).collect();
-            self.optimizer.step(&mut self.weights, &g, scale, lr).map_err(err)?;
+            self.optimizer
+                .step(&mut self.weights, &g, scale, lr)
+                .map_err(err)?;
         }
         self.steps_done += 1;
         Ok(StepOutcome { value, skipped })
@@ -263,26 +358,50 @@ impl Trainer {
 
     /// The summed loss (mean per sample over the data set) and correct predictions of the
     /// current weights on `data`, in batches of `batch`.
-    pub fn evaluate(&self, backend: &dyn Backend, data: &Dataset, batch: usize) -> Result<LossValue, ExecError> {
+    pub fn evaluate(
+        &self,
+        backend: &dyn Backend,
+        data: &Dataset,
+        batch: usize,
+    ) -> Result<LossValue, ExecError> {
         let mut total = 0.0;
         let mut correct = 0;
         let order = qc_runtime::data::Order::Sequential;
         for b in qc_runtime::data::Batches::new(data, batch, order).map_err(err)? {
             let input = self.input_tensor(&b.x, 0)?;
             let results = backend.run(&self.eval, &self.arguments(input)?)?;
-            let output = results.first().ok_or_else(|| ExecError::new("the model returned nothing"))?;
+            let output = results
+                .first()
+                .ok_or_else(|| ExecError::new("the model returned nothing"))?;
             let v = self.loss_value(output, &b.y)?;
             total += v.loss * b.y.len() as f64;
             correct += v.correct;
         }
-        Ok(LossValue { loss: total / data.len().max(1) as f64, correct })
+        Ok(LossValue {
+            loss: total / data.len().max(1) as f64,
+            correct,
+        })
     }
 }
 
 /// Rounds `values` into `format` (stochastic modes draw from `RandomStream(seed, stream)`).
-fn round_into(values: &[f32], format: Format, rounding: Rounding, seed: u64, stream: u64) -> Result<Vec<f32>, ExecError> {
+fn round_into(
+    values: &[f32],
+    format: Format,
+    rounding: Rounding,
+    seed: u64,
+    stream: u64,
+) -> Result<Vec<f32>, ExecError> {
     let mut out = vec![0.0; values.len()];
-    format.quantize(values, &[values.len()], rounding, &RandomStream::new(seed, stream), &mut out).map_err(err)?;
+    format
+        .quantize(
+            values,
+            &[values.len()],
+            rounding,
+            &RandomStream::new(seed, stream),
+            &mut out,
+        )
+        .map_err(err)?;
     Ok(out)
 }
 
@@ -299,8 +418,13 @@ fn initial_values(p: &Param, seed: u64, base_dir: &Path) -> Result<Vec<f32>, Exe
             t.map_err(err)?.into_data()
         }
         _ => {
-            let recipe = crate::init::Recipe { seed, ..p.init.clone() };
-            recipe.generate(&p.dims).ok_or_else(|| ExecError::new(format!("parameter `{}` has no values", p.name)))?
+            let recipe = crate::init::Recipe {
+                seed,
+                ..p.init.clone()
+            };
+            recipe
+                .generate(&p.dims)
+                .ok_or_else(|| ExecError::new(format!("parameter `{}` has no values", p.name)))?
         }
     };
     round_into(&values, p.master, Rounding::Nearest, 0, 0)

@@ -30,15 +30,29 @@ pub fn softmax_cross_entropy(logits: &[f32], classes: usize, labels: &[u32]) -> 
         total += m + sum.ln() - row[label as usize] as f64;
         correct += usize::from(argmax(row) == label as usize);
     }
-    LossValue { loss: total / labels.len().max(1) as f64, correct }
+    LossValue {
+        loss: total / labels.len().max(1) as f64,
+        correct,
+    }
 }
 
 /// Mean over every element of `(y − t)²`; rows are correct when the largest output is the
 /// largest target.
 pub fn mean_squared_error(outputs: &[f32], targets: &[f32], width: usize) -> LossValue {
-    let total: f64 = outputs.iter().zip(targets).map(|(&y, &t)| (y as f64 - t as f64).powi(2)).sum();
-    let correct = outputs.chunks(width).zip(targets.chunks(width)).filter(|(y, t)| argmax(y) == argmax(t)).count();
-    LossValue { loss: total / outputs.len().max(1) as f64, correct }
+    let total: f64 = outputs
+        .iter()
+        .zip(targets)
+        .map(|(&y, &t)| (y as f64 - t as f64).powi(2))
+        .sum();
+    let correct = outputs
+        .chunks(width)
+        .zip(targets.chunks(width))
+        .filter(|(y, t)| argmax(y) == argmax(t))
+        .count();
+    LossValue {
+        loss: total / outputs.len().max(1) as f64,
+        correct,
+    }
 }
 
 /// Rows of `classes` values: 1 at the label, 0 elsewhere.

@@ -21,8 +21,17 @@ use crate::numerics::{Format, RandomStream, Rounding};
 /// The optimizer and its hyper-parameters (the learning rate is given per step).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
-    Sgd { momentum: f64, weight_decay: f64, nesterov: bool },
-    Adam { beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+    Sgd {
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
 }
 
 /// The formats the weight update and the master copy are rounded into.
@@ -48,26 +57,53 @@ pub struct Optimizer {
 const STREAM_BASE: u64 = 1 << 63;
 
 /// Rounds f64 values into `format` (see the module documentation).
-fn round_all(values: &[f64], format: Format, rounding: Rounding, stream: &RandomStream) -> Result<Vec<f32>, String> {
+fn round_all(
+    values: &[f64],
+    format: Format,
+    rounding: Rounding,
+    stream: &RandomStream,
+) -> Result<Vec<f32>, String> {
     if let Some(f) = format.as_float() {
-        return Ok(values.iter().enumerate().map(|(i, &x)| f.round(x, rounding, stream.at(i as u64)) as f32).collect());
+        return Ok(values
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| f.round(x, rounding, stream.at(i as u64)) as f32)
+            .collect());
     }
     let nearest: Vec<f32> = values.iter().map(|&x| x as f32).collect();
     let mut out = vec![0.0; values.len()];
-    format.quantize(&nearest, &[values.len()], rounding, stream, &mut out).map_err(|e| e.to_string())?;
+    format
+        .quantize(&nearest, &[values.len()], rounding, stream, &mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
 impl Optimizer {
     /// An optimizer for parameters of `sizes` elements each; stochastic roundings use `seed`.
-    pub fn new(kind: OptimizerKind, formats: UpdateFormats, seed: u64, sizes: &[usize]) -> Optimizer {
+    pub fn new(
+        kind: OptimizerKind,
+        formats: UpdateFormats,
+        seed: u64,
+        sizes: &[usize],
+    ) -> Optimizer {
         let zeros = || sizes.iter().map(|&n| vec![0.0; n]).collect::<Vec<_>>();
-        let second = if matches!(kind, OptimizerKind::Adam { .. }) { zeros() } else { Vec::new() };
+        let second = if matches!(kind, OptimizerKind::Adam { .. }) {
+            zeros()
+        } else {
+            Vec::new()
+        };
         let first = match kind {
-            OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => Vec::new(),
+            OptimizerKind::Sgd { momentum: 0.0, .. } => Vec::new(),
             _ => zeros(),
         };
-        Optimizer { kind, formats, seed, first, second, steps: 0 }
+        Optimizer {
+            kind,
+            formats,
+            seed,
+            first,
+            second,
+            steps: 0,
+        }
     }
 
     /// How many steps have been applied.
@@ -77,30 +113,57 @@ impl Optimizer {
 
     /// Applies one step: `weights[p]` (master values) from `grads[p]`, gradients of the loss
     /// multiplied by `loss_scale`, with learning rate `lr`.
-    pub fn step(&mut self, weights: &mut [Vec<f32>], grads: &[&[f32]], loss_scale: f64, lr: f64) -> Result<(), String> {
+    pub fn step(
+        &mut self,
+        weights: &mut [Vec<f32>],
+        grads: &[&[f32]],
+        loss_scale: f64,
+        lr: f64,
+    ) -> Result<(), String> {
         if weights.len() != grads.len() {
-            return Err(format!("{} parameters but {} gradients", weights.len(), grads.len()));
+            return Err(format!(
+                "{} parameters but {} gradients",
+                weights.len(),
+                grads.len()
+            ));
         }
         let t = self.steps + 1;
         for (p, (w, g)) in weights.iter_mut().zip(grads).enumerate() {
             if w.len() != g.len() {
-                return Err(format!("parameter {p} has {} values but its gradient {}", w.len(), g.len()));
+                return Err(format!(
+                    "parameter {p} has {} values but its gradient {}",
+                    w.len(),
+                    g.len()
+                ));
             }
             let mut delta = Vec::with_capacity(w.len());
             for i in 0..w.len() {
                 let wi = w[i] as f64;
                 let d = match self.kind {
-                    OptimizerKind::Sgd { momentum, weight_decay, nesterov } => {
+                    OptimizerKind::Sgd {
+                        momentum,
+                        weight_decay,
+                        nesterov,
+                    } => {
                         let gi = g[i] as f64 / loss_scale + weight_decay * wi;
                         if momentum == 0.0 {
                             gi
                         } else {
                             let v = &mut self.first[p][i];
                             *v = (momentum * *v as f64 + gi) as f32;
-                            if nesterov { gi + momentum * *v as f64 } else { *v as f64 }
+                            if nesterov {
+                                gi + momentum * *v as f64
+                            } else {
+                                *v as f64
+                            }
                         }
                     }
-                    OptimizerKind::Adam { beta1, beta2, eps, weight_decay } => {
+                    OptimizerKind::Adam {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
                         let gi = g[i] as f64 / loss_scale + weight_decay * wi;
                         let m = &mut self.first[p][i];
                         *m = (beta1 * *m as f64 + (1.0 - beta1) * gi) as f32;
@@ -116,7 +179,11 @@ impl Optimizer {
             let base = STREAM_BASE + self.steps * (1 << 16) + 2 * p as u64;
             let (uf, ur) = self.formats.update;
             let update = round_all(&delta, uf, ur, &RandomStream::new(self.seed, base))?;
-            let sums: Vec<f64> = w.iter().zip(&update).map(|(&a, &b)| a as f64 + b as f64).collect();
+            let sums: Vec<f64> = w
+                .iter()
+                .zip(&update)
+                .map(|(&a, &b)| a as f64 + b as f64)
+                .collect();
             let (mf, mr) = self.formats.master;
             *w = round_all(&sums, mf, mr, &RandomStream::new(self.seed, base + 1))?;
         }
@@ -131,12 +198,19 @@ mod tests {
 
     fn formats(update: &str, rounding: Rounding) -> UpdateFormats {
         let fp32 = Format::parse("fp32").unwrap();
-        UpdateFormats { update: (Format::parse(update).unwrap(), rounding), master: (fp32, Rounding::Nearest) }
+        UpdateFormats {
+            update: (Format::parse(update).unwrap(), rounding),
+            master: (fp32, Rounding::Nearest),
+        }
     }
 
     #[test]
     fn sgd_with_momentum_and_decay_follows_the_formula() {
-        let kind = OptimizerKind::Sgd { momentum: 0.5, weight_decay: 0.25, nesterov: false };
+        let kind = OptimizerKind::Sgd {
+            momentum: 0.5,
+            weight_decay: 0.25,
+            nesterov: false,
+        };
         let mut opt = Optimizer::new(kind, formats("fp32", Rounding::Nearest), 0, &[2]);
         let mut w = vec![vec![1.0, -2.0]];
         opt.step(&mut w, &[&[4.0, 8.0]], 2.0, 0.5).unwrap();
@@ -151,25 +225,52 @@ mod tests {
 
     #[test]
     fn adam_first_step_moves_each_weight_by_about_the_rate() {
-        let kind = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+        let kind = OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
         let mut opt = Optimizer::new(kind, formats("fp32", Rounding::Nearest), 0, &[3]);
         let mut w = vec![vec![0.0, 0.0, 0.0]];
         opt.step(&mut w, &[&[3.0, -0.001, 0.0]], 1.0, 0.01).unwrap();
-        assert!((w[0][0] + 0.01).abs() < 1e-6 && (w[0][1] - 0.01).abs() < 1e-5 && w[0][2] == 0.0, "{:?}", w);
+        assert!(
+            (w[0][0] + 0.01).abs() < 1e-6 && (w[0][1] - 0.01).abs() < 1e-5 && w[0][2] == 0.0,
+            "{:?}",
+            w
+        );
     }
 
     #[test]
     fn a_low_precision_update_rounds_nearest_or_stochastically_and_reproducibly() {
-        let kind = OptimizerKind::Sgd { momentum: 0.0, weight_decay: 0.0, nesterov: false };
+        let kind = OptimizerKind::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
         // A step of 1/3 of an fp<5,2> gap near 1 (gaps of 0.25 there): to nearest it vanishes,
         // stochastically about a third of the elements move by a whole gap.
         let n = 3000;
         let g = vec![-0.25 / 3.0; n];
-        let mut nearest = Optimizer::new(kind, UpdateFormats { update: (Format::parse("fp32").unwrap(), Rounding::Nearest), master: (Format::parse("fp<5,2>").unwrap(), Rounding::Nearest) }, 1, &[n]);
+        let mut nearest = Optimizer::new(
+            kind,
+            UpdateFormats {
+                update: (Format::parse("fp32").unwrap(), Rounding::Nearest),
+                master: (Format::parse("fp<5,2>").unwrap(), Rounding::Nearest),
+            },
+            1,
+            &[n],
+        );
         let mut w = vec![vec![1.0; n]];
         nearest.step(&mut w, &[&g], 1.0, 1.0).unwrap();
         assert!(w[0].iter().all(|&x| x == 1.0));
-        let sr = UpdateFormats { update: (Format::parse("fp32").unwrap(), Rounding::Nearest), master: (Format::parse("fp<5,2>").unwrap(), Rounding::parse("stochastic:9").unwrap()) };
+        let sr = UpdateFormats {
+            update: (Format::parse("fp32").unwrap(), Rounding::Nearest),
+            master: (
+                Format::parse("fp<5,2>").unwrap(),
+                Rounding::parse("stochastic:9").unwrap(),
+            ),
+        };
         let run = || {
             let mut opt = Optimizer::new(kind, sr, 1, &[n]);
             let mut w = vec![vec![1.0; n]];

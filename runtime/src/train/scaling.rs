@@ -9,7 +9,13 @@
 pub enum LossScaling {
     None,
     Static(f64),
-    Dynamic { scale: f64, growth: f64, backoff: f64, interval: usize, good_steps: usize },
+    Dynamic {
+        scale: f64,
+        growth: f64,
+        backoff: f64,
+        interval: usize,
+        good_steps: usize,
+    },
 }
 
 /// What to do with a step's gradients.
@@ -27,7 +33,13 @@ pub fn all_finite(values: &[f32]) -> bool {
 
 impl LossScaling {
     pub fn dynamic(init: f64, growth: f64, backoff: f64, interval: usize) -> LossScaling {
-        LossScaling::Dynamic { scale: init, growth, backoff, interval: interval.max(1), good_steps: 0 }
+        LossScaling::Dynamic {
+            scale: init,
+            growth,
+            backoff,
+            interval: interval.max(1),
+            good_steps: 0,
+        }
     }
 
     /// The scale of the next step.
@@ -43,7 +55,14 @@ impl LossScaling {
     /// dynamic scaling an overflowing step is applied (its non-finite values reach the weights,
     /// as they would in plain arithmetic).
     pub fn after_step(&mut self, overflow: bool) -> ScaleDecision {
-        let LossScaling::Dynamic { scale, growth, backoff, interval, good_steps } = self else {
+        let LossScaling::Dynamic {
+            scale,
+            growth,
+            backoff,
+            interval,
+            good_steps,
+        } = self
+        else {
             return ScaleDecision::Apply;
         };
         if overflow {
@@ -76,6 +95,10 @@ mod tests {
         let mut fixed = LossScaling::Static(8.0);
         assert_eq!(fixed.after_step(true), ScaleDecision::Apply);
         assert_eq!(fixed.scale(), 8.0);
-        assert!(all_finite(&[1.0, -0.0]) && !all_finite(&[1.0, f32::INFINITY]) && !all_finite(&[f32::NAN]));
+        assert!(
+            all_finite(&[1.0, -0.0])
+                && !all_finite(&[1.0, f32::INFINITY])
+                && !all_finite(&[f32::NAN])
+        );
     }
 }

@@ -40,29 +40,63 @@ fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
 }
 
 /// The rounding to the result: `out`, drawing at the element's counter `e·span + offset`.
-fn output(body: &mut Body<'_>, sizes: &[ValueId], format: Format, arith: &Arith, span: u64, offset: u64) -> Rnd {
-    let draw = arith.out.is_stochastic().then(|| (arith.stream.unwrap_or(0), draw_counter(body, sizes, span, offset)));
-    Rnd { format, rounding: arith.out, draw }
+fn output(
+    body: &mut Body<'_>,
+    sizes: &[ValueId],
+    format: Format,
+    arith: &Arith,
+    span: u64,
+    offset: u64,
+) -> Rnd {
+    let draw = arith.out.is_stochastic().then(|| {
+        (
+            arith.stream.unwrap_or(0),
+            draw_counter(body, sizes, span, offset),
+        )
+    });
+    Rnd {
+        format,
+        rounding: arith.out,
+        draw,
+    }
 }
 
 pub fn bias_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     let dy = module.ops[op].operands[0];
     let dyt = operand_type(module, op, 0);
-    let rows = dyt.dims[..dyt.rank() - 1].iter().try_fold(1u64, |n, d| match d {
-        Dim::Fixed(k) => n.checked_mul(*k),
-        Dim::Dynamic => None,
-    });
+    let rows = dyt.dims[..dyt.rank() - 1]
+        .iter()
+        .try_fold(1u64, |n, d| match d {
+            Dim::Fixed(k) => n.checked_mul(*k),
+            Dim::Dynamic => None,
+        });
     let Some(rows) = rows else {
-        return error(module, op, "the number of rows must be static (specialise the batch with `infer{batch=N}`)");
+        return error(
+            module,
+            op,
+            "the number of rows must be static (specialise the batch with `infer{batch=N}`)",
+        );
     };
     let rt = result_type(module, op);
-    let row_sizes: Vec<u64> = dyt.dims[..dyt.rank() - 1].iter().map(|d| if let Dim::Fixed(s) = d { *s } else { 1 }).collect();
+    let row_sizes: Vec<u64> = dyt.dims[..dyt.rank() - 1]
+        .iter()
+        .map(|d| if let Dim::Fixed(s) = d { *s } else { 1 })
+        .collect();
     generate(module, op, |body, sizes| {
         let n = body.idx[0];
         let span = rows + 1;
-        let acc_draw = arith.acc.rounding.is_stochastic().then(|| (arith.stream.unwrap_or(0), draw_counter(body, sizes, span, 0)));
-        let acc = Rnd { format: arith.acc.format, rounding: arith.acc.rounding, draw: acc_draw };
+        let acc_draw = arith.acc.rounding.is_stochastic().then(|| {
+            (
+                arith.stream.unwrap_or(0),
+                draw_counter(body, sizes, span, 0),
+            )
+        });
+        let acc = Rnd {
+            format: arith.acc.format,
+            rounding: arith.acc.rounding,
+            draw: acc_draw,
+        };
         let lo = body.index(0);
         let hi = body.index(rows);
         let sum = body.accumulate(lo, hi, acc, None, |inner, r| {
@@ -106,7 +140,11 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let (lo, hi) = (bound("min"), bound("max"));
     let (dy, x) = (o.operands[0], o.operands[1]);
     let upper = o.operands.get(2).copied();
-    let upper_rank = if upper.is_some() { operand_type(module, op, 2).rank() } else { 0 };
+    let upper_rank = if upper.is_some() {
+        operand_type(module, op, 2).rank()
+    } else {
+        0
+    };
     let rt = result_type(module, op);
     generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
@@ -137,8 +175,14 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
                 None => s,
             });
         }
-        let draw = rounding.is_stochastic().then(|| (stream, draw_counter(body, sizes, 1, 0)));
-        let out = Rnd { format: rt.format, rounding, draw };
+        let draw = rounding
+            .is_stochastic()
+            .then(|| (stream, draw_counter(body, sizes, 1, 0)));
+        let out = Rnd {
+            format: rt.format,
+            rounding,
+            draw,
+        };
         Ok(match mask {
             Some(m) => body.rounded("kernel.mul", vec![g, m], out),
             None => body.round(g, out),
@@ -150,7 +194,11 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 pub fn loss_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     if arith.acc.rounding.is_stochastic() {
-        return error(module, op, "a stochastic accumulator here is not supported by lower-kernel yet");
+        return error(
+            module,
+            op,
+            "a stochastic accumulator here is not supported by lower-kernel yet",
+        );
     }
     let softmax = module.ops[op].name() == "nn.softmax_xent_grad";
     let o = module.ops[op].operands.clone();
@@ -165,7 +213,15 @@ pub fn loss_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let (b, c) = (idx[0], idx[1]);
             let classes = body.size(y, &yt, 1);
             let first = body.load(y, vec![b, zero]);
-            let m = body.reduce("kernel.reduce_max", zero, classes, first, Default::default(), None, |inner, k| (inner.load(y, vec![b, k]), None));
+            let m = body.reduce(
+                "kernel.reduce_max",
+                zero,
+                classes,
+                first,
+                Default::default(),
+                None,
+                |inner, k| (inner.load(y, vec![b, k]), None),
+            );
             let exp = |body: &mut Body<'_>, k: ValueId| {
                 let xk = body.load(y, vec![b, k]);
                 let d = body.rounded("kernel.sub", vec![xk, m], acc);
@@ -206,14 +262,32 @@ pub fn loss_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     if arith.is_stochastic() {
-        return error(module, op, "stochastic rounding in the PACT bound's gradient is not supported by lower-kernel yet");
+        return error(
+            module,
+            op,
+            "stochastic rounding in the PACT bound's gradient is not supported by lower-kernel yet",
+        );
     }
     let o = module.ops[op].operands.clone();
     let (dy, x, alpha) = (o[0], o[1], o[2]);
     let (dyt, at) = (operand_type(module, op, 0), operand_type(module, op, 2));
-    let dims: Option<Vec<u64>> = dyt.dims.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect();
+    let dims: Option<Vec<u64>> = dyt
+        .dims
+        .iter()
+        .map(|d| {
+            if let Dim::Fixed(n) = d {
+                Some(*n)
+            } else {
+                None
+            }
+        })
+        .collect();
     let Some(dims) = dims else {
-        return error(module, op, "the gradient's shape must be static (specialise the batch with `infer{batch=N}`)");
+        return error(
+            module,
+            op,
+            "the gradient's shape must be static (specialise the batch with `infer{batch=N}`)",
+        );
     };
     let count: u64 = dims.iter().product();
     let rt = result_type(module, op);
