@@ -227,7 +227,7 @@ impl Generator {
     fn tensor_format(&mut self, last: usize) -> &'static str {
         loop {
             let f = self.choices.pick(&TENSOR_FORMATS);
-            if f != "mxfp8_e4m3" || last % MX_BLOCK == 0 {
+            if f != "mxfp8_e4m3" || last.is_multiple_of(MX_BLOCK) {
                 return f;
             }
         }
@@ -427,7 +427,7 @@ impl Generator {
     fn conv2d(&mut self, x: &Activation) -> Activation {
         let [h, w, c] = [x.shape[0], x.shape[1], x.shape[2]];
         let o = self.choices.range(1, 8);
-        let groups = if c % 2 == 0 && o % 2 == 0 && self.choices.percent(25) {
+        let groups = if c.is_multiple_of(2) && o.is_multiple_of(2) && self.choices.percent(25) {
             2
         } else {
             1
@@ -546,10 +546,10 @@ fn random_network(seed: u64) -> String {
     let layers = g.choices.range(2, 7);
     for _ in 0..layers {
         x = match (x.shape.len(), g.choices.range(0, 9)) {
-            (3, 0 | 1 | 2) => g.conv2d(&x),
+            (3, 0..=2) => g.conv2d(&x),
             (3, 3) => g.pool(&x),
             (3, 4) => g.flatten(&x),
-            (1, 0 | 1 | 2 | 3) => g.dense(&x),
+            (1, 0..=3) => g.dense(&x),
             (_, 5) => g.add(&x),
             (_, 6) => g.norm(&x),
             (_, 7) if g.choices.percent(50) => g.softmax(&x),
