@@ -1,14 +1,14 @@
 //! `cargo bench -p qc-compiler --bench kernels`: multiply-accumulates per second of the JIT on
 //! a dense layer 256×256×256 and a 3×3 convolution 32×32×16→16 (batch 8, so the MAC counts
-//! are comparable) in several arithmetics, each beside native f32 (matrixmultiply's sgemm,
-//! the convolution as im2col + sgemm) measured in the same run with the same thread count;
-//! then the compile time of examples/resnet20.qnn from source to JIT-ready code.
-//!
-//! The reference interpreter is not on this branch yet, so its column is absent.
+//! are comparable) in several arithmetics, each beside the reference interpreter (one run per
+//! case: it is slow) and native f32 (matrixmultiply's sgemm, the convolution as im2col +
+//! sgemm), both measured in the same run, native with the same thread count; then the
+//! compile time of examples/resnet20.qnn from source to JIT-ready code.
 
+use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::jit::Jit;
 use qc_compiler::backend::program::compile_to_kernel;
-use qc_compiler::backend::Program;
+use qc_compiler::backend::{Backend, Program};
 use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 use std::time::{Duration, Instant};
@@ -125,7 +125,10 @@ fn main() {
     std::env::set_var("MATMUL_NUM_THREADS", jit.threads.to_string());
     println!("threads: {} (QC_THREADS / MATMUL_NUM_THREADS)", jit.threads);
     println!();
-    println!("{:<8} {:<38} {:>12} {:>14} {:>10}", "layer", "arithmetic", "JIT MAC/s", "native f32", "native/JIT");
+    println!(
+        "{:<8} {:<38} {:>12} {:>12} {:>10} {:>14} {:>10}",
+        "layer", "arithmetic", "JIT MAC/s", "interp", "JIT/interp", "native f32", "native/JIT"
+    );
 
     let dense_macs = 256f64 * 256.0 * 256.0;
     let conv_macs = (BATCH_CONV * 32 * 32 * 16 * 9 * 16) as f64;
@@ -149,9 +152,20 @@ fn main() {
             let t = best(|| {
                 std::hint::black_box(compiled.run(&p, &inputs).unwrap());
             });
+            let start = Instant::now();
+            std::hint::black_box(Interpreter.run(&p, &inputs).unwrap());
+            let interp_rate = macs / start.elapsed().as_secs_f64();
             let rate = macs / t.as_secs_f64();
             let native_rate = macs / native.as_secs_f64();
-            println!("{layer:<8} {:<38} {:>12} {:>14} {:>9.1}×", a.name, si(rate), si(native_rate), native_rate / rate);
+            println!(
+                "{layer:<8} {:<38} {:>12} {:>12} {:>9.0}× {:>14} {:>9.1}×",
+                a.name,
+                si(rate),
+                si(interp_rate),
+                rate / interp_rate,
+                si(native_rate),
+                native_rate / rate
+            );
         }
     }
 
