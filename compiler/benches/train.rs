@@ -200,7 +200,7 @@ fn main() {
         .expect("64 pixels");
     let (baseline, accuracy) = native(&data);
     println!(
-        "digits MLP 64-128-128-10, batch 32, one epoch ({} samples), single thread",
+        "digits MLP 64-128-128-10, batch 32, one epoch ({} samples); the JIT uses its default threads (QC_THREADS)",
         data.len()
     );
     println!("{:<34} {:>12} {:>12}", "training", "samples/s", "vs native");
