@@ -236,14 +236,18 @@ fn usage_errors_exit_with_2() {
     }
 }
 
-/// The README's main command: the tour runs to the end and shows each of its parts.
+/// The README's main command: the tour runs to the end and shows each of its parts, and the
+/// MLP trains to a useful accuracy on the digits.
 #[test]
-fn demo_runs_the_tour_and_compiles_the_mlp() {
+fn demo_runs_the_tour_compiles_and_trains_the_mlp() {
     let out = qc(&["demo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for part in ["compare 0.1 in fp32", "q block in mxfp4", "fp16, chunks of 32, nearest", "stochastic:13", "model mlp", "model size:"] {
+    for part in ["compare 0.1 in fp32", "q block in mxfp4", "fp16, chunks of 32, nearest", "stochastic:13", "model mlp", "model size:", "epoch  20/20"] {
         assert!(text.contains(part), "`qc demo` lacks {part:?}");
     }
     assert!(!text.contains("error:"), "{text}");
+    let last = text.lines().rfind(|l| l.starts_with("epoch  20/20")).unwrap();
+    let accuracy: f64 = last.split("test acc ").nth(1).and_then(|r| r.split('%').next()).and_then(|a| a.trim().parse().ok()).unwrap();
+    assert!(accuracy > 90.0, "{last}");
 }

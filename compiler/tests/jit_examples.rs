@@ -59,3 +59,31 @@ fn every_example_compiles_and_runs_with_identical_bits_on_one_and_two_threads() 
     }
     assert!(ran.len() >= 6, "{ran:?}");
 }
+
+/// One `Jit` runs a stochastic program under several seeds (compiled once, cached): each run
+/// equals the interpreter's under that seed, and the seeds really change the result.
+#[test]
+fn a_cached_program_takes_the_seed_of_each_run() {
+    use qc_compiler::backend::interp::Interpreter;
+    let source = "model sr {
+      defaults { mul = exact; acc = fp<6,5>; rounding = stochastic:9; }
+      input x: [B, 16] fp32;
+      param w: [8, 16] e4m3 = he_normal;
+      let y = dense(x, w) : fp16;
+      output y;
+    }";
+    let model = qc_lang::check_source(source).0.unwrap();
+    let mut program = Program::prepare(compile_to_kernel(&model, "optimize").unwrap(), 0).unwrap();
+    let inputs = inputs_for(&program, 2);
+    let jit = Jit::with_threads(2);
+    let bits = |ts: Vec<Tensor>| ts.iter().flat_map(|t| t.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+    let mut outputs = Vec::new();
+    for seed in [1, 2, 1] {
+        program.seed = seed;
+        let got = bits(jit.run(&program, &inputs).unwrap());
+        assert_eq!(got, bits(Interpreter.run(&program, &inputs).unwrap()), "seed {seed}");
+        outputs.push(got);
+    }
+    assert_ne!(outputs[0], outputs[1], "the seed changes a stochastic program's result");
+    assert_eq!(outputs[0], outputs[2]);
+}

@@ -530,9 +530,9 @@ fn from_index_rounds_the_integer() {
                 "    %m = kernel.index {{value = 977}} : () -> index\n    %j = kernel.index_mul %i, %m : (index, index) -> index\n    %z = kernel.from_index %j{draw} {attrs} : (index{draw_ty}) -> {result}\n"
             );
             let got = run(&elementwise(n, &[], result, &body), vec![], 1).unwrap();
-            for i in 0..n {
+            for (i, g) in got.iter().enumerate() {
                 let want = round_ref(&from_f64((i * 977) as f64), &fmt(result), Rounding::parse(mode).unwrap(), DRAW_BASE + i as u64);
-                assert!(bits_equal(got[i], want), "{result} @ {mode} [{i}]: got {:e}, want {want:e}", got[i]);
+                assert!(bits_equal(*g, want), "{result} @ {mode} [{i}]: got {g:e}, want {want:e}");
             }
         }
     }
@@ -573,7 +573,9 @@ fn dot_text(rows: usize, k: usize, input: &str, acc: &str, mode: &str, chunk: Op
 #[test]
 fn accumulations_with_and_without_chunks_round_after_every_addition() {
     let (rows, k) = (24, 70);
-    let cases: [(&str, &str, &str, Option<(usize, &str)>); 9] = [
+    // (input format, accumulator, mode, chunk size and chunk format)
+    type Case = (&'static str, &'static str, &'static str, Option<(usize, &'static str)>);
+    let cases: [Case; 9] = [
         ("fp32", "fp32", "nearest", None),
         ("e4m3", "fp32", "nearest", None),
         ("e4m3", "fp16", "nearest", None),
@@ -691,5 +693,52 @@ fn exact_stochastic_rounding_of_a_sum_is_refused_with_one_line() {
     for i in 0..256 {
         let want = round_ref(&mul(&from_f64(a[i] as f64), &from_f64(b[i] as f64)), &fmt("fp16"), Rounding::Stochastic, DRAW_BASE + i as u64);
         assert!(bits_equal(got[i], want), "[{i}] {}·{}: got {}, want {want}", a[i], b[i], got[i]);
+    }
+}
+
+/// A rank-3 output whose innermost axis (7: one pass of four elements and three single ones)
+/// sums a prefix whose length depends on that axis (loop bounds that differ per element),
+/// in fp16 with `stochastic:9`.
+#[test]
+fn innermost_elements_with_their_own_loop_bounds() {
+    let (a0, a1, a2, k) = (2, 3, 7, 9);
+    let text = format!(
+        "func @t(%a: tensor<{a0}x{a1}x{k}xfp32>) -> (tensor<{a0}x{a1}x{a2}xfp16>) {{
+  %r = kernel.generate : () -> tensor<{a0}x{a1}x{a2}xfp16> {{
+  ^bb0(%i: index, %j: index, %n: index):
+    %lo = kernel.index {{value = 0}} : () -> index
+    %one = kernel.index {{value = 1}} : () -> index
+    %hi = kernel.index_add %n, %one : (index, index) -> index
+    %stride = kernel.index {{value = 100}} : () -> index
+    %row = kernel.index_mul %j, %stride : (index, index) -> index
+    %d = kernel.index_add %row, %n : (index, index) -> index
+    %zero = kernel.constant {{value = 0.0}} : () -> fp16
+    %z = kernel.accumulate %lo, %hi, %zero, %d {{round = stochastic:9, stream = {STREAM}}} : (index, index, fp16, index) -> fp16 {{
+    ^bb1(%q: index):
+      %x = kernel.load %a, %i, %j, %q : (tensor<{a0}x{a1}x{k}xfp32>, index, index, index) -> fp32
+      kernel.yield %x : (fp32) -> ()
+    }}
+    kernel.yield %z : (fp16) -> ()
+  }}
+  func.return %r : (tensor<{a0}x{a1}x{a2}xfp16>) -> ()
+}}
+"
+    );
+    let a: Vec<f32> = values(&fmt("fp32"), a0 * a1 * k, 9, -4).into_iter().map(|x| if x.is_finite() { x } else { 0.25 }).collect();
+    let got = run(&text, vec![Tensor::new(vec![a0, a1, k], a.clone()).unwrap()], 1).unwrap();
+    let f16 = fmt("fp16");
+    for i in 0..a0 {
+        for j in 0..a1 {
+            for n in 0..a2 {
+                let mut acc = from_f64(0.0);
+                for q in 0..=n {
+                    let x = from_f64(a[(i * a1 + j) * k + q] as f64);
+                    acc = from_f64(round_ref(&add(&acc, &x), &f16, Rounding::StochasticBits(9), (j * 100 + n + q) as u64) as f64);
+                }
+                let want = to_value_f64(&acc) as f32;
+                let g = got[(i * a1 + j) * a2 + n];
+                assert!(bits_equal(g, want), "[{i},{j},{n}]: got {g:e}, want {want:e}");
+            }
+        }
     }
 }

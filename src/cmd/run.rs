@@ -23,8 +23,8 @@ use std::time::Instant;
 pub struct Args {
     /// The .qnn model.
     pub file: PathBuf,
-    /// The backend: `interp` (the reference interpreter) or `jit`.
-    #[arg(long, default_value = "interp")]
+    /// The backend: `jit` (Cranelift) or `interp` (the reference interpreter; same bits).
+    #[arg(long, default_value = "jit")]
     pub backend: String,
     /// Parameters by name from a .safetensors, .npz or .npy file.
     #[arg(long)]

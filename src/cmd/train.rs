@@ -34,8 +34,8 @@ pub struct Args {
     /// Seed of initialisation, shuffling and stochastic rounding (default: the section's).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The backend: `interp` (the reference interpreter) or `jit`.
-    #[arg(long, default_value = "interp")]
+    /// The backend: `jit` (Cranelift) or `interp` (the reference interpreter; same bits).
+    #[arg(long, default_value = "jit")]
     pub backend: String,
     /// Start from these weights (.safetensors, .npz) instead of the initialisers.
     #[arg(long)]

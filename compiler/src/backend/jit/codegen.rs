@@ -38,6 +38,21 @@ pub(super) struct KernelFn {
     pub split: usize,
     /// Estimated work per element (ops executed), to decide whether threads pay off.
     pub cost_per_element: f64,
+    /// The random streams the kernel draws from: their keys follow the captures in `env`
+    /// (one word each, `k0 | k1 << 32`), so the run's seed is an input, not compiled in.
+    pub streams: Vec<u64>,
+}
+
+/// Every `stream` attribute inside the generate `op`, sorted.
+fn streams_of(ir: &Module, op: OpId) -> Vec<u64> {
+    let mut inner_ops = Vec::new();
+    for &r in &ir.ops[op].regions {
+        ir.collect_ops(r, &mut inner_ops);
+    }
+    let mut streams: Vec<u64> = inner_ops.iter().filter_map(|&o| ir.ops[o].attr("stream").and_then(crate::ir::Attr::as_int)).map(|s| s as u64).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
 }
 
 /// The f64 → f64 functions kernels call (the libm reference values).
@@ -49,7 +64,7 @@ pub(super) struct Helpers {
     pub gelu: FuncId,
 }
 
-/// A value inside a region.
+/// A value inside a region (for one output element).
 #[derive(Clone, Copy)]
 enum Cv {
     Index(Value),
@@ -57,6 +72,18 @@ enum Cv {
     /// An exact product, as f64, with its f32 factors.
     Real(Value, Value, Value),
 }
+
+/// A value for the elements computed together: one shared by all of them, or one per lane.
+#[derive(Clone)]
+enum Lv {
+    Shared(Cv),
+    Lanes(Vec<Cv>),
+}
+
+/// Output elements computed together in one pass of the innermost loop: their
+/// accumulations run in one loop with independent accumulators, so the processor overlaps
+/// the (long) dependency chains of their additions. Each element's additions keep their order.
+const LANES: usize = 4;
 
 struct TensorView {
     ptr: Value,
@@ -67,18 +94,21 @@ struct TensorView {
 struct Gen<'a, 'b> {
     e: Emit<'a, 'b>,
     ir: &'a Module,
-    vals: HashMap<ValueId, Cv>,
+    vals: HashMap<ValueId, Lv>,
+    /// The lane whose values `get` reads.
+    lane: usize,
     tensors: HashMap<ValueId, TensorView>,
     funcs: HashMap<&'static str, FuncRef>,
 }
 
 /// Compiles the `kernel.generate` `op` of `ir` into `jit`.
-pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, seed: u64, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
+pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();
     let rank = out_ty.rank();
     let block = ir.entry_block(o.regions[0]).ok_or("a generate has a body")?;
     let captures = captures_of(ir, op);
+    let streams = streams_of(ir, op);
 
     let mut sig = jit.make_signature();
     for _ in 0..3 {
@@ -100,8 +130,8 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
-        let (env, lo, hi) = (params[0], params[1], params[2]);
-        let mut g = Gen { e: Emit { b: &mut b, seed }, ir, vals: HashMap::new(), tensors: HashMap::new(), funcs };
+        let (env, mut lo, hi) = (params[0], params[1], params[2]);
+        let mut g = Gen { e: Emit { b: &mut b, keys: HashMap::new() }, ir, vals: HashMap::new(), lane: 0, tensors: HashMap::new(), funcs };
         let mut slot = 0i32;
         let out = g.view(env, &mut slot, &out_ty.dims);
         for c in &captures {
@@ -114,11 +144,20 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
                 Capture::Index(v) => {
                     let x = g.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, slot * 8);
                     slot += 1;
-                    g.vals.insert(v, Cv::Index(x));
+                    g.vals.insert(v, Lv::Shared(Cv::Index(x)));
                 }
             }
         }
+        for &stream in &streams {
+            let key = g.e.b.ins().load(types::I64, MemFlagsData::trusted(), env, slot * 8);
+            slot += 1;
+            g.e.keys.insert(stream, key);
+        }
         let split = rank.min(2);
+        if split == rank && rank > 0 {
+            // LANES rows at a time while they fit, then one at a time.
+            lo = g.row_lanes(&out, block, lo, hi)?;
+        }
         // for r in lo..hi: the leading indices, then loops over the remaining axes.
         let header = g.e.b.create_block();
         let body = g.e.b.create_block();
@@ -130,16 +169,7 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
         let more = g.e.b.ins().icmp(IntCC::UnsignedLessThan, r, hi);
         g.e.b.ins().brif(more, body, &[], exit, &[]);
         g.e.b.switch_to_block(body);
-        let mut idx = Vec::new();
-        match split {
-            2 => {
-                let d1 = out.dims[1];
-                idx.push(g.e.b.ins().udiv(r, d1));
-                idx.push(g.e.b.ins().urem(r, d1));
-            }
-            1 => idx.push(r),
-            _ => {}
-        }
+        let mut idx = g.leading(&out, r, split);
         g.axis_loops(&out, &mut idx, split, block)?;
         let next = g.e.b.ins().iadd_imm_s(r, 1);
         g.e.b.ins().jump(header, &[next.into()]);
@@ -150,7 +180,7 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
     }
     jit.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
     jit.clear_context(&mut ctx);
-    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost })
+    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost, streams })
 }
 
 /// The values used inside `op`'s region (at any depth) that are defined outside it.
@@ -233,34 +263,109 @@ impl Gen<'_, '_> {
         TensorView { ptr, dims: vals, strides }
     }
 
-    /// Loops over axes `axis..` of the output, then the element itself.
-    fn axis_loops(&mut self, out: &TensorView, idx: &mut Vec<Value>, axis: usize, body: crate::ir::BlockId) -> Result<(), String> {
-        if axis == out.dims.len() {
-            let args = &self.ir.blocks[body].args;
-            for (a, &i) in args.iter().zip(idx.iter()) {
-                self.vals.insert(*a, Cv::Index(i));
+    /// The leading indices of row position `r`.
+    fn leading(&mut self, out: &TensorView, r: Value, split: usize) -> Vec<Value> {
+        match split {
+            2 => {
+                let d1 = out.dims[1];
+                vec![self.e.b.ins().udiv(r, d1), self.e.b.ins().urem(r, d1)]
             }
-            let yielded = self.emit_block(body)?;
-            let value = match yielded.first() {
-                Some(Cv::F32(v)) => *v,
+            1 => vec![r],
+            _ => vec![],
+        }
+    }
+
+    /// `for r = lo; r + LANES ≤ hi; r += LANES`: LANES rows at once. Returns where it stopped.
+    fn row_lanes(&mut self, out: &TensorView, body: crate::ir::BlockId, lo: Value, hi: Value) -> Result<Value, String> {
+        let header = self.e.b.create_block();
+        let inner = self.e.b.create_block();
+        let exit = self.e.b.create_block();
+        self.e.b.append_block_param(header, types::I64);
+        self.e.b.append_block_param(exit, types::I64);
+        self.e.b.ins().jump(header, &[lo.into()]);
+        self.e.b.switch_to_block(header);
+        let r = self.e.b.block_params(header)[0];
+        let end = self.e.b.ins().iadd_imm_s(r, LANES as i64);
+        let fits = self.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, hi);
+        self.e.b.ins().brif(fits, inner, &[], exit, &[r.into()]);
+        self.e.b.switch_to_block(inner);
+        let split = out.dims.len();
+        let idx: Vec<Vec<Value>> = (0..LANES)
+            .map(|l| {
+                let rl = self.e.b.ins().iadd_imm_s(r, l as i64);
+                self.leading(out, rl, split)
+            })
+            .collect();
+        self.element(out, &idx, body)?;
+        self.e.b.ins().jump(header, &[end.into()]);
+        self.e.b.switch_to_block(exit);
+        Ok(self.e.b.block_params(exit)[0])
+    }
+
+    /// Computes and stores the elements at `idx` (one index vector per lane).
+    fn element(&mut self, out: &TensorView, idx: &[Vec<Value>], body: crate::ir::BlockId) -> Result<(), String> {
+        let lanes = idx.len();
+        let args = self.ir.blocks[body].args.clone();
+        for (axis, a) in args.iter().enumerate() {
+            let per_lane: Vec<Cv> = idx.iter().map(|i| Cv::Index(i[axis])).collect();
+            self.vals.insert(*a, if lanes == 1 { per_lane[0].into() } else { Lv::Lanes(per_lane) });
+        }
+        let yielded = self.emit_block(body, lanes)?;
+        for (l, i) in idx.iter().enumerate() {
+            let value = match yielded.first().map(|y| lane_of(y, l)) {
+                Some(Cv::F32(v)) => v,
                 _ => return Err("a generate yields one scalar".into()),
             };
             let mut offset = self.e.i64c(0);
-            for (i, s) in idx.iter().zip(&out.strides) {
+            for (i, s) in i.iter().zip(&out.strides) {
                 let t = self.e.b.ins().imul(*i, *s);
                 offset = self.e.b.ins().iadd(offset, t);
             }
             let bytes = self.e.b.ins().ishl_imm_s(offset, 2);
             let addr = self.e.b.ins().iadd(out.ptr, bytes);
             self.e.b.ins().store(MemFlagsData::trusted(), value, addr, 0);
-            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Loops over axes `axis..` of the output, then the element itself; the innermost axis
+    /// (when it is not a leading one) runs LANES elements at a time while they fit.
+    fn axis_loops(&mut self, out: &TensorView, idx: &mut Vec<Value>, axis: usize, body: crate::ir::BlockId) -> Result<(), String> {
+        if axis == out.dims.len() {
+            return self.element(out, std::slice::from_ref(idx), body);
+        }
+        let innermost = axis + 1 == out.dims.len();
+        let mut start = self.e.i64c(0);
+        if innermost {
+            let header = self.e.b.create_block();
+            let inner = self.e.b.create_block();
+            let exit = self.e.b.create_block();
+            self.e.b.append_block_param(header, types::I64);
+            self.e.b.append_block_param(exit, types::I64);
+            self.e.b.ins().jump(header, &[start.into()]);
+            self.e.b.switch_to_block(header);
+            let i = self.e.b.block_params(header)[0];
+            let end = self.e.b.ins().iadd_imm_s(i, LANES as i64);
+            let fits = self.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, out.dims[axis]);
+            self.e.b.ins().brif(fits, inner, &[], exit, &[i.into()]);
+            self.e.b.switch_to_block(inner);
+            let lanes: Vec<Vec<Value>> = (0..LANES)
+                .map(|l| {
+                    let mut v = idx.clone();
+                    v.push(self.e.b.ins().iadd_imm_s(i, l as i64));
+                    v
+                })
+                .collect();
+            self.element(out, &lanes, body)?;
+            self.e.b.ins().jump(header, &[end.into()]);
+            self.e.b.switch_to_block(exit);
+            start = self.e.b.block_params(exit)[0];
         }
         let header = self.e.b.create_block();
         let inner = self.e.b.create_block();
         let exit = self.e.b.create_block();
         self.e.b.append_block_param(header, types::I64);
-        let zero = self.e.i64c(0);
-        self.e.b.ins().jump(header, &[zero.into()]);
+        self.e.b.ins().jump(header, &[start.into()]);
         self.e.b.switch_to_block(header);
         let i = self.e.b.block_params(header)[0];
         let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, i, out.dims[axis]);
@@ -276,19 +381,63 @@ impl Gen<'_, '_> {
     }
 
     /// Emits the ops of a region block; returns what its `kernel.yield` yields.
-    fn emit_block(&mut self, block: crate::ir::BlockId) -> Result<Vec<Cv>, String> {
+    /// `lanes` elements are computed together: an op whose operands are all shared is
+    /// emitted once, others once per lane; loops keep one accumulator per lane.
+    fn emit_block(&mut self, block: crate::ir::BlockId, lanes: usize) -> Result<Vec<Lv>, String> {
         for &op in &self.ir.blocks[block].ops {
-            if self.ir.ops[op].name() == "kernel.yield" {
-                return Ok(self.ir.ops[op].operands.iter().map(|v| self.vals[v]).collect());
+            let o = &self.ir.ops[op];
+            if o.name() == "kernel.yield" {
+                return o.operands.iter().map(|v| self.vals.get(v).cloned().ok_or_else(|| "a yielded value".to_string())).collect();
             }
-            self.emit_op(op)?;
+            let result = o.results.first().copied();
+            let value = match o.name() {
+                "kernel.accumulate" | "kernel.reduce_max" => self.loop_op(op, lanes)?,
+                _ => {
+                    let varying = lanes > 1 && o.operands.iter().any(|v| matches!(self.vals.get(v), Some(Lv::Lanes(_))));
+                    if varying {
+                        let mut per_lane = Vec::with_capacity(lanes);
+                        for l in 0..lanes {
+                            self.lane = l;
+                            per_lane.push(self.emit_op(op)?);
+                        }
+                        Lv::Lanes(per_lane)
+                    } else {
+                        // Shared operands (or one lane: `self.lane` picks it).
+                        Lv::Shared(self.emit_op(op)?)
+                    }
+                }
+            };
+            if let Some(r) = result {
+                self.vals.insert(r, value);
+            }
         }
         Err("a region ends in kernel.yield".into())
     }
 
+    /// The value of `v` in the current lane.
+    fn get(&self, v: ValueId) -> Option<Cv> {
+        self.vals.get(&v).map(|x| lane_of(x, self.lane))
+    }
+
+    /// An accumulate or reduce_max over `lanes` elements: one loop with an accumulator per
+    /// lane when the bounds are shared, else one loop per lane.
+    fn loop_op(&mut self, op: OpId, lanes: usize) -> Result<Lv, String> {
+        let o = &self.ir.ops[op];
+        let shared_bounds = o.operands[..2].iter().all(|v| matches!(self.vals.get(v), Some(Lv::Shared(_))));
+        if lanes > 1 && !shared_bounds {
+            let mut per_lane = Vec::with_capacity(lanes);
+            for l in 0..lanes {
+                self.lane = l;
+                per_lane.push(lane_of(&self.loop_lanes(op, 1)?, 0));
+            }
+            return Ok(Lv::Lanes(per_lane));
+        }
+        self.loop_lanes(op, lanes)
+    }
+
     fn index(&self, v: ValueId) -> Result<Value, String> {
-        match self.vals.get(&v) {
-            Some(Cv::Index(x)) => Ok(*x),
+        match self.get(v) {
+            Some(Cv::Index(x)) => Ok(x),
             _ => Err("an index operand".into()),
         }
     }
@@ -303,15 +452,15 @@ impl Gen<'_, '_> {
     }
 
     fn num(&self, v: ValueId) -> Result<Cv, String> {
-        match self.vals.get(&v) {
-            Some(c @ (Cv::F32(_) | Cv::Real(..))) => Ok(*c),
+        match self.get(v) {
+            Some(c @ (Cv::F32(_) | Cv::Real(..))) => Ok(c),
             _ => Err("a number operand".into()),
         }
     }
 
     fn f32_of(&self, v: ValueId) -> Option<Value> {
-        match self.vals.get(&v) {
-            Some(Cv::F32(x)) => Some(*x),
+        match self.get(v) {
+            Some(Cv::F32(x)) => Some(x),
             _ => None,
         }
     }
@@ -356,7 +505,8 @@ impl Gen<'_, '_> {
         self.round_odd(s, r)
     }
 
-    fn emit_op(&mut self, op: OpId) -> Result<(), String> {
+    /// Emits a region-free op for the current lane and returns its value.
+    fn emit_op(&mut self, op: OpId) -> Result<Cv, String> {
         let o = &self.ir.ops[op];
         let name = o.name();
         let ops = o.operands.clone();
@@ -415,7 +565,7 @@ impl Gen<'_, '_> {
             "kernel.select" => {
                 let c = self.index(ops[0])?;
                 let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, c, 0);
-                match (self.vals[&ops[1]], self.vals[&ops[2]]) {
+                match (self.get(ops[1]).ok_or("an operand")?, self.get(ops[2]).ok_or("an operand")?) {
                     (Cv::F32(a), Cv::F32(b)) => Cv::F32(self.e.b.ins().select(c, a, b)),
                     (Cv::Index(a), Cv::Index(b)) => Cv::Index(self.e.b.ins().select(c, a, b)),
                     (Cv::Real(a, a1, a2), Cv::Real(b, b1, b2)) => {
@@ -539,99 +689,100 @@ impl Gen<'_, '_> {
                 let y = self.e.b.inst_results(call)[0];
                 Cv::F32(self.round_exact(y, &r))
             }
-            "kernel.accumulate" => self.accumulate(op)?,
-            "kernel.reduce_max" => self.reduce_max(op)?,
             other => return Err(format!("the JIT does not compile `{other}` inside a kernel")),
         };
-        if let Some(res) = result {
-            self.vals.insert(res, value);
-        }
-        Ok(())
+        Ok(value)
     }
 
-    /// `acc = init; for k = lo, lo+step, .. < hi: acc = round(acc + term(k))`, drawing at
-    /// `draw + k`; a yielded `keep` of 0 skips the term.
-    fn accumulate(&mut self, op: OpId) -> Result<Cv, String> {
+    /// `kernel.accumulate` (`acc = round(acc + term(k))` for `k = lo, lo+step, .. < hi`,
+    /// drawing at `draw + k`) or `kernel.reduce_max` (IEEE maximum: NaN wins, +0 above −0),
+    /// for `n` lanes in one loop over shared bounds with an accumulator per lane; a yielded
+    /// `keep` of 0 skips the term (no addition, no draw).
+    fn loop_lanes(&mut self, op: OpId, n: usize) -> Result<Lv, String> {
         let o = &self.ir.ops[op];
+        let is_max = o.name() == "kernel.reduce_max";
         if o.attr("chunk").is_some() {
             return Err("a chunked kernel.accumulate reaches the JIT unexpanded (run the `chunking` pass)".into());
         }
         let ops = o.operands.clone();
-        let step = attr_int(self.ir, op, "step").unwrap_or(1);
+        let step = if is_max { 1 } else { attr_int(self.ir, op, "step").unwrap_or(1) };
+        // With one lane the current lane is the one (loops inside a per-lane loop).
+        let lane_at = |g: &Self, l: usize| if n == 1 { g.lane } else { l };
         let lo = self.index(ops[0])?;
         let hi = self.index(ops[1])?;
-        let init = self.f32_of(ops[2]).ok_or("the initial value is a scalar")?;
-        let r = self.rounding(op, 3)?;
-        let body_block = self.ir.entry_block(o.regions[0]).ok_or("an accumulate has a body")?;
+        let mut inits = Vec::with_capacity(n);
+        let mut roundings = Vec::with_capacity(n);
+        for l in 0..n {
+            self.lane = lane_at(self, l);
+            inits.push(self.f32_of(ops[2]).ok_or("the initial value is a scalar")?);
+            if !is_max {
+                roundings.push(self.rounding(op, 3)?);
+            }
+        }
+        let outer_lane = self.lane;
+        let body_block = self.ir.entry_block(o.regions[0]).ok_or("a loop has a body")?;
         let k_arg = self.ir.blocks[body_block].args[0];
 
         let header = self.e.b.create_block();
         let body = self.e.b.create_block();
         let exit = self.e.b.create_block();
         self.e.b.append_block_param(header, types::I64);
-        self.e.b.append_block_param(header, types::F32);
-        self.e.b.append_block_param(exit, types::F32);
-        self.e.b.ins().jump(header, &[lo.into(), init.into()]);
+        for _ in 0..n {
+            self.e.b.append_block_param(header, types::F32);
+            self.e.b.append_block_param(exit, types::F32);
+        }
+        let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![lo.into()];
+        args.extend(inits.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        self.e.b.ins().jump(header, &args);
         self.e.b.switch_to_block(header);
         let k = self.e.b.block_params(header)[0];
-        let acc = self.e.b.block_params(header)[1];
+        let accs: Vec<Value> = self.e.b.block_params(header)[1..].to_vec();
         let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, k, hi);
-        self.e.b.ins().brif(more, body, &[], exit, &[acc.into()]);
+        let acc_args: Vec<cranelift_codegen::ir::BlockArg> = accs.iter().map(|&v| v.into()).collect();
+        self.e.b.ins().brif(more, body, &[], exit, &acc_args);
         self.e.b.switch_to_block(body);
-        self.vals.insert(k_arg, Cv::Index(k));
-        let yielded = self.emit_block(body_block)?;
-        let term = *yielded.first().ok_or("an accumulate yields a term")?;
-        let draw = match r.3 {
-            Some(d) => Some(self.e.b.ins().iadd(d, k)),
-            None => None,
-        };
-        let mut next = self.add(Cv::F32(acc), term, &(r.0, r.1, r.2, draw))?;
-        if let Some(Cv::Index(keep)) = yielded.get(1) {
-            let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, *keep, 0);
-            next = self.e.b.ins().select(c, next, acc);
-        }
+        self.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+        self.lane = outer_lane;
+        let yielded = self.emit_block(body_block, n)?;
+        let mut next_args: Vec<cranelift_codegen::ir::BlockArg> = Vec::with_capacity(n + 1);
         let k_next = self.e.b.ins().iadd_imm_s(k, step);
-        self.e.b.ins().jump(header, &[k_next.into(), next.into()]);
-        self.e.b.switch_to_block(exit);
-        Ok(Cv::F32(self.e.b.block_params(exit)[0]))
-    }
-
-    /// The largest of `init` and the kept terms (IEEE maximum: NaN wins, +0 above −0).
-    fn reduce_max(&mut self, op: OpId) -> Result<Cv, String> {
-        let o = &self.ir.ops[op];
-        let ops = o.operands.clone();
-        let lo = self.index(ops[0])?;
-        let hi = self.index(ops[1])?;
-        let init = self.f32_of(ops[2]).ok_or("the initial value is a scalar")?;
-        let body_block = self.ir.entry_block(o.regions[0]).ok_or("a reduce_max has a body")?;
-        let k_arg = self.ir.blocks[body_block].args[0];
-        let header = self.e.b.create_block();
-        let body = self.e.b.create_block();
-        let exit = self.e.b.create_block();
-        self.e.b.append_block_param(header, types::I64);
-        self.e.b.append_block_param(header, types::F32);
-        self.e.b.append_block_param(exit, types::F32);
-        self.e.b.ins().jump(header, &[lo.into(), init.into()]);
-        self.e.b.switch_to_block(header);
-        let k = self.e.b.block_params(header)[0];
-        let acc = self.e.b.block_params(header)[1];
-        let more = self.e.b.ins().icmp(IntCC::UnsignedLessThan, k, hi);
-        self.e.b.ins().brif(more, body, &[], exit, &[acc.into()]);
-        self.e.b.switch_to_block(body);
-        self.vals.insert(k_arg, Cv::Index(k));
-        let yielded = self.emit_block(body_block)?;
-        let term = match yielded.first() {
-            Some(Cv::F32(v)) => *v,
-            _ => return Err("a reduce_max yields a scalar".into()),
-        };
-        let mut next = self.e.b.ins().fmax(acc, term);
-        if let Some(Cv::Index(keep)) = yielded.get(1) {
-            let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, *keep, 0);
-            next = self.e.b.ins().select(c, next, acc);
+        next_args.push(k_next.into());
+        for l in 0..n {
+            let lane = if n == 1 { 0 } else { l };
+            let term = lane_of(yielded.first().ok_or("a loop body yields a term")?, lane);
+            let acc = accs[l];
+            let mut next = if is_max {
+                let Cv::F32(t) = term else { return Err("a reduce_max yields a scalar".into()) };
+                self.e.b.ins().fmax(acc, t)
+            } else {
+                let (target, mode, stream, draw) = roundings[l];
+                let draw = draw.map(|d| self.e.b.ins().iadd(d, k));
+                self.add(Cv::F32(acc), term, &(target, mode, stream, draw))?
+            };
+            if let Some(Cv::Index(keep)) = yielded.get(1).map(|y| lane_of(y, lane)) {
+                let c = self.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
+                next = self.e.b.ins().select(c, next, acc);
+            }
+            next_args.push(next.into());
         }
-        let k_next = self.e.b.ins().iadd_imm_s(k, 1);
-        self.e.b.ins().jump(header, &[k_next.into(), next.into()]);
+        self.e.b.ins().jump(header, &next_args);
         self.e.b.switch_to_block(exit);
-        Ok(Cv::F32(self.e.b.block_params(exit)[0]))
+        let results: Vec<Cv> = self.e.b.block_params(exit).iter().map(|&v| Cv::F32(v)).collect();
+        self.lane = outer_lane;
+        Ok(if n == 1 { Lv::Shared(results[0]) } else { Lv::Lanes(results) })
+    }
+}
+
+/// The value of `x` in lane `l`.
+fn lane_of(x: &Lv, l: usize) -> Cv {
+    match x {
+        Lv::Shared(c) => *c,
+        Lv::Lanes(v) => v[l],
+    }
+}
+
+impl From<Cv> for Lv {
+    fn from(c: Cv) -> Lv {
+        Lv::Shared(c)
     }
 }

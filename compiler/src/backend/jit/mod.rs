@@ -6,13 +6,21 @@
 //!   one native function over a range of output rows (`codegen`); the other top-level ops
 //!   (`nn.param`/`nn.constant` from `Program::constants`, `kernel.dim` and index arithmetic,
 //!   `q.quantize` to scaled formats through `Format::quantize`, `func.return`) become
-//!   [`Step`]s the driver executes. The run's seed is compiled in: stochastic roundings draw
-//!   from `RandomStream(seed, stream)` with the word hash emitted inline.
+//!   [`Step`]s the driver executes. Stochastic roundings draw from `RandomStream(seed,
+//!   stream)` with the word hash emitted inline; the streams' keys for the run's seed are
+//!   inputs of each kernel (in its `env`), so one compiled program serves every seed.
+//! - **Cache**: [`Backend::run`] keeps the most recently compiled programs, keyed by the
+//!   printed module, so running a program again (a training step, the next batch) does not
+//!   compile it again.
 //! - **Rounding** (`round`): every rounding is inline integer code specialised to its
 //!   format and mode; exact sums, quotients and roots are carried as odd-rounded f64 values,
 //!   which round like the exact value (the proof is in `round`'s doc). Binary32 with
 //!   `nearest` uses the hardware's own correctly rounded operations (add, mul, fma, div,
 //!   sqrt), which is the same rounding by IEEE 754.
+//! - **Lanes** (`codegen`): the innermost loop computes four output elements per pass, with
+//!   one accumulator each in a single loop over `k`, so the processor overlaps their
+//!   dependency chains; each element's additions keep their order. (No SIMD yet: the vector
+//!   fast path for contractions is future work.)
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges run on scoped threads. Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
@@ -35,11 +43,15 @@ use qc_runtime::tensor::Tensor;
 use std::collections::HashMap;
 
 /// The JIT backend.
-#[derive(Clone, Copy, Debug)]
 pub struct Jit {
     /// Worker threads per kernel (results do not depend on it).
     pub threads: usize,
+    /// Compiled programs by the hash of their printed module, most recent last.
+    cache: std::cell::RefCell<Vec<(u64, std::rc::Rc<Compiled>)>>,
 }
+
+/// How many compiled programs [`Jit`] keeps.
+const CACHED_PROGRAMS: usize = 8;
 
 impl Default for Jit {
     /// `QC_THREADS` if set to a positive number, else every available core.
@@ -49,13 +61,36 @@ impl Default for Jit {
             .and_then(|s| s.trim().parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Jit { threads }
+        Jit::with_threads(threads)
     }
 }
 
 impl Jit {
     pub fn with_threads(threads: usize) -> Jit {
-        Jit { threads: threads.max(1) }
+        Jit { threads: threads.max(1), cache: Default::default() }
+    }
+
+    /// The compiled form of `program`, from the cache or compiled now. The key is the
+    /// program's printed module (which shows everything the code depends on; constants and
+    /// the seed are read at run time).
+    fn compiled(&self, program: &Program) -> Result<std::rc::Rc<Compiled>, ExecError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        crate::print_module(&program.module).hash(&mut h);
+        let key = h.finish();
+        let mut cache = self.cache.borrow_mut();
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            let entry = cache.remove(i);
+            let compiled = entry.1.clone();
+            cache.push(entry);
+            return Ok(compiled);
+        }
+        let compiled = std::rc::Rc::new(self.compile(program)?);
+        if cache.len() == CACHED_PROGRAMS {
+            cache.remove(0);
+        }
+        cache.push((key, compiled.clone()));
+        Ok(compiled)
     }
 
     /// Compiles `program` to native code.
@@ -66,7 +101,7 @@ impl Jit {
 
 impl Backend for Jit {
     fn run(&self, program: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
-        self.compile(program)?.run(program, inputs)
+        self.compiled(program)?.run(program, inputs)
     }
 }
 
@@ -164,7 +199,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
             }
             "kernel.generate" => {
                 let name = format!("qc_kernel_{}", kernel_fns.len());
-                let f = codegen::compile_generate(&mut module, &mut fctx, ir, op, program.seed, helpers, &name)
+                let f = codegen::compile_generate(&mut module, &mut fctx, ir, op, helpers, &name)
                     .map_err(|e| ExecError::new(format!("JIT: {e}")))?;
                 kernel_fns.push(f);
                 Step::Generate { result: result.unwrap(), kernel: kernel_fns.len() - 1, sizes: o.operands.clone() }
@@ -265,7 +300,7 @@ impl Compiled {
                     slots.insert(*result, Slot::Index(v));
                 }
                 Step::Generate { result, kernel, sizes } => {
-                    let out = self.generate(ir, &self.kernels[*kernel], *result, sizes, &slots)?;
+                    let out = self.generate(ir, &self.kernels[*kernel], *result, sizes, &slots, program.seed)?;
                     slots.insert(*result, Slot::Tensor(std::sync::Arc::new(out)));
                 }
                 Step::Quantize { result, input, format, rounding, stream } => {
@@ -285,7 +320,7 @@ impl Compiled {
         Err(ExecError::new("the function does not return"))
     }
 
-    fn generate(&self, ir: &crate::ir::Module, k: &Kernel, result: ValueId, sizes: &[ValueId], slots: &HashMap<ValueId, Slot>) -> Result<Tensor, ExecError> {
+    fn generate(&self, ir: &crate::ir::Module, k: &Kernel, result: ValueId, sizes: &[ValueId], slots: &HashMap<ValueId, Slot>, seed: u64) -> Result<Tensor, ExecError> {
         let Type::Tensor(ty) = ir.ty(result) else { return Err(ExecError::new("a generate makes a tensor")) };
         let mut dynamic = sizes.iter();
         let mut shape = Vec::new();
@@ -323,6 +358,10 @@ impl Compiled {
                     _ => return Err(ExecError::new("a captured index is missing")),
                 },
             }
+        }
+        for &stream in &k.f.streams {
+            let (k0, k1) = RandomStream::new(seed, stream).key();
+            env.push(k0 as u64 | (k1 as u64) << 32);
         }
         let rows: u64 = shape[..k.f.split].iter().product::<usize>() as u64;
         let work = count as f64 * k.f.cost_per_element;

@@ -28,7 +28,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use qc_runtime::numerics::fixed::fixed_range;
 use qc_runtime::numerics::scaled::int_range;
-use qc_runtime::numerics::{FloatFormat, Format, RandomStream, Rounding, Specials};
+use qc_runtime::numerics::{FloatFormat, Format, Rounding, Specials};
 
 /// Where the rounding grid of a format lies.
 #[derive(Clone, Copy, Debug)]
@@ -94,10 +94,11 @@ pub(super) fn odd_rounding_is_exact(target: &Target, mode: Rounding) -> Result<(
     }
 }
 
-/// Emits code into a function under construction; `seed` is the run's seed.
+/// Emits code into a function under construction; `keys` holds, per random stream, the
+/// value (loaded once at entry) of its key `k0 | k1 << 32` for the run's seed.
 pub(super) struct Emit<'a, 'b> {
     pub b: &'a mut FunctionBuilder<'b>,
-    pub seed: u64,
+    pub keys: std::collections::HashMap<u64, Value>,
 }
 
 const SIGN64: i64 = i64::MIN;
@@ -120,14 +121,18 @@ impl Emit<'_, '_> {
     /// Random word `j` of `RandomStream::new(seed, stream)` at index `draw` (an i64), inline:
     /// `hash32(hash32(lo ^ k0 ^ j·φ32) ^ hi ^ k1)`.
     pub fn random_word(&mut self, stream: u64, draw: Value, j: u32) -> Value {
-        let (k0, k1) = RandomStream::new(self.seed, stream).key();
+        let key = *self.keys.get(&stream).expect("the kernel's streams are loaded at entry");
+        let k0 = self.b.ins().ireduce(types::I32, key);
+        let k1_64 = self.b.ins().ushr_imm_s(key, 32);
+        let k1 = self.b.ins().ireduce(types::I32, k1_64);
         let lo = self.b.ins().ireduce(types::I32, draw);
         let hi64 = self.b.ins().ushr_imm_s(draw, 32);
         let hi = self.b.ins().ireduce(types::I32, hi64);
-        let x = self.b.ins().bxor_imm_s(lo, (k0 ^ j.wrapping_mul(0x9E37_79B9)) as i32 as i64);
+        let x = self.b.ins().bxor(lo, k0);
+        let x = self.b.ins().bxor_imm_s(x, j.wrapping_mul(0x9E37_79B9) as i32 as i64);
         let h = self.hash32(x);
         let y = self.b.ins().bxor(h, hi);
-        let y = self.b.ins().bxor_imm_s(y, k1 as i32 as i64);
+        let y = self.b.ins().bxor(y, k1);
         self.hash32(y)
     }
 
@@ -157,7 +162,7 @@ impl Emit<'_, '_> {
         let eb = self.bits(err);
         let x = self.b.ins().bxor(sb, eb);
         let away = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, 0);
-        self.to_odd(s, inexact, away)
+        self.make_odd(s, inexact, away)
     }
 
     /// `a / b` rounded to odd: the f64 quotient, moved by the sign of `q·b − a`.
@@ -176,7 +181,7 @@ impl Emit<'_, '_> {
         let dev_neg = self.b.ins().bnot(dev_neg);
         let x = self.b.ins().bxor(dev_neg, qb);
         let away = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, 0);
-        self.to_odd(q, inexact, away)
+        self.make_odd(q, inexact, away)
     }
 
     /// `√x` rounded to odd: the f64 root, moved by the sign of `s² − x`.
@@ -187,12 +192,12 @@ impl Emit<'_, '_> {
         let zero = self.f64c(0.0);
         let inexact = self.b.ins().fcmp(FloatCC::OrderedNotEqual, r, zero);
         let away = self.b.ins().fcmp(FloatCC::LessThan, r, zero);
-        self.to_odd(s, inexact, away)
+        self.make_odd(s, inexact, away)
     }
 
     /// `s` with its last bit made odd toward the exact value when `inexact`: one step away
     /// from zero (`away`) or toward it. An odd `s` is already the odd rounding.
-    fn to_odd(&mut self, s: Value, inexact: Value, away: Value) -> Value {
+    fn make_odd(&mut self, s: Value, inexact: Value, away: Value) -> Value {
         let sb = self.bits(s);
         let low = self.b.ins().band_imm_s(sb, 1);
         let even = self.b.ins().icmp_imm_s(IntCC::Equal, low, 0);
