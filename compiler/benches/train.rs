@@ -62,12 +62,12 @@ fn emulated(source: &str, data: &Dataset, backend: &dyn Backend) -> f64 {
         .expect("batches")
         .collect();
     trainer
-        .step(&Interpreter, &batches[0].x, &batches[0].y, 0.05)
+        .step(backend, &batches[0].x, &batches[0].y, 0.05)
         .expect("a step"); // compiles the step
     let start = Instant::now();
     for b in &batches {
         trainer
-            .step(&Interpreter, &b.x, &b.y, 0.05)
+            .step(backend, &b.x, &b.y, 0.05)
             .expect("a step");
     }
     data.len() as f64 / start.elapsed().as_secs_f64()
@@ -200,7 +200,7 @@ fn main() {
         .expect("64 pixels");
     let (baseline, accuracy) = native(&data);
     println!(
-        "digits MLP 64-128-128-10, batch 32, one epoch ({} samples), single thread",
+        "digits MLP 64-128-128-10, batch 32, one epoch ({} samples); the JIT uses its default threads (QC_THREADS)",
         data.len()
     );
     println!("{:<34} {:>12} {:>12}", "training", "samples/s", "vs native");
