@@ -212,6 +212,11 @@ impl Emit<'_, '_> {
     /// Rounds the f64 `x` (exact or odd-rounded, module doc) to `target` by `mode`, drawing
     /// from `stream` at `draw` when stochastic; returns the f32 value.
     pub fn round(&mut self, x: Value, target: &Target, mode: Rounding, stream: u64, draw: Option<Value>) -> Value {
+        if let (Target::Float(f), Rounding::Nearest) = (target, mode) {
+            if f.subnormals {
+                return self.round_nearest_with_subnormals(x, f);
+            }
+        }
         let bits = self.bits(x);
         let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, bits, 0);
         let abits = self.b.ins().band_imm_s(bits, i64::MAX);
@@ -328,6 +333,57 @@ impl Emit<'_, '_> {
             }
         };
         self.b.ins().fdemote(types::F32, result)
+    }
+
+    /// [`Emit::round`] for `nearest` to a float format with subnormals, by floating-point
+    /// addition instead of integer field surgery. With `u` the exponent of the format's spacing
+    /// at x (`max(e, emin) − man_bits`, e the exponent of x), `C = 1.5·2^(u+52)` is a multiple
+    /// of `2^u` and `x + C` lies in C's binade, whose f64 spacing is `2^u`: the f64 addition
+    /// (ties to even) rounds x to the nearest multiple of `2^u`, ties to even — the format's
+    /// rounding without an exponent bound — and `− C` is exact. x is exact or rounded to odd
+    /// with at least two more bits than the format, so this is the rounding of the exact value
+    /// (module doc). The sign is x's (a rounded zero keeps it where the format has −0); a
+    /// magnitude above the format's maximum overflows as `FloatFormat` says; NaN and ±∞ as in
+    /// the general path.
+    fn round_nearest_with_subnormals(&mut self, x: Value, f: &FloatFormat) -> Value {
+        let bits = self.bits(x);
+        let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, bits, 0);
+        let abits = self.b.ins().band_imm_s(bits, i64::MAX);
+        let bexp = self.b.ins().ushr_imm_s(abits, 52);
+        let lowest = self.i64c(f.emin() as i64 + 1023);
+        let top = self.b.ins().smax(bexp, lowest);
+        let cexp = self.b.ins().iadd_imm_s(top, 52 - f.man_bits as i64);
+        let cbits = self.b.ins().ishl_imm_s(cexp, 52);
+        let cbits = self.b.ins().bor_imm_s(cbits, 1 << 51);
+        let c = self.float(cbits);
+        let sum = self.b.ins().fadd(x, c);
+        let rounded = self.b.ins().fsub(sum, c);
+        let rounded = self.b.ins().fcopysign(rounded, x);
+        let rounded = if f.has_negative_zero() {
+            rounded
+        } else {
+            let z = self.f64c(0.0);
+            self.b.ins().fadd(rounded, z)
+        };
+        let magnitude = self.b.ins().fabs(rounded);
+        let max = self.f64c(f.max());
+        let ovf = self.b.ins().fcmp(FloatCC::GreaterThan, magnitude, max);
+        let pos = self.f64c(overflow(f, false, Rounding::Nearest));
+        let negv = self.f64c(overflow(f, true, Rounding::Nearest));
+        let ovf_magnitude = self.b.ins().select(neg, negv, pos);
+        let ovf_value = self.b.ins().fcopysign(ovf_magnitude, x);
+        let r = self.b.ins().select(ovf, ovf_value, rounded);
+        let inf_mag = self.f64c(if f.has_inf() { f64::INFINITY } else { f.max() });
+        let inf_neg = self.b.ins().fneg(inf_mag);
+        let inf = self.b.ins().select(neg, inf_neg, inf_mag);
+        let sign = self.b.ins().band_imm_s(bits, SIGN64);
+        let nan = self.b.ins().bor_imm_s(sign, 0x7ff8_0000_0000_0000);
+        let nan = self.float(nan);
+        let is_nan = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, abits, INF64);
+        let is_inf = self.b.ins().icmp_imm_s(IntCC::Equal, abits, INF64);
+        let r = self.b.ins().select(is_inf, inf, r);
+        let r = self.b.ins().select(is_nan, nan, r);
+        self.b.ins().fdemote(types::F32, r)
     }
 
     /// Whether the magnitude rounds away from zero (an i8 0/1), as
