@@ -7,10 +7,9 @@
 //! `inf`, `-inf`, `-0`; expected outputs compare bit for bit (any NaN matches any NaN).
 
 use qc_compiler::backend::interp::Interpreter;
-use qc_compiler::backend::program::{compile_to_kernel, compile_with_weights, input_shapes};
+use qc_compiler::backend::program::{compile_to_kernel, compile_with_weights, random_inputs};
 use qc_compiler::backend::{Backend, Program};
 use qc_runtime::io::WeightFile;
-use qc_runtime::numerics::{RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
@@ -93,25 +92,6 @@ fn checked(path: &Path) -> qc_lang::check::CheckedModule {
     model.unwrap_or_else(|| panic!("{}: {diagnostics:?}", path.display()))
 }
 
-/// Seeded inputs of the function's argument shapes (batch 2), rounded to their formats.
-fn random_inputs(module: &qc_compiler::Module, seed: u64) -> Vec<Tensor> {
-    input_shapes(module, 2)
-        .into_iter()
-        .enumerate()
-        .map(|(a, (shape, format))| {
-            let stream = RandomStream::new(seed, a as u64);
-            let n: usize = shape.iter().product();
-            let raw: Vec<f32> = (0..n)
-                .map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32)
-                .collect();
-            let mut values = vec![0f32; n];
-            format
-                .quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values)
-                .unwrap();
-            Tensor::new(shape, values).unwrap()
-        })
-        .collect()
-}
 
 #[test]
 fn every_example_runs_on_random_inputs() {
@@ -124,7 +104,7 @@ fn every_example_runs_on_random_inputs() {
     for file in files {
         let module = compile_to_kernel(&checked(&file), "optimize")
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let inputs = random_inputs(&module, 1);
+        let inputs = random_inputs(&module, 1, 2).unwrap();
         let program =
             Program::prepare(module, 3).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let first = Interpreter

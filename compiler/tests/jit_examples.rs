@@ -2,10 +2,8 @@
 //! same bits on one and on two threads.
 
 use qc_compiler::backend::jit::Jit;
-use qc_compiler::backend::program::compile_to_kernel;
+use qc_compiler::backend::program::{compile_to_kernel, random_inputs};
 use qc_compiler::backend::{Backend, Program};
-use qc_compiler::ir::Dim;
-use qc_runtime::numerics::{RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 use std::path::PathBuf;
 
@@ -16,25 +14,6 @@ fn examples() -> Vec<PathBuf> {
     files
 }
 
-/// Seeded inputs for every function argument (batch 3 for dynamic axes), quantized to the
-/// argument's format.
-fn inputs_for(program: &Program, seed: u64) -> Vec<Tensor> {
-    let body = program.module.entry_block(program.module.funcs[0].body).unwrap();
-    let rng = RandomStream::new(seed, 99);
-    program.module.blocks[body]
-        .args
-        .iter()
-        .map(|&a| {
-            let t = program.module.ty(a).as_tensor().unwrap();
-            let shape: Vec<usize> = t.dims.iter().map(|d| if let Dim::Fixed(n) = d { *n as usize } else { 3 }).collect();
-            let n: usize = shape.iter().product();
-            let raw: Vec<f32> = (0..n).map(|i| (rng.word(i as u64, 0) as f64 / 2f64.powi(32) * 4.0 - 2.0) as f32).collect();
-            let mut data = vec![0f32; n];
-            t.format.quantize(&raw, &shape, Rounding::Nearest, &rng, &mut data).unwrap();
-            Tensor::new(shape, data).unwrap()
-        })
-        .collect()
-}
 
 #[test]
 fn every_example_compiles_and_runs_with_identical_bits_on_one_and_two_threads() {
@@ -45,7 +24,7 @@ fn every_example_compiles_and_runs_with_identical_bits_on_one_and_two_threads() 
         let model = model.unwrap_or_else(|| panic!("{}: {diagnostics:?}", path.display()));
         let module = compile_to_kernel(&model, "optimize").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let program = Program::prepare(module, 7).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let inputs = inputs_for(&program, 1);
+        let inputs = random_inputs(&program.module, 1, 3).unwrap();
         let one = Jit::with_threads(1).run(&program, &inputs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let two = Jit::with_threads(2).run(&program, &inputs).unwrap();
         assert_eq!(one.len(), two.len());
@@ -74,7 +53,7 @@ fn a_cached_program_takes_the_seed_of_each_run() {
     }";
     let model = qc_lang::check_source(source).0.unwrap();
     let mut program = Program::prepare(compile_to_kernel(&model, "optimize").unwrap(), 0).unwrap();
-    let inputs = inputs_for(&program, 2);
+    let inputs = random_inputs(&program.module, 2, 3).unwrap();
     let jit = Jit::with_threads(2);
     let bits = |ts: Vec<Tensor>| ts.iter().flat_map(|t| t.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
     let mut outputs = Vec::new();

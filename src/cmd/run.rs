@@ -9,12 +9,11 @@
 use super::{format_sweep, CliError};
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::jit::Jit;
-use qc_compiler::backend::program::{compile_with_weights, input_shapes};
+use qc_compiler::backend::program::{compile_with_weights, input_shapes, random_inputs};
 use qc_compiler::backend::{Backend, Program};
 use qc_lang::check::CheckedModule;
 use qc_runtime::data::{DataSource, Dataset};
 use qc_runtime::io::{npy, WeightFile};
-use qc_runtime::numerics::{RandomStream, Rounding};
 use qc_runtime::tensor::{shape_string, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -135,7 +134,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
             vec![Tensor::new(array.shape, array.data).map_err(CliError::new)?]
         }
-        (None, Some(seed)) => random_inputs(&program, seed, args.batch.unwrap_or(1) as usize)?,
+        (None, Some(seed)) => random_inputs(&program.module, seed, args.batch.unwrap_or(1) as usize).map_err(CliError::new)?,
         (None, None) => unreachable!("one mode is given"),
     };
     let Some(output) = &args.output else {
@@ -166,23 +165,6 @@ pub fn load_test_data(text: &str) -> Result<Dataset, CliError> {
     Ok(source.load().map_err(CliError::new)?.test)
 }
 
-/// Seeded inputs uniform in [-1, 1), rounded to nearest in each input's format.
-fn random_inputs(program: &Program, seed: u64, batch: usize) -> Result<Vec<Tensor>, CliError> {
-    input_shapes(&program.module, batch)
-        .into_iter()
-        .enumerate()
-        .map(|(a, (shape, format))| {
-            let stream = RandomStream::new(seed, a as u64);
-            let n: usize = shape.iter().product();
-            let raw: Vec<f32> = (0..n)
-                .map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32)
-                .collect();
-            let mut values = vec![0f32; n];
-            format.quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values)?;
-            Tensor::new(shape, values).map_err(CliError::new)
-        })
-        .collect()
-}
 
 /// The predicted class of every sample of `data` (the arg-max of the model's output row),
 /// running `batch` samples per backend call.

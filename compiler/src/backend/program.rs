@@ -230,6 +230,26 @@ pub fn input_shapes(
         .collect()
 }
 
+/// Seeded inputs for the function's arguments (`batch` for every dynamic axis): argument `a`'s
+/// element `i` is uniform in [−1, 1) from word 0 of `RandomStream::new(seed, a)` at index `i`,
+/// rounded to nearest in the argument's format. What `qc run --random-input` feeds, and what
+/// the tests of the backends use.
+pub fn random_inputs(module: &Module, seed: u64, batch: usize) -> Result<Vec<Tensor>, ExecError> {
+    use qc_runtime::numerics::{RandomStream, Rounding};
+    input_shapes(module, batch)
+        .into_iter()
+        .enumerate()
+        .map(|(a, (shape, format))| {
+            let stream = RandomStream::new(seed, a as u64);
+            let n: usize = shape.iter().product();
+            let raw: Vec<f32> = (0..n).map(|i| (stream.word(i as u64, 0) as f64 / 2f64.powi(31) - 1.0) as f32).collect();
+            let mut values = vec![0f32; n];
+            format.quantize(&raw, &shape, Rounding::Nearest, &stream, &mut values).map_err(|e| ExecError::new(e.to_string()))?;
+            Tensor::new(shape, values).map_err(|e| ExecError::new(e.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
