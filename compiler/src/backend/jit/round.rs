@@ -274,7 +274,8 @@ impl Emit<'_, '_> {
         let away = self.away(mode, frac, k, neg, stream, draw);
         let away = self.b.ins().uextend(types::I64, away);
         let kk = self.b.ins().iadd(k, away);
-        let kf = self.b.ins().fcvt_from_uint(types::F64, kk);
+        // kk ≤ 2^53 + 1, so the signed conversion (one instruction on x86) is exact.
+        let kf = self.b.ins().fcvt_from_sint(types::F64, kk);
         let biased = self.b.ins().iadd_imm_s(s, 1023);
         let p2 = self.b.ins().ishl_imm_s(biased, 52);
         let p2 = self.float(p2);
