@@ -20,7 +20,7 @@ pub mod trainer;
 
 use crate::init::Recipe;
 use crate::ir::{
-    Arith, Attr, Chunk, Dim, Module, OpId, RoundTo, Span, TensorType, Type, Value, ValueDef,
+    Arith, Attr, Chunk, Module, OpId, RoundTo, Span, Type, Value, ValueDef,
     ValueId,
 };
 use qc_lang::check::{self as lang, CheckedModule};
@@ -183,18 +183,6 @@ fn add_argument(module: &mut Module, block: crate::ir::BlockId, ty: Type, name: 
     v
 }
 
-fn static_dims(t: &TensorType) -> Option<Vec<u64>> {
-    t.dims
-        .iter()
-        .map(|d| {
-            if let Dim::Fixed(n) = d {
-                Some(*n)
-            } else {
-                None
-            }
-        })
-        .collect()
-}
 
 /// Replaces every `nn.param` of the module's function by a new trailing argument of the same
 /// type (in the order the parameters appear) and returns them.
@@ -220,7 +208,7 @@ pub fn parameters_as_arguments(module: &mut Module) -> Result<Vec<Param>, String
         let ty = module.ty(result).clone();
         let t = ty.as_tensor().ok_or("a parameter is a tensor")?;
         let dims =
-            static_dims(t).ok_or_else(|| format!("parameter `{name}` has no static shape"))?;
+            t.static_dims().ok_or_else(|| format!("parameter `{name}` has no static shape"))?;
         params.push(Param {
             name: name.clone(),
             dims,

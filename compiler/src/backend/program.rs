@@ -113,13 +113,8 @@ fn static_shape(module: &Module, v: ValueId) -> Result<Vec<usize>, ExecError> {
         .ty(v)
         .as_tensor()
         .ok_or_else(|| ExecError::new("a parameter is a tensor"))?;
-    t.dims
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(n) => Ok(*n as usize),
-            _ => Err(ExecError::new("a parameter has a static shape")),
-        })
-        .collect()
+    let dims = t.static_dims().ok_or_else(|| ExecError::new("a parameter has a static shape"))?;
+    Ok(dims.into_iter().map(|n| n as usize).collect())
 }
 
 /// Lowers a checked model to the kernel dialect: `lower_model`, the nn-level `pipeline`

@@ -37,6 +37,17 @@ impl TensorType {
         self.dims.len()
     }
 
+    /// The dimensions when every one is fixed.
+    pub fn static_dims(&self) -> Option<Vec<u64>> {
+        self.dims
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                Dim::Dynamic => None,
+            })
+            .collect()
+    }
+
     /// The number of elements when every dimension is fixed.
     pub fn static_len(&self) -> Option<u64> {
         self.dims.iter().try_fold(1u64, |n, d| match d {

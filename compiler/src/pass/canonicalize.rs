@@ -91,7 +91,7 @@ fn rounding_of(module: &Module, op: OpId) -> (Rounding, u64) {
 }
 
 fn static_dims(t: &Type) -> Option<Vec<u64>> {
-    t.as_tensor()?.dims.iter().map(|d| if let crate::ir::Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
+    t.as_tensor()?.static_dims()
 }
 
 impl Canonicalize {

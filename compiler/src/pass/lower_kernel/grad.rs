@@ -271,18 +271,7 @@ pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let o = module.ops[op].operands.clone();
     let (dy, x, alpha) = (o[0], o[1], o[2]);
     let (dyt, at) = (operand_type(module, op, 0), operand_type(module, op, 2));
-    let dims: Option<Vec<u64>> = dyt
-        .dims
-        .iter()
-        .map(|d| {
-            if let Dim::Fixed(n) = d {
-                Some(*n)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let Some(dims) = dims else {
+    let Some(dims) = dyt.static_dims() else {
         return error(
             module,
             op,
