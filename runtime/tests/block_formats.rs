@@ -229,16 +229,18 @@ fn shapes() {
 #[test]
 fn element_i_draws_at_index_i() {
     // mxfp4 with amax 6 has X = 1: each element is E2M1 rounding of itself, drawing at its
-    // own index in the whole tensor (second row here).
+    // own index in the whole tensor — across rows and across the tiles the kernel works in
+    // (4,096 elements), which rows of 130 blocks straddle.
     let fp4 = FloatFormat { saturate: true, ..FloatFormat::ieee(2, 1).with_specials(qc_runtime::numerics::Specials::None) };
-    let mut data = vec![0f32; 64];
+    let (rows, row) = (3, 130 * 32);
+    let mut data = vec![0f32; rows * row];
     for (i, v) in data.iter_mut().enumerate() {
         *v = if i % 32 == 0 { 6.0 } else { (i % 7) as f32 * 0.37 };
     }
     let rng = RandomStream::new(12, 3);
     let f = Format::parse("mxfp4").unwrap();
-    let mut out = vec![0f32; 64];
-    f.quantize(&data, &[2, 32], Rounding::Stochastic, &rng, &mut out).unwrap();
+    let mut out = vec![0f32; rows * row];
+    f.quantize(&data, &[rows, row], Rounding::Stochastic, &rng, &mut out).unwrap();
     for (i, (x, y)) in data.iter().zip(&out).enumerate() {
         assert_eq!(*y as f64, fp4.round(*x as f64, Rounding::Stochastic, rng.at(i as u64)), "element {i}");
     }

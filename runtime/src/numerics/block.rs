@@ -191,27 +191,31 @@ fn magnitude_max(block: &[f32]) -> u32 {
     block.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).fold(0, u32::max)
 }
 
-/// [`magnitude_max`] of each block of `block` elements of `data`, in one pass compiled for
-/// AVX2 too (the baseline x86-64 target has no 32-bit unsigned maximum instruction).
-fn block_magnitude_maxima(data: &[f32], block: usize) -> Vec<u32> {
+/// [`magnitude_max`] of each block of `block` elements of `data`, into `out`, in one pass
+/// compiled for AVX2 too (the baseline x86-64 target has no 32-bit unsigned maximum
+/// instruction).
+fn block_magnitude_maxima(data: &[f32], block: usize, out: &mut Vec<u32>) {
+    out.clear();
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { block_magnitude_maxima_avx2(data, block) };
+            unsafe { block_magnitude_maxima_avx2(data, block, out) };
+            return;
         }
     }
-    data.chunks_exact(block).map(magnitude_max).collect()
+    out.extend(data.chunks_exact(block).map(magnitude_max));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn block_magnitude_maxima_avx2(data: &[f32], block: usize) -> Vec<u32> {
+unsafe fn block_magnitude_maxima_avx2(data: &[f32], block: usize, out: &mut Vec<u32>) {
     if block == 32 {
         // The OCP default as fixed-size arrays: straight-line vector code.
-        return data.chunks_exact(32).map(|b| magnitude_max(<&[f32; 32]>::try_from(b).expect("chunks_exact(32)"))).collect();
+        out.extend(data.chunks_exact(32).map(|b| magnitude_max(<&[f32; 32]>::try_from(b).expect("chunks_exact(32)"))));
+    } else {
+        out.extend(data.chunks_exact(block).map(magnitude_max));
     }
-    data.chunks_exact(block).map(magnitude_max).collect()
 }
 
 /// The scale of a block whose largest magnitude has the bits `amax_bits`.
@@ -262,38 +266,56 @@ fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<Vec<(
     Ok(out)
 }
 
-/// The common case, rounded by one flat vectorised loop: float elements under E8M0 scales,
-/// rows that are whole numbers of blocks, blocks a multiple of 16 elements, and every
-/// block's shifted element format valid. Returns each block's exponent (or NaN), or `None`
-/// when the data is not of that kind.
-fn uniform_float_blocks(f: &BlockFormat, element: &Element, data: &[f32], shape: &[usize]) -> Option<Vec<BlockExp>> {
-    let (Element::Float(elem), BlockScale::E8m0(_)) = (element, f.scale) else { return None };
-    let row = *shape.last()?;
+/// Blocks per tile of the uniform path: a tile's input and output stay in the L1/L2 caches
+/// between finding its scales and rounding its elements.
+const TILE_BLOCKS: usize = 128;
+
+/// The common case, rounded tile by tile with one flat vectorised loop: float elements
+/// under E8M0 scales, rows that are whole numbers of blocks, blocks a multiple of 16
+/// elements, and every block's shifted element format valid. Returns false, having written
+/// only part of `out`, when the data is not of that kind.
+fn quantize_uniform(f: &BlockFormat, elem: &FloatFormat, data: &[f32], shape: &[usize], rounding: Rounding, rng: &RandomStream, out: &mut [f32]) -> bool {
+    let BlockScale::E8m0(_) = f.scale else { return false };
+    let Some(&row) = shape.last() else { return false };
     if row == 0 || !row.is_multiple_of(f.block) || !f.block.is_multiple_of(16) {
-        return None;
+        return false;
     }
+    let tile = TILE_BLOCKS * f.block;
+    let (mut maxima, mut exps) = (Vec::with_capacity(TILE_BLOCKS), Vec::with_capacity(TILE_BLOCKS));
+    for (t, (src, dst)) in data.chunks(tile).zip(out.chunks_mut(tile)).enumerate() {
+        block_magnitude_maxima(src, f.block, &mut maxima);
+        if !uniform_exponents(f, elem, &maxima, &mut exps) {
+            return false;
+        }
+        quantize_uniform_blocks(elem, rounding, rng, (t * tile) as u64, &exps, src, dst);
+    }
+    true
+}
+
+/// Each block's exponent (or NaN) from its largest magnitude, into `exps`; false when a
+/// block's shifted element format would not be valid.
+fn uniform_exponents(f: &BlockFormat, elem: &FloatFormat, maxima: &[u32], exps: &mut Vec<BlockExp>) -> bool {
     // The shifted format 2^e·elem stays within float32 (what `validate` checks) for these e.
     let (lo, hi) = (elem.min_positive_exponent(), elem.emax());
     let valid = (-149 - lo)..=(127 - hi);
     let floor_rule = f.scale == BlockScale::E8m0(ScaleRule::Floor);
-    block_magnitude_maxima(data, f.block)
-        .into_iter()
-        .map(|amax_bits| {
-            // OCP's rule for a normal, finite, non-zero amax reads its exponent field directly;
-            // every other case takes the general computation.
-            let field = (amax_bits >> 23) as i32;
-            let scale = if floor_rule && (1..255).contains(&field) {
-                Scale::Pow2((field - 127 - hi).clamp(MIN_EXP, MAX_EXP))
-            } else {
-                scale_of_magnitude(f, element, amax_bits)
-            };
-            match scale {
-                Scale::Nan => Some(BlockExp::Nan),
-                Scale::Pow2(e) if valid.contains(&e) => Some(BlockExp::Pow2(e)),
-                _ => None,
-            }
-        })
-        .collect()
+    exps.clear();
+    for &amax_bits in maxima {
+        // OCP's rule for a normal, finite, non-zero amax reads its exponent field directly;
+        // every other case takes the general computation.
+        let field = (amax_bits >> 23) as i32;
+        let scale = if floor_rule && (1..255).contains(&field) {
+            Scale::Pow2((field - 127 - hi).clamp(MIN_EXP, MAX_EXP))
+        } else {
+            scale_of_magnitude(f, &Element::Float(*elem), amax_bits)
+        };
+        exps.push(match scale {
+            Scale::Nan => BlockExp::Nan,
+            Scale::Pow2(e) if valid.contains(&e) => BlockExp::Pow2(e),
+            _ => return false,
+        });
+    }
+    true
 }
 
 /// Quantizes `data` (row-major, `shape`) to the block format into `out`: each value is the
@@ -309,9 +331,8 @@ pub fn quantize_blocks(
 ) -> Result<(), QuantizeError> {
     check_lengths(data, shape, out)?;
     let element = Element::of(f);
-    if let Some(exps) = uniform_float_blocks(f, &element, data, shape) {
-        if let Element::Float(elem) = element {
-            quantize_uniform_blocks(&elem, rounding, rng, f.block, &exps, data, out);
+    if let Element::Float(elem) = element {
+        if quantize_uniform(f, &elem, data, shape, rounding, rng, out) {
             return Ok(());
         }
     }

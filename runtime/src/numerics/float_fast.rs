@@ -116,9 +116,13 @@ pub(crate) enum BlockExp {
 
 /// Rounds `src` — consecutive blocks of `block` elements (a multiple of 16), block `b`
 /// scaled by `exps[b]` — to `elem` with each block's bias lowered by its exponent, into `dst`.
-/// Element `i` draws at index `i`. The flat loop keeps the kernel's constants in registers
+/// Element `i` draws at index `base + i`. The flat loop keeps the kernel's constants in registers
 /// and moves each lane's exponent in and out (see [`round_lane_shifted`]).
-pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, base: u64, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+    if exps.is_empty() {
+        return;
+    }
+    let block = src.len() / exps.len();
     assert!(block.is_multiple_of(LANES) && src.len() == exps.len() * block && dst.len() == src.len(), "quantize_uniform_blocks: blocks do not tile the data");
     if !applies(elem) {
         for (b, e) in exps.iter().enumerate() {
@@ -127,13 +131,13 @@ pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rn
                 BlockExp::Nan => dst[range].fill(f32::NAN),
                 BlockExp::Pow2(e) => {
                     let f = FloatFormat { bias: elem.bias - e, ..*elem };
-                    exact(&f, rounding, rng, range.start as u64, &src[range.clone()], &mut dst[range]);
+                    exact(&f, rounding, rng, base + range.start as u64, &src[range.clone()], &mut dst[range]);
                 }
             }
         }
         return;
     }
-    let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base: 0, shift: 0 };
+    let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base, shift: 0 };
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
