@@ -198,25 +198,16 @@ struct Activation {
 }
 
 /// The state of one generated source.
-///
-/// It stays within two limits of the `lower-kernel` pass today (it rejects such checked
-/// models as "not supported yet"): no stochastic rounding anywhere in a reduction (softmax,
-/// batchnorm, layernorm, avg_pool: their `rounding`, `acc` and result cast, and so none in the
-/// defaults' `acc` and `rounding`, which reductions inherit), and no `add` whose first operand
-/// is broadcast along the batch axis (a parameter or constant comes second).
 struct Generator {
     choices: Choices,
     params: Vec<String>,
     lets: Vec<String>,
     history: Vec<Activation>,
-    /// Set while generating a reduction: roundings are drawn among the deterministic ones.
-    in_reduction: bool,
 }
 
 impl Generator {
     fn rounding(&mut self) -> String {
-        let modes = if self.in_reduction { 1 } else { 2 };
-        match self.choices.range(0, modes) {
+        match self.choices.range(0, 2) {
             0 => "nearest".into(),
             1 => "toward-zero".into(),
             _ => format!("stochastic:{}", self.choices.range(4, 13)),
@@ -370,30 +361,27 @@ impl Generator {
             } else {
                 format!("add({other}, {})", x.name)
             }
-        } else if self.choices.percent(50) {
-            format!(
-                "add({}, {})",
-                x.name,
-                self.param(&[*x.shape.last().unwrap()])
-            )
         } else {
-            format!(
-                "add({}, {})",
-                x.name,
-                self.choices.pick(&["0.5", "-1.25", "3"])
-            )
+            let other = if self.choices.percent(50) {
+                self.param(&[*x.shape.last().unwrap()])
+            } else {
+                self.choices.pick(&["0.5", "-1.25", "3"]).to_string()
+            };
+            // Either order: the broadcast operand first or second.
+            if self.choices.percent(50) {
+                format!("add({}, {other})", x.name)
+            } else {
+                format!("add({other}, {})", x.name)
+            }
         };
         let attrs = self.elementwise_attrs();
         self.bind(call, attrs, x.shape.clone())
     }
 
-    /// Binds a reduction `call` (its attributes and cast drawn without stochastic rounding).
+    /// Binds a reduction `call` with its attributes and cast.
     fn bind_reduction(&mut self, call: String, shape: Vec<usize>) -> Activation {
-        self.in_reduction = true;
         let attrs = self.reduce_attrs();
-        let a = self.bind(call, attrs, shape);
-        self.in_reduction = false;
-        a
+        self.bind(call, attrs, shape)
     }
 
     fn norm(&mut self, x: &Activation) -> Activation {
@@ -507,21 +495,17 @@ fn random_network(seed: u64) -> String {
         params: Vec::new(),
         lets: Vec::new(),
         history: Vec::new(),
-        in_reduction: false,
     };
     let mut defaults = Vec::new();
     if g.choices.percent(30) {
         defaults.push(format!("mul = {}", g.arith_format()));
     }
-    // Reductions inherit the defaults' `acc` and `rounding`: deterministic ones only.
-    g.in_reduction = true;
     if g.choices.percent(40) {
         defaults.push(format!("acc = {}", g.arith_format()));
     }
     if g.choices.percent(40) {
         defaults.push(format!("rounding = {}", g.rounding()));
     }
-    g.in_reduction = false;
     let image = g.choices.percent(50);
     let input_shape = if image {
         let c = if g.choices.percent(10) {

@@ -168,7 +168,7 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             value = body.rounded("kernel.add", vec![value, bv], Rnd { draw, ..acc });
         }
         let mut y = match &norm {
-            Some(norm) => norm.element(body, value, rt.format),
+            Some(norm) => norm.epilogue(body, value, rt.format),
             None => {
                 let draw = if arith.out.is_stochastic() { at(body, 3 * k_len + 1) } else { None };
                 body.round(value, Rnd { format: rt.format, rounding: arith.out, draw })
@@ -413,35 +413,45 @@ pub fn maxpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
 
 /// The sum of the window's elements inside the input (row-major, in the accumulator), divided
 /// by their count (`kernel.from_index`, rounded to the accumulator) with the accumulator's
-/// rounding, then rounded to the result with `out`.
+/// rounding, then rounded to the result with `out`. Draw counters (span `P = K + 3` for a
+/// window of K taps, from `e·P`): the additions at `+ k`, the count at `+ K`, the division at
+/// `+ K + 1`, the result at `+ K + 2`.
 pub fn avgpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
-    if arith.acc.rounding.is_stochastic() || arith.out.is_stochastic() {
-        return error(module, op, "stochastic rounding in average pooling is not supported by lower-kernel yet");
-    }
     let (win, xt) = pool_window(module, op)?;
     let rt = result_type(module, op);
     let x = module.ops[op].operands[0];
     let (h, w) = (fixed(module, op, xt.dims[1], "")?, fixed(module, op, xt.dims[2], "")?);
-    generate(module, op, |body, _| {
+    let taps = win.size[0] * win.size[1];
+    let stream = arith.stream.unwrap_or(0);
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
+        let base = arith.is_stochastic().then(|| draw_counter(body, sizes, taps + 3, 0));
+        let draw = |body: &mut Body<'_>, r: Rnd, offset: u64| match base {
+            Some(b) if r.rounding.is_stochastic() => Rnd { draw: Some((stream, body.ix_const("kernel.index_add", b, offset))), ..r },
+            _ => r,
+        };
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
         let lo = body.index(0);
-        let hi = body.index(win.size[0] * win.size[1]);
-        let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
+        let hi = body.index(taps);
+        let sum_rounding = draw(body, acc, 0);
+        let sum = body.accumulate(lo, hi, sum_rounding, None, |inner, k| {
             let (at, keep) = pool_position(inner, &idx, k, win, &xt);
             (inner.load(x, at), keep)
         });
         let count = if win.padding == [0, 0] {
-            body.index(win.size[0] * win.size[1])
+            body.index(taps)
         } else {
             let rows = valid_count(body, idx[1], win.stride[0], win.size[0], win.padding[0], h);
             let cols = valid_count(body, idx[2], win.stride[1], win.size[1], win.padding[1], w);
             body.ix("kernel.index_mul", rows, cols)
         };
-        let count = body.rounded("kernel.from_index", vec![count], acc);
-        let mean = body.rounded("kernel.div", vec![sum, count], acc);
-        Ok(body.round(mean, Rnd::new(rt.format, arith.out)))
+        let r = draw(body, acc, taps);
+        let count = body.rounded("kernel.from_index", vec![count], r);
+        let r = draw(body, acc, taps + 1);
+        let mean = body.rounded("kernel.div", vec![sum, count], r);
+        let out = draw(body, Rnd::new(rt.format, arith.out), taps + 2);
+        Ok(body.round(mean, out))
     })
 }
 

@@ -99,15 +99,27 @@ pub(crate) fn generate(
     let result = module.ops[op].results[0];
     let rt = result_type(module, op);
     let span = module.ops[op].span.clone();
-    let first = module.ops[op].operands.first().copied();
     let mut sizes = Vec::new();
     for (axis, d) in rt.dims.iter().enumerate() {
         if *d == Dim::Dynamic {
-            let Some(x) = first.filter(|x| module.ty(*x).as_tensor().is_some_and(|t| t.dims.get(axis) == Some(&Dim::Dynamic))) else {
-                return error(module, op, format!("result axis {axis} is dynamic but not the first operand's axis {axis}; specialise the sizes with `infer{{batch=N}}`"));
+            // The size is the first operand's same axis (ops that reshape keep the batch
+            // axis first), else that of the first operand whose axis aligned with this one
+            // under broadcasting (trailing axes align) is dynamic.
+            let dynamic_axis = |x: ValueId, j: usize| module.ty(x).as_tensor().is_some_and(|t| t.dims.get(j) == Some(&Dim::Dynamic));
+            let operands = &module.ops[op].operands;
+            let same = operands.first().copied().filter(|&x| dynamic_axis(x, axis)).map(|x| (x, axis));
+            let aligned = same.or_else(|| {
+                operands.iter().find_map(|&x| {
+                    let rank = module.ty(x).as_tensor()?.rank();
+                    let j = (axis + rank).checked_sub(rt.rank())?;
+                    dynamic_axis(x, j).then_some((x, j))
+                })
+            });
+            let Some((x, j)) = aligned else {
+                return error(module, op, format!("result axis {axis} is dynamic but no operand's matching axis is; specialise the sizes with `infer{{batch=N}}`"));
             };
             let mut b = Builder::new(module, At::Before(op), span.clone());
-            sizes.push(b.op("kernel.dim", vec![x], Type::Index, crate::lower::build::attrs([("axis", crate::ir::Attr::Int(axis as i64))])));
+            sizes.push(b.op("kernel.dim", vec![x], Type::Index, crate::lower::build::attrs([("axis", crate::ir::Attr::Int(j as i64))])));
         }
     }
     let (region, mut body) = Body::region(module, rt.rank(), span.clone());

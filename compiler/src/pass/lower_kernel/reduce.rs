@@ -1,73 +1,165 @@
 //! Softmax and normalisation, as sequences of once-rounded steps in the accumulator format
 //! `A` (with the accumulator's rounding), the last step rounding to the result with `out`.
-//! ε is the nearest value of A to the f32 nearest to the attribute. Stochastic roundings
-//! are not supported here yet (an error).
+//! ε is the nearest value of A to the f32 nearest to the attribute.
 //!
 //! - softmax over axis a (K terms): `m = max_k x_k` (exact); `e_k = exp(x_k − m → A) → A`;
 //!   `s = Σ_k e_k` (sequential, in A); `y = e_i / s → result`.
 //! - batchnorm (channel c, last axis): `t = var_c + ε → A`; `r = √t → A`; `d = x − mean_c → A`;
 //!   `n = d / r → A`; `y = n·γ_c + β_c → result` (one `kernel.fma`).
-//! - layernorm over the last axis (D terms): `μ = (Σ_k x_k → A) / D → A`;
-//!   `v = (Σ_k (x_k − μ → A)², products exact → A) / D → A`; `t = v + ε → A`; `r = √t → A`;
-//!   `n = (x − μ → A) / r → A`; `y = n·γ_i + β_i → result`.
+//! - layernorm over the last axis (D terms): `μ = (Σ_k x_k → A) / (D → A) → A`;
+//!   `v = (Σ_k (x_k − μ → A)², products exact → A) / (D → A) → A`; `t = v + ε → A`;
+//!   `r = √t → A`; `n = (x − μ → A) / r → A`; `y = n·γ_i + β_i → result`.
+//!
+//! Stochastic roundings draw so that what hardware computes once is drawn once: the steps a
+//! whole row (softmax, layernorm) or channel (batchnorm) shares draw from the counters of
+//! the row's or channel's first element `e0` (the element with the reduced axis, or every
+//! axis but the channel, at 0), so every element of the row recomputes the same bits; each
+//! element's own steps draw from its own counters `e·P + ...` past them (spec/ir.md, "Draw
+//! counters").
 
 use super::body::{nearest_value, Body, Rnd};
 use super::{error, generate, operand_type, result_type};
 use crate::ir::{Arith, Attr, Module, OpId, ValueId};
 use crate::pass::PassError;
 
-fn deterministic(module: &Module, op: OpId) -> Result<Arith, PassError> {
-    let Some(Attr::Arith(a)) = module.ops[op].attrs.get("arith") else { return error(module, op, "`arith` is missing") };
-    if a.is_stochastic() {
-        return error(module, op, "stochastic rounding here is not supported by lower-kernel yet");
+fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
+    match module.ops[op].attrs.get("arith") {
+        Some(Attr::Arith(a)) => Ok(*a),
+        _ => error(module, op, "`arith` is missing"),
     }
-    Ok(*a)
+}
+
+/// Draw counters for one op's roundings: `first·span + offset` for the steps the row or
+/// channel shares (`first`: its first element's row-major position), `own·span + offset`
+/// for the element's own steps. Empty (every rounding deterministic) when the op has no
+/// stochastic rounding.
+struct Draws {
+    stream: u32,
+    span: u64,
+    bases: Option<(ValueId, ValueId)>,
+}
+
+impl Draws {
+    /// `first_at` gives the indices of the row's or channel's first element.
+    fn new(body: &mut Body<'_>, arith: &Arith, sizes: &[ValueId], span: u64, first_at: impl FnOnce(&mut Body<'_>, &[ValueId]) -> Vec<ValueId>) -> Draws {
+        let stream = arith.stream.unwrap_or(0);
+        if !arith.is_stochastic() {
+            return Draws { stream, span, bases: None };
+        }
+        let idx = body.idx.clone();
+        let own = body.linear(&idx, sizes);
+        let first_idx = first_at(body, &idx);
+        let first = body.linear(&first_idx, sizes);
+        let own = body.ix_const("kernel.index_mul", own, span);
+        let first = body.ix_const("kernel.index_mul", first, span);
+        Draws { stream, span, bases: Some((first, own)) }
+    }
+
+    /// The rounding `r` (format, mode) drawing, when stochastic, at the shared counter
+    /// `first·span + offset`.
+    fn shared(&self, body: &mut Body<'_>, r: Rnd, offset: u64) -> Rnd {
+        self.at(body, r, offset, |b| b.0)
+    }
+
+    /// The rounding `r` drawing, when stochastic, at the element's own `e·span + offset`.
+    fn own(&self, body: &mut Body<'_>, r: Rnd, offset: u64) -> Rnd {
+        self.at(body, r, offset, |b| b.1)
+    }
+
+    fn at(&self, body: &mut Body<'_>, r: Rnd, offset: u64, base: impl Fn((ValueId, ValueId)) -> ValueId) -> Rnd {
+        debug_assert!(offset < self.span, "draw offsets stay inside the element's span");
+        match self.bases {
+            Some(b) if r.rounding.is_stochastic() => Rnd { draw: Some((self.stream, body.ix_const("kernel.index_add", base(b), offset))), ..r },
+            _ => r,
+        }
+    }
+
+    /// [`Draws::shared`] for a term computed inside a reduction region at position `k`:
+    /// the counter `first·span + offset + k`.
+    fn shared_term(&self, inner: &mut Body<'_>, r: Rnd, offset: u64, k: ValueId) -> Rnd {
+        match self.bases {
+            Some((first, _)) if r.rounding.is_stochastic() => {
+                let base = inner.ix_const("kernel.index_add", first, offset);
+                Rnd { draw: Some((self.stream, inner.ix("kernel.index_add", base, k))), ..r }
+            }
+            _ => r,
+        }
+    }
 }
 
 fn epsilon(body: &mut Body<'_>, module_eps: f64, acc: Rnd) -> ValueId {
     body.constant(acc.format, nearest_value(acc.format, module_eps))
 }
 
+/// Counters (span `P = 3K + 1`): from the row's first element, `x_k − m` at `+ k`, its
+/// exponential at `+ K + k`, the sum's additions at `+ 2K + k`; the element's division at
+/// `+ 3K`. The numerator `e_i` is the sum's term `i`, drawn at the same counters.
 pub fn softmax(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let x = module.ops[op].operands[0];
     let xt = operand_type(module, op, 0);
     let raw = module.ops[op].attrs.get("axis").and_then(Attr::as_int).unwrap_or(0);
     let axis = if raw < 0 { raw + xt.rank() as i64 } else { raw } as usize;
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    let terms = static_len(module, op, &xt, axis, arith)?;
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let zero = body.index(0);
+        let draws = Draws::new(body, &arith, sizes, 3 * terms + 1, |_, idx| {
+            let mut first = idx.to_vec();
+            first[axis] = zero;
+            first
+        });
         let at = |k: ValueId| {
             let mut at = idx.clone();
             at[axis] = k;
             at
         };
-        let zero = body.index(0);
         let len = body.size(x, &xt, axis);
         let first = body.load(x, at(zero));
         let m = body.reduce("kernel.reduce_max", zero, len, first, Default::default(), None, |inner, k| (inner.load(x, at(k)), None));
         let exp = |body: &mut Body<'_>, k: ValueId| {
             let xk = body.load(x, at(k));
-            let d = body.rounded("kernel.sub", vec![xk, m], acc);
-            body.rounded("kernel.exp", vec![d], acc)
+            let sub = draws.shared_term(body, acc, 0, k);
+            let d = body.rounded("kernel.sub", vec![xk, m], sub);
+            let exp = draws.shared_term(body, acc, terms, k);
+            body.rounded("kernel.exp", vec![d], exp)
         };
-        let sum = body.accumulate(zero, len, acc, None, |inner, k| (exp(inner, k), None));
+        let sum_draws = draws.shared(body, acc, 2 * terms);
+        let sum = body.accumulate(zero, len, sum_draws, None, |inner, k| (exp(inner, k), None));
         let own = exp(body, idx[axis]);
-        Ok(body.rounded("kernel.div", vec![own, sum], Rnd::new(rt.format, arith.out)))
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), 3 * terms);
+        Ok(body.rounded("kernel.div", vec![own, sum], out))
     })
 }
 
+/// The length of the reduced axis, which must be static when some rounding is stochastic
+/// (it sizes the draw counters' span); 1 otherwise (no counters are drawn).
+fn static_len(module: &Module, op: OpId, t: &crate::ir::TensorType, axis: usize, arith: Arith) -> Result<u64, PassError> {
+    match t.dims[axis] {
+        crate::ir::Dim::Fixed(n) => Ok(n),
+        _ if !arith.is_stochastic() => Ok(1),
+        _ => error(module, op, "stochastic rounding over a dynamic axis needs static sizes; specialise them with `infer{batch=N}`"),
+    }
+}
+
 pub fn batchnorm(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
     let o = module.ops[op].operands.clone();
     let norm = BatchNorm { scale: o[1], shift: o[2], mean: o[3], var: o[4], arith, epsilon: eps };
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
+        let draws = Draws::new(body, &arith, sizes, BatchNorm::SPAN, |body, idx| {
+            let zero = body.index(0);
+            let mut first = vec![zero; idx.len()];
+            *first.last_mut().expect("batch norm has a channel axis") = *idx.last().expect("batch norm has a channel axis");
+            first
+        });
         let xv = body.load(o[0], idx);
-        Ok(norm.element(body, xv, rt.format))
+        Ok(norm.element(body, xv, rt.format, &draws))
     })
 }
 
@@ -83,57 +175,96 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// Draw counters per element: from the channel's first element, `var + ε` at `+ 0` and
+    /// its square root at `+ 1`; the element's own steps at `+ 2, 3, 4`.
+    const SPAN: u64 = 5;
+
     /// The normalised element for input value `x` at the body's indices (channel: the last),
     /// rounded to `result` with the arith's `out`.
-    pub fn element(&self, body: &mut Body<'_>, x: ValueId, result: qc_runtime::numerics::Format) -> ValueId {
+    fn element(&self, body: &mut Body<'_>, x: ValueId, result: qc_runtime::numerics::Format, draws: &Draws) -> ValueId {
         let c = *body.idx.last().expect("batch norm has a channel axis");
         let acc = Rnd::new(self.arith.acc.format, self.arith.acc.rounding);
         let v = body.load(self.var, vec![c]);
         let e = epsilon(body, self.epsilon, acc);
-        let t = body.rounded("kernel.add", vec![v, e], acc);
-        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        let r = draws.shared(body, acc, 0);
+        let t = body.rounded("kernel.add", vec![v, e], r);
+        let r = draws.shared(body, acc, 1);
+        let r = body.rounded("kernel.sqrt", vec![t], r);
         let mu = body.load(self.mean, vec![c]);
-        let d = body.rounded("kernel.sub", vec![x, mu], acc);
-        let n = body.rounded("kernel.div", vec![d, r], acc);
+        let rd = draws.own(body, acc, 2);
+        let d = body.rounded("kernel.sub", vec![x, mu], rd);
+        let rn = draws.own(body, acc, 3);
+        let n = body.rounded("kernel.div", vec![d, r], rn);
         let (g, b) = (body.load(self.scale, vec![c]), body.load(self.shift, vec![c]));
-        body.rounded("kernel.fma", vec![b, n, g], Rnd::new(result, self.arith.out))
+        let out = draws.own(body, Rnd::new(result, self.arith.out), 4);
+        body.rounded("kernel.fma", vec![b, n, g], out)
+    }
+
+    /// [`BatchNorm::element`] as the epilogue of a contraction (fusion requires the batch
+    /// norm's arith to be deterministic, so it draws nothing).
+    pub fn epilogue(&self, body: &mut Body<'_>, x: ValueId, result: qc_runtime::numerics::Format) -> ValueId {
+        let none = Draws { stream: 0, span: Self::SPAN, bases: None };
+        self.element(body, x, result, &none)
     }
 }
 
+/// Counters (span `P = 3D + 7`): from the row's first element, the first sum's additions at
+/// `+ k`, `D → A` at `+ D`, `μ` at `+ D + 1`, `x_k − μ` at `+ D + 2 + k`, the second sum's
+/// additions at `+ 2D + 2 + k`, `v` at `+ 3D + 2`, `t` at `+ 3D + 3`, `r` at `+ 3D + 4`; the
+/// element's `n` at `+ 3D + 5` and result at `+ 3D + 6`. The element's `x − μ` is the second
+/// sum's term `i`, drawn at the same counter.
 pub fn layernorm(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
     let o = module.ops[op].operands.clone();
     let (x, gamma, beta) = (o[0], o[1], o[2]);
     let xt = operand_type(module, op, 0);
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    let last = xt.rank() - 1;
+    let d_len = static_len(module, op, &xt, last, arith)?;
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
-        let last = idx.len() - 1;
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let zero = body.index(0);
+        let draws = Draws::new(body, &arith, sizes, 3 * d_len + 7, |_, idx| {
+            let mut first = idx.to_vec();
+            first[last] = zero;
+            first
+        });
         let at = |k: ValueId| {
             let mut at = idx.clone();
             at[last] = k;
             at
         };
-        let zero = body.index(0);
         let len = body.size(x, &xt, last);
-        let count = body.rounded("kernel.from_index", vec![len], acc);
-        let s1 = body.accumulate(zero, len, acc, None, |inner, k| (inner.load(x, at(k)), None));
-        let mu = body.rounded("kernel.div", vec![s1, count], acc);
-        let s2 = body.accumulate(zero, len, acc, None, |inner, k| {
-            let xk = inner.load(x, at(k));
-            let d = inner.rounded("kernel.sub", vec![xk, mu], acc);
+        let r = draws.shared(body, acc, d_len);
+        let count = body.rounded("kernel.from_index", vec![len], r);
+        let r = draws.shared(body, acc, 0);
+        let s1 = body.accumulate(zero, len, r, None, |inner, k| (inner.load(x, at(k)), None));
+        let r = draws.shared(body, acc, d_len + 1);
+        let mu = body.rounded("kernel.div", vec![s1, count], r);
+        let centred = |body: &mut Body<'_>, k: ValueId| {
+            let xk = body.load(x, at(k));
+            let r = draws.shared_term(body, acc, d_len + 2, k);
+            body.rounded("kernel.sub", vec![xk, mu], r)
+        };
+        let r = draws.shared(body, acc, 2 * d_len + 2);
+        let s2 = body.accumulate(zero, len, r, None, |inner, k| {
+            let d = centred(inner, k);
             (inner.exact_mul(d, d), None)
         });
-        let v = body.rounded("kernel.div", vec![s2, count], acc);
+        let r = draws.shared(body, acc, 3 * d_len + 2);
+        let v = body.rounded("kernel.div", vec![s2, count], r);
         let e = epsilon(body, eps, acc);
-        let t = body.rounded("kernel.add", vec![v, e], acc);
-        let r = body.rounded("kernel.sqrt", vec![t], acc);
-        let xi = body.load(x, idx.clone());
-        let d = body.rounded("kernel.sub", vec![xi, mu], acc);
-        let n = body.rounded("kernel.div", vec![d, r], acc);
+        let r = draws.shared(body, acc, 3 * d_len + 3);
+        let t = body.rounded("kernel.add", vec![v, e], r);
+        let r = draws.shared(body, acc, 3 * d_len + 4);
+        let r = body.rounded("kernel.sqrt", vec![t], r);
+        let d = centred(body, idx[last]);
+        let rn = draws.own(body, acc, 3 * d_len + 5);
+        let n = body.rounded("kernel.div", vec![d, r], rn);
         let (g, b) = (body.load(gamma, vec![idx[last]]), body.load(beta, vec![idx[last]]));
-        Ok(body.rounded("kernel.fma", vec![b, n, g], Rnd::new(rt.format, arith.out)))
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), 3 * d_len + 6);
+        Ok(body.rounded("kernel.fma", vec![b, n, g], out))
     })
 }
