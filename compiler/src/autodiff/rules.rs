@@ -334,13 +334,150 @@ impl Backward<'_, '_> {
                 let dx = self.emit("nn.reshape", vec![dy], ty, Attrs::new(), &span);
                 self.add_to(x, dx, None, &span);
             }
+            "nn.matmul" => {
+                let (a, b) = (o.operands[0], o.operands[1]);
+                let out = self.tensor(o.results[0]);
+                for (i, v) in [(0, a), (1, b)] {
+                    if !needs(self, i) {
+                        continue;
+                    }
+                    let vt = self.tensor(v);
+                    if vt.rank() != out.rank() || vt.dims[..vt.rank() - 2] != out.dims[..out.rank() - 2] {
+                        return Err(format!("the gradient of `nn.matmul` broadcasting {} to {} is not supported yet", show(&vt), show(&out)));
+                    }
+                    let (to, post) = if self.is_param(v) { (weight, weight_post) } else { (act, act_post) };
+                    let a_ = self.contraction_arith(to);
+                    let ty = vt.with_format(to.format);
+                    // da = dy·bᵀ, db = aᵀ·dy (the last two axes swapped).
+                    let g = if i == 0 {
+                        let bt = self.swap_last(b, &span);
+                        self.emit("nn.matmul", vec![dy, bt], ty, a_, &span)
+                    } else {
+                        let at = self.swap_last(a, &span);
+                        self.emit("nn.matmul", vec![at, dy], ty, a_, &span)
+                    };
+                    self.add_to(v, g, post, &span);
+                }
+            }
+            "nn.transpose" => {
+                let x = o.operands[0];
+                let perm = o.attr("perm").and_then(Attr::as_int_array).unwrap_or_default();
+                let mut inverse = vec![0i64; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p as usize] = i as i64;
+                }
+                let ty = self.tensor(x).with_format(self.tensor(dy).format);
+                let a = attrs([("perm", Attr::Array(inverse.into_iter().map(Attr::Int).collect()))]);
+                let dx = self.emit("nn.transpose", vec![dy], ty, a, &span);
+                self.add_to(x, dx, None, &span);
+            }
+            "nn.softmax" => {
+                let x = o.operands[0];
+                let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                a.insert("axis".into(), o.attr("axis").cloned().unwrap_or(Attr::Int(-1)));
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.softmax_grad", vec![dy, o.results[0]], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.sigmoid" | "nn.tanh" | "nn.gelu" => {
+                let x = o.operands[0];
+                let a = self.reduction_arith(self.spec.backward.acc, act);
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit(&format!("{name}_grad"), vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.avgpool2d" => {
+                let x = o.operands[0];
+                let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                for k in ["window", "stride", "padding"] {
+                    if let Some(v) = o.attr(k) {
+                        a.insert(k.into(), v.clone());
+                    }
+                }
+                let ty = self.tensor(x).with_format(act.format);
+                let hw = ty.dims[1..3].iter().map(|d| Attr::Int(if let Dim::Fixed(n) = d { *n as i64 } else { 0 })).collect();
+                a.insert("input_size".into(), Attr::Array(hw));
+                let dx = self.emit("nn.avgpool2d_grad", vec![dy], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.batchnorm" | "nn.layernorm" => {
+                let batch = name == "nn.batchnorm";
+                let (x, gamma, beta) = (o.operands[0], o.operands[1], o.operands[2]);
+                let channels = self.tensor(gamma).dims.clone();
+                let epsilon = o.attr("epsilon").cloned().unwrap_or(Attr::Float(0.0));
+                if needs(self, 0) {
+                    let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                    a.insert("epsilon".into(), epsilon.clone());
+                    let ty = self.tensor(x).with_format(act.format);
+                    let dx = if batch {
+                        // (dy − 0)/√(var + ε)·γ + 0: the batch norm of dy with a zero mean.
+                        let zeros = self.filled(&channels, 0.0, &span);
+                        let var = o.operands[4];
+                        self.emit("nn.batchnorm", vec![dy, gamma, zeros, zeros, var], ty, a, &span)
+                    } else {
+                        self.emit("nn.layernorm_grad", vec![dy, x, gamma], ty, a, &span)
+                    };
+                    self.add_to(x, dx, act_post, &span);
+                }
+                if needs(self, 1) {
+                    // Σ_rows dy·n, with n the normalised input exactly as the forward op computes it.
+                    let mut forward = match o.attr("arith") {
+                        Some(Attr::Arith(a)) => *a,
+                        _ => return Err(format!("`{name}` has no `arith`")),
+                    };
+                    forward.out = Rounding::Nearest;
+                    forward.stream = None;
+                    let mut a = attrs([("arith", Attr::Arith(forward)), ("epsilon", epsilon)]);
+                    let (ones, zeros) = (self.filled(&channels, 1.0, &span), self.filled(&channels, 0.0, &span));
+                    let mut operands = vec![x, ones, zeros];
+                    if batch {
+                        operands.extend([o.operands[3], o.operands[4]]);
+                    } else {
+                        a.remove("momentum");
+                    }
+                    let ty = self.tensor(x).with_format(fp32());
+                    let n = self.emit(name, operands, ty.clone(), a, &span);
+                    let a = self.round_attrs(weight.rounding);
+                    let p = self.emit("nn.mul", vec![dy, n], ty.with_format(weight.format), a, &span);
+                    let g = self.bias_grad(p, gamma, weight, &span);
+                    self.add_to(gamma, g, weight_post, &span);
+                }
+                if needs(self, 2) {
+                    let g = self.bias_grad(dy, beta, weight, &span);
+                    self.add_to(beta, g, weight_post, &span);
+                }
+                // A batch norm's mean and variance operands (the running statistics) are
+                // constants of the training step: they get no gradient.
+            }
             other => {
                 return Err(format!(
-                    "`{other}` has no gradient yet (training supports dense, conv2d, max pooling, relu, clip, pact, add, mul, flatten, reshape and roundings)"
+                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose and roundings)"
                 ))
             }
         }
         Ok(())
+    }
+
+    /// Whether `v` is a function argument (a parameter: inputs need no gradient).
+    fn is_param(&self, v: ValueId) -> bool {
+        matches!(self.module.values[v].def, crate::ir::ValueDef::Arg { .. })
+    }
+
+    /// `v` with its last two axes swapped (`nn.transpose`, values moved unchanged).
+    fn swap_last(&mut self, v: ValueId, span: &Option<crate::ir::Span>) -> ValueId {
+        let t = self.tensor(v);
+        let r = t.rank();
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.swap(r - 2, r - 1);
+        let dims = perm.iter().map(|&p| t.dims[p]).collect();
+        let a = attrs([("perm", Attr::Array(perm.iter().map(|&p| Attr::Int(p as i64)).collect()))]);
+        self.emit("nn.transpose", vec![v], TensorType::new(dims, t.format), a, span)
+    }
+
+    /// An fp32 constant of shape `dims` with every element `value`.
+    fn filled(&mut self, dims: &[Dim], value: f64, span: &Option<crate::ir::Span>) -> ValueId {
+        let ty = TensorType::new(dims.to_vec(), fp32());
+        self.emit("nn.constant", vec![], ty, attrs([("value", Attr::Array(vec![Attr::Float(value)]))]), span)
     }
 
     /// `nn.bias_grad dy` (the sum over every axis but the last) for `bias`, rounded as `to` says.
