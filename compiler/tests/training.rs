@@ -9,6 +9,8 @@
 use qc_compiler::autodiff::trainer::{compile_forward, compile_step, Overrides, Trainer};
 use qc_compiler::autodiff::{GradSpec, Loss};
 use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
+use qc_compiler::backend::program::random_inputs;
 use qc_compiler::backend::{Backend, Program};
 use qc_runtime::data::{Batches, Dataset, Order};
 use qc_runtime::numerics::RandomStream;
@@ -122,21 +124,28 @@ fn fp32_gradients_match_finite_differences() {
             Loss::SoftmaxCrossEntropy => train::one_hot(&labels, width),
             Loss::MeanSquaredError => uniform(out0.len(), 7),
         };
-        let mut args = vec![x.clone()];
-        args.extend(weights.iter().cloned());
-        args.push(Tensor::new(out0.shape().to_vec(), target.clone()).unwrap());
-        args.push(Tensor::scalar(1.0));
-        let results = Interpreter.run(&step, &args).unwrap();
-        assert_eq!(
-            results[0], out0,
-            "{name}: the training step's output differs from the forward pass"
-        );
+        // The training step's results for weights `w` (its output is the training-mode
+        // forward pass: with batch statistics in batch norms).
+        let step_results = |w: &[Tensor]| {
+            let mut args = vec![x.clone()];
+            args.extend(w.iter().cloned());
+            args.push(Tensor::new(out0.shape().to_vec(), target.clone()).unwrap());
+            args.push(Tensor::scalar(1.0));
+            Interpreter.run(&step, &args).unwrap()
+        };
+        let training_loss =
+            |w: &[Tensor]| loss_of(&spec, &step_results(w).remove(0), &target, &labels);
+        let results = step_results(&weights);
+        if params.iter().all(|p| !p.running_statistic) {
+            assert_eq!(
+                results[0], out0,
+                "{name}: the training step's output differs from the forward pass"
+            );
+        }
         for (p, param) in params.iter().enumerate() {
             let grad = &results[1 + p];
-            if param.name.ends_with(".running_mean") || param.name.ends_with(".running_var") {
-                // A batch norm's running statistics are constants of the training step.
-                assert!(grad.data().iter().all(|&g| g == 0.0), "{name}: {} has a gradient", param.name);
-                continue;
+            if param.running_statistic {
+                continue; // its slot is the new running value (`batch_statistics_update_the_running_ones`)
             }
             let n = weights[p].len();
             for i in (0..n).step_by(n.div_ceil(7).max(1)) {
@@ -146,8 +155,7 @@ fn fp32_gradients_match_finite_differences() {
                 let mut minus = weights.clone();
                 minus[p].data_mut()[i] -= h;
                 let actual_h = (plus[p].data()[i] as f64 - minus[p].data()[i] as f64) / 2.0;
-                let fd = (loss_of(&spec, &forward_out(&plus), &target, &labels)
-                    - loss_of(&spec, &forward_out(&minus), &target, &labels))
+                let fd = (training_loss(&plus) - training_loss(&minus))
                     / (2.0 * actual_h);
                 let g = grad.data()[i] as f64;
                 assert!(
@@ -160,6 +168,91 @@ fn fp32_gradients_match_finite_differences() {
         checked += 1;
     }
     assert!(checked >= 12, "only {checked} fp32 cases were checked");
+}
+
+/// A batch norm in training normalises with the batch's statistics and returns the running
+/// ones moved by `momentum` towards them (the biased variance), checked against f64.
+#[test]
+fn batch_statistics_update_the_running_ones() {
+    let model = check(
+        "model bn {
+           input x: [B, 2, 3] fp32;
+           param g: [3] fp32 = ones;
+           param b: [3] fp32 = zeros;
+           param w: [2, 3] fp32 = glorot_uniform;
+           let y = flatten(dense(batchnorm(x, g, b, momentum = 0.25), w));
+           output y;
+           train { loss = mse; optimizer = sgd(lr = 0.1); }
+         }",
+    );
+    let spec = GradSpec::from_model(&model).unwrap();
+    let (_, params) = compile_forward(&model, 0).unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    let stats: Vec<bool> = params.iter().map(|p| p.running_statistic).collect();
+    assert_eq!(names, ["g", "b", "w", "g.running_mean", "g.running_var"]);
+    assert_eq!(stats, [false, false, false, true, true]);
+    let rows = 5;
+    let step = compile_step(&model, &spec, rows, 0).unwrap();
+    let x = uniform(rows * 6, 1);
+    let running = [uniform(3, 2), uniform(3, 3).iter().map(|v| v.abs() + 0.5).collect()];
+    let mut args = vec![Tensor::new(vec![rows, 2, 3], x.clone()).unwrap()];
+    args.push(Tensor::new(vec![3], vec![1.0; 3]).unwrap());
+    args.push(Tensor::new(vec![3], vec![0.0; 3]).unwrap());
+    args.push(Tensor::new(vec![2, 3], uniform(6, 4)).unwrap());
+    args.push(Tensor::new(vec![3], running[0].clone()).unwrap());
+    args.push(Tensor::new(vec![3], running[1].clone()).unwrap());
+    args.push(Tensor::new(vec![rows, 4], uniform(rows * 4, 5)).unwrap());
+    args.push(Tensor::scalar(1.0));
+    let results = Interpreter.run(&step, &args).unwrap();
+    for c in 0..3 {
+        let column: Vec<f64> = x.iter().skip(c).step_by(3).map(|&v| v as f64).collect();
+        let mean = column.iter().sum::<f64>() / column.len() as f64;
+        let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / column.len() as f64;
+        let expected = [
+            0.75 * running[0][c] as f64 + 0.25 * mean,
+            0.75 * running[1][c] as f64 + 0.25 * var,
+        ];
+        for (k, e) in expected.iter().enumerate() {
+            let found = results[4 + k].data()[c] as f64;
+            assert!((found - e).abs() <= 1e-6 * e.abs().max(1.0), "statistic {k} of channel {c}: {found}, expected {e}");
+        }
+    }
+}
+
+/// Every case of `tests/autodiff/`, its training step on seeded random inputs: the JIT (one
+/// and two threads) computes the interpreter's bits, gradients included.
+#[test]
+fn backward_programs_give_the_same_bits_on_the_interpreter_and_the_jit() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/autodiff");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
+        .collect();
+    files.sort();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let model = check(&std::fs::read_to_string(path).unwrap());
+        let spec = GradSpec::from_model(&model).unwrap();
+        let step = compile_step(&model, &spec, 4, 5).unwrap();
+        let inputs = random_inputs(&step.module, 11, 4).unwrap();
+        let expected = Interpreter.run(&step, &inputs).unwrap();
+        let informative = expected
+            .iter()
+            .skip(1)
+            .any(|t| t.data().iter().any(|x| x.is_finite() && *x != 0.0));
+        assert!(informative, "{name}: every gradient is zero or not finite");
+        for threads in [1, 2] {
+            let found = Jit::with_threads(threads).run(&step, &inputs).unwrap();
+            for (r, (e, f)) in expected.iter().zip(&found).enumerate() {
+                let same = e.shape() == f.shape()
+                    && e.data().iter().zip(f.data()).all(|(a, b)| {
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+                    });
+                assert!(same, "{name}: result {r} differs on the JIT ({threads} threads)");
+            }
+        }
+    }
 }
 
 const SMALL_MLP: &str = "
@@ -279,19 +372,24 @@ fn bad_data_and_unsupported_ops_are_one_line_errors() {
         .unwrap_err()
         .to_string();
     assert_eq!(e, "the data's samples are [63] but the model reads [64]");
-    let source = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/ternary.qnn"
-    ))
-    .unwrap();
-    let model = check(&source);
+    let model = check(
+        "model joined {
+           input x: [B, 64] fp32;
+           param w: [5, 64] fp32 = he_normal;
+           param v: [10, 10] fp32 = he_normal;
+           let h = dense(x, w);
+           output y;
+           let y = dense(concat(h, h, axis = -1), v);
+           train { loss = softmax_cross_entropy; optimizer = sgd(lr = 0.1); }
+         }",
+    );
     let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
     let data = random_rows(4, 64);
     let e = trainer
         .step(&Interpreter, data.x(), data.y(), 0.1)
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("`nn.batchnorm` has no gradient yet"), "{e}");
+    assert!(e.starts_with("`nn.concat` has no gradient yet"), "{e}");
     assert!(!e.contains('\n'));
 }
 

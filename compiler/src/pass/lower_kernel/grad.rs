@@ -474,3 +474,97 @@ fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd) -> ValueId {
     let tail = body.rounded("kernel.mul", vec![x, pdf], acc);
     body.rounded("kernel.add", vec![cdf, tail], acc)
 }
+
+/// The static row count of `t` (every axis but the last) and the sizes of those axes.
+fn rows_of(module: &Module, op: OpId, t: &crate::ir::TensorType) -> Result<(u64, Vec<u64>), PassError> {
+    let Some(dims) = t.static_dims() else {
+        return error(module, op, "the number of rows must be static (specialise the batch with `infer{batch=N}`)");
+    };
+    let leading = dims[..dims.len() - 1].to_vec();
+    Ok((leading.iter().product(), leading))
+}
+
+/// The indices of row `r` (row-major over `row_sizes`) at channel `c`.
+fn row_at(body: &mut Body<'_>, r: ValueId, row_sizes: &[u64], c: ValueId) -> Vec<ValueId> {
+    let mut at = vec![r; row_sizes.len()];
+    let mut rest = r;
+    for a in (1..row_sizes.len()).rev() {
+        at[a] = body.ix_const("kernel.index_rem", rest, row_sizes[a]);
+        rest = body.ix_const("kernel.index_div", rest, row_sizes[a]);
+    }
+    if let Some(first) = at.first_mut() {
+        *first = rest;
+    }
+    at.push(c);
+    at
+}
+
+/// `nn.batch_mean x` (R rows): `s = Σ_r x[r, c]` in A (rows in order); `s / (R → A) → Y`.
+/// `nn.batch_var x, μ`: `s = Σ_r (x[r, c] − μ_c → A)²` (exact squares) in A; `s / (R → A) → Y`.
+pub fn batch_statistic(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let o = module.ops[op].operands.clone();
+    let x = o[0];
+    let mean = o.get(1).copied();
+    let xt = operand_type(module, op, 0);
+    let (rows, row_sizes) = rows_of(module, op, &xt)?;
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let c = body.idx[0];
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let mu = mean.map(|m| body.load(m, vec![c]));
+        let (lo, hi) = (body.index(0), body.index(rows));
+        let sum = body.accumulate(lo, hi, acc, None, |inner, r| {
+            let at = row_at(inner, r, &row_sizes, c);
+            let xv = inner.load(x, at);
+            match mu {
+                None => (xv, None),
+                Some(mu) => {
+                    let d = inner.rounded("kernel.sub", vec![xv, mu], acc);
+                    (inner.exact_mul(d, d), None)
+                }
+            }
+        });
+        let count = body.index(rows);
+        let count = body.rounded("kernel.from_index", vec![count], acc);
+        Ok(body.rounded("kernel.div", vec![sum, count], Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// `nn.batchnorm_grad dy, x, γ, μ, v, S, T` (R rows, channel c): `r = √(v_c + ε → A) → A`;
+/// `n = (x − μ_c → A) / r → A`; `a = S_c / (R → A) → A`; `b = T_c / (R → A) → A`;
+/// `t = dy − a → A`; `u = n·b → A`; `w = t − u → A`; `q = w / r → A`; `q·γ_c → Y`.
+pub fn batchnorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
+    let o = module.ops[op].operands.clone();
+    let xt = operand_type(module, op, 1);
+    let (rows, _) = rows_of(module, op, &xt)?;
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let c = *idx.last().expect("batch norm has a channel axis");
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let per_channel = |body: &mut Body<'_>, i: usize| body.load(o[i], vec![c]);
+        let v = per_channel(body, 4);
+        let e = body.constant(acc.format, nearest_value(acc.format, eps));
+        let t = body.rounded("kernel.add", vec![v, e], acc);
+        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        let xv = body.load(o[1], idx.clone());
+        let mu = per_channel(body, 3);
+        let d = body.rounded("kernel.sub", vec![xv, mu], acc);
+        let n = body.rounded("kernel.div", vec![d, r], acc);
+        let count = body.index(rows);
+        let count = body.rounded("kernel.from_index", vec![count], acc);
+        let (s, tn) = (per_channel(body, 5), per_channel(body, 6));
+        let a = body.rounded("kernel.div", vec![s, count], acc);
+        let b = body.rounded("kernel.div", vec![tn, count], acc);
+        let g = body.load(o[0], idx);
+        let t = body.rounded("kernel.sub", vec![g, a], acc);
+        let u = body.rounded("kernel.mul", vec![n, b], acc);
+        let w = body.rounded("kernel.sub", vec![t, u], acc);
+        let q = body.rounded("kernel.div", vec![w, r], acc);
+        let gamma = per_channel(body, 2);
+        Ok(body.rounded("kernel.mul", vec![q, gamma], Rnd::new(rt.format, arith.out)))
+    })
+}
