@@ -352,6 +352,77 @@ fn a_short_run_on_the_digits_learns() {
     assert!(accuracy > 0.85, "test accuracy {accuracy}");
 }
 
+/// Attention (matmul of two activations, transpose, softmax), layer norm and GELU.
+const ATTENTION: &str = "
+model attention {
+  input x: [B, 8, 8] fp32;
+  param wq: [8, 8] fp32 = glorot_uniform;
+  param wk: [8, 8] fp32 = glorot_uniform;
+  param wv: [8, 8] fp32 = glorot_uniform;
+  param g: [8] fp32 = ones;
+  param b: [8] fp32 = zeros;
+  param w1: [16, 8] fp32 = he_normal;
+  param b1: [16] fp32 = zeros;
+  param wo: [10, 128] fp32 = glorot_uniform;
+  param bo: [10] fp32 = zeros;
+  let q = transpose(reshape(dense(x, wq), shape = [B, 8, 2, 4]), perm = [0, 2, 1, 3]);
+  let k = transpose(reshape(dense(x, wk), shape = [B, 8, 2, 4]), perm = [0, 2, 3, 1]);
+  let v = transpose(reshape(dense(x, wv), shape = [B, 8, 2, 4]), perm = [0, 2, 1, 3]);
+  let attn = softmax(mul(matmul(q, k), 0.5), axis = -1);
+  let c = reshape(transpose(matmul(attn, v), perm = [0, 2, 1, 3]), shape = [B, 8, 8]);
+  let h = layernorm(add(c, x), g, b);
+  let logits = dense(flatten(gelu(dense(h, w1, b1))), wo, bo);
+  output logits;
+  train { loss = softmax_cross_entropy; optimizer = adam(lr = 5e-3); batch = 32; }
+}";
+
+/// Batch norm (batch statistics), average and global average pooling, sigmoid and tanh.
+const CONV_BN: &str = "
+model conv_bn {
+  input x: [B, 8, 8, 1] fp32;
+  param c1: [16, 3, 3, 1] fp32 = he_normal;
+  param g1: [16] fp32 = ones;
+  param s1: [16] fp32 = zeros;
+  param c2: [16, 3, 3, 16] fp32 = he_normal;
+  param g2: [16] fp32 = ones;
+  param s2: [16] fp32 = zeros;
+  param fc: [10, 16] fp32 = glorot_uniform;
+  param fc_b: [10] fp32 = zeros;
+  let a = relu(batchnorm(conv2d(x, c1, padding = same), g1, s1, momentum = 0.3));
+  let p = avg_pool(a, size = 2);
+  let r = tanh(add(p, batchnorm(conv2d(mul(sigmoid(p), p), c2, padding = same), g2, s2, momentum = 0.3)));
+  let logits = dense(global_avg_pool(r), fc, fc_b);
+  output logits;
+  train { loss = softmax_cross_entropy; optimizer = adam(lr = 3e-2); batch = 32; }
+}";
+
+/// Trains `source` (samples shaped `sample`) for `steps` batches of the digits on the
+/// interpreter; returns the test loss before and after.
+fn test_loss_before_and_after(source: &str, sample: &[usize], steps: usize) -> (f64, f64) {
+    let model = check(source);
+    let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
+    let split = qc_runtime::data::digits::digits_split().unwrap();
+    let (train_set, test_set) = (
+        split.train.reshape_samples(sample).unwrap(),
+        split.test.reshape_samples(sample).unwrap(),
+    );
+    let before = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
+    let order = Order::Shuffled { seed: trainer.seed, epoch: 0 };
+    for b in Batches::new(&train_set, trainer.batch, order).unwrap().take(steps) {
+        trainer.step(&Interpreter, &b.x, &b.y, trainer.learning_rate(0)).unwrap();
+    }
+    let after = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
+    (before.loss, after.loss)
+}
+
+#[test]
+fn small_models_with_every_new_gradient_learn() {
+    for (name, source, sample) in [("attention", ATTENTION, [8, 8].as_slice()), ("conv_bn", CONV_BN, [8, 8, 1].as_slice())] {
+        let (before, after) = test_loss_before_and_after(source, sample, 20);
+        assert!(after < 0.7 * before, "{name}: test loss {before} -> {after} after 20 steps");
+    }
+}
+
 /// A dataset of `n` random rows (for the error cases).
 fn random_rows(n: usize, width: usize) -> Dataset {
     Dataset::new(
