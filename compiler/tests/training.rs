@@ -155,8 +155,7 @@ fn fp32_gradients_match_finite_differences() {
                 let mut minus = weights.clone();
                 minus[p].data_mut()[i] -= h;
                 let actual_h = (plus[p].data()[i] as f64 - minus[p].data()[i] as f64) / 2.0;
-                let fd = (training_loss(&plus) - training_loss(&minus))
-                    / (2.0 * actual_h);
+                let fd = (training_loss(&plus) - training_loss(&minus)) / (2.0 * actual_h);
                 let g = grad.data()[i] as f64;
                 assert!(
                     (g - fd).abs() <= 1e-3 + 2e-2 * fd.abs(),
@@ -194,7 +193,10 @@ fn batch_statistics_update_the_running_ones() {
     let rows = 5;
     let step = compile_step(&model, &spec, rows, 0).unwrap();
     let x = uniform(rows * 6, 1);
-    let running = [uniform(3, 2), uniform(3, 3).iter().map(|v| v.abs() + 0.5).collect()];
+    let running = [
+        uniform(3, 2),
+        uniform(3, 3).iter().map(|v| v.abs() + 0.5).collect(),
+    ];
     let mut args = vec![Tensor::new(vec![rows, 2, 3], x.clone()).unwrap()];
     args.push(Tensor::new(vec![3], vec![1.0; 3]).unwrap());
     args.push(Tensor::new(vec![3], vec![0.0; 3]).unwrap());
@@ -204,17 +206,20 @@ fn batch_statistics_update_the_running_ones() {
     args.push(Tensor::new(vec![rows, 4], uniform(rows * 4, 5)).unwrap());
     args.push(Tensor::scalar(1.0));
     let results = Interpreter.run(&step, &args).unwrap();
-    for c in 0..3 {
+    for (c, (&old_mean, &old_var)) in running[0].iter().zip(&running[1]).enumerate() {
         let column: Vec<f64> = x.iter().skip(c).step_by(3).map(|&v| v as f64).collect();
         let mean = column.iter().sum::<f64>() / column.len() as f64;
         let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / column.len() as f64;
         let expected = [
-            0.75 * running[0][c] as f64 + 0.25 * mean,
-            0.75 * running[1][c] as f64 + 0.25 * var,
+            0.75 * old_mean as f64 + 0.25 * mean,
+            0.75 * old_var as f64 + 0.25 * var,
         ];
         for (k, e) in expected.iter().enumerate() {
             let found = results[4 + k].data()[c] as f64;
-            assert!((found - e).abs() <= 1e-6 * e.abs().max(1.0), "statistic {k} of channel {c}: {found}, expected {e}");
+            assert!(
+                (found - e).abs() <= 1e-6 * e.abs().max(1.0),
+                "statistic {k} of channel {c}: {found}, expected {e}"
+            );
         }
     }
 }
@@ -246,10 +251,14 @@ fn backward_programs_give_the_same_bits_on_the_interpreter_and_the_jit() {
             let found = Jit::with_threads(threads).run(&step, &inputs).unwrap();
             for (r, (e, f)) in expected.iter().zip(&found).enumerate() {
                 let same = e.shape() == f.shape()
-                    && e.data().iter().zip(f.data()).all(|(a, b)| {
-                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-                    });
-                assert!(same, "{name}: result {r} differs on the JIT ({threads} threads)");
+                    && e.data()
+                        .iter()
+                        .zip(f.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(
+                    same,
+                    "{name}: result {r} differs on the JIT ({threads} threads)"
+                );
             }
         }
     }
@@ -407,9 +416,17 @@ fn test_loss_before_and_after(source: &str, sample: &[usize], steps: usize) -> (
         split.test.reshape_samples(sample).unwrap(),
     );
     let before = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
-    let order = Order::Shuffled { seed: trainer.seed, epoch: 0 };
-    for b in Batches::new(&train_set, trainer.batch, order).unwrap().take(steps) {
-        trainer.step(&Interpreter, &b.x, &b.y, trainer.learning_rate(0)).unwrap();
+    let order = Order::Shuffled {
+        seed: trainer.seed,
+        epoch: 0,
+    };
+    for b in Batches::new(&train_set, trainer.batch, order)
+        .unwrap()
+        .take(steps)
+    {
+        trainer
+            .step(&Interpreter, &b.x, &b.y, trainer.learning_rate(0))
+            .unwrap();
     }
     let after = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
     (before.loss, after.loss)
@@ -417,9 +434,15 @@ fn test_loss_before_and_after(source: &str, sample: &[usize], steps: usize) -> (
 
 #[test]
 fn small_models_with_every_new_gradient_learn() {
-    for (name, source, sample) in [("attention", ATTENTION, [8, 8].as_slice()), ("conv_bn", CONV_BN, [8, 8, 1].as_slice())] {
+    for (name, source, sample) in [
+        ("attention", ATTENTION, [8, 8].as_slice()),
+        ("conv_bn", CONV_BN, [8, 8, 1].as_slice()),
+    ] {
         let (before, after) = test_loss_before_and_after(source, sample, 20);
-        assert!(after < 0.7 * before, "{name}: test loss {before} -> {after} after 20 steps");
+        assert!(
+            after < 0.7 * before,
+            "{name}: test loss {before} -> {after} after 20 steps"
+        );
     }
 }
 

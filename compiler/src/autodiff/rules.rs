@@ -15,6 +15,13 @@
 //! | `nn.add a, b` | `da = dy`, `db = dy`; an operand broadcast along the last axis gets `nn.bias_grad dy` |
 //! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
 //! | `nn.flatten x` / `nn.reshape x` | `dx = nn.reshape dy` to x's shape |
+//! | `nn.transpose x` | `dx = nn.transpose dy` (the inverse permutation) |
+//! | `nn.matmul a, b` | `da = nn.matmul dy, bᵀ`; `db = nn.matmul aᵀ, dy` (`ᵀ`: `nn.transpose` of the last two axes) |
+//! | `nn.softmax x` | `dx = nn.softmax_grad dy, y` (y the result) |
+//! | `nn.sigmoid x` / `nn.tanh x` / `nn.gelu x` | `dx = nn.sigmoid_grad dy, x` (likewise) |
+//! | `nn.avgpool2d x` | `dx = nn.avgpool2d_grad dy` |
+//! | `nn.layernorm x, γ, β` | `dx = nn.layernorm_grad dy, x, γ`; `dγ = Σ dy·n`, `dβ = Σ dy` (`nn.bias_grad`) |
+//! | `nn.batchnorm x, γ, β, μ, σ²` | `dx = nn.batchnorm_grad dy, x, γ, μ, σ², Σdy, Σdy·n` with batch statistics ([`use_batch_statistics`]), else `nn.batchnorm dy, γ, 0, 0, σ²`; dγ, dβ as layernorm |
 
 use super::GradSpec;
 use crate::ir::{Arith, Attr, Dim, Module, OpId, RoundTo, TensorType, Type, ValueId};
