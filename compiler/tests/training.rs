@@ -9,6 +9,8 @@
 use qc_compiler::autodiff::trainer::{compile_forward, compile_step, Overrides, Trainer};
 use qc_compiler::autodiff::{GradSpec, Loss};
 use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
+use qc_compiler::backend::program::random_inputs;
 use qc_compiler::backend::{Backend, Program};
 use qc_runtime::data::{Batches, Dataset, Order};
 use qc_runtime::numerics::RandomStream;
@@ -122,17 +124,29 @@ fn fp32_gradients_match_finite_differences() {
             Loss::SoftmaxCrossEntropy => train::one_hot(&labels, width),
             Loss::MeanSquaredError => uniform(out0.len(), 7),
         };
-        let mut args = vec![x.clone()];
-        args.extend(weights.iter().cloned());
-        args.push(Tensor::new(out0.shape().to_vec(), target.clone()).unwrap());
-        args.push(Tensor::scalar(1.0));
-        let results = Interpreter.run(&step, &args).unwrap();
-        assert_eq!(
-            results[0], out0,
-            "{name}: the training step's output differs from the forward pass"
-        );
+        // The training step's results for weights `w` (its output is the training-mode
+        // forward pass: with batch statistics in batch norms).
+        let step_results = |w: &[Tensor]| {
+            let mut args = vec![x.clone()];
+            args.extend(w.iter().cloned());
+            args.push(Tensor::new(out0.shape().to_vec(), target.clone()).unwrap());
+            args.push(Tensor::scalar(1.0));
+            Interpreter.run(&step, &args).unwrap()
+        };
+        let training_loss =
+            |w: &[Tensor]| loss_of(&spec, &step_results(w).remove(0), &target, &labels);
+        let results = step_results(&weights);
+        if params.iter().all(|p| !p.running_statistic) {
+            assert_eq!(
+                results[0], out0,
+                "{name}: the training step's output differs from the forward pass"
+            );
+        }
         for (p, param) in params.iter().enumerate() {
             let grad = &results[1 + p];
+            if param.running_statistic {
+                continue; // its slot is the new running value (`batch_statistics_update_the_running_ones`)
+            }
             let n = weights[p].len();
             for i in (0..n).step_by(n.div_ceil(7).max(1)) {
                 let h = 1e-3f32;
@@ -141,9 +155,7 @@ fn fp32_gradients_match_finite_differences() {
                 let mut minus = weights.clone();
                 minus[p].data_mut()[i] -= h;
                 let actual_h = (plus[p].data()[i] as f64 - minus[p].data()[i] as f64) / 2.0;
-                let fd = (loss_of(&spec, &forward_out(&plus), &target, &labels)
-                    - loss_of(&spec, &forward_out(&minus), &target, &labels))
-                    / (2.0 * actual_h);
+                let fd = (training_loss(&plus) - training_loss(&minus)) / (2.0 * actual_h);
                 let g = grad.data()[i] as f64;
                 assert!(
                     (g - fd).abs() <= 1e-3 + 2e-2 * fd.abs(),
@@ -154,7 +166,102 @@ fn fp32_gradients_match_finite_differences() {
         }
         checked += 1;
     }
-    assert!(checked >= 6, "only {checked} fp32 cases were checked");
+    assert!(checked >= 12, "only {checked} fp32 cases were checked");
+}
+
+/// A batch norm in training normalises with the batch's statistics and returns the running
+/// ones moved by `momentum` towards them (the biased variance), checked against f64.
+#[test]
+fn batch_statistics_update_the_running_ones() {
+    let model = check(
+        "model bn {
+           input x: [B, 2, 3] fp32;
+           param g: [3] fp32 = ones;
+           param b: [3] fp32 = zeros;
+           param w: [2, 3] fp32 = glorot_uniform;
+           let y = flatten(dense(batchnorm(x, g, b, momentum = 0.25), w));
+           output y;
+           train { loss = mse; optimizer = sgd(lr = 0.1); }
+         }",
+    );
+    let spec = GradSpec::from_model(&model).unwrap();
+    let (_, params) = compile_forward(&model, 0).unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    let stats: Vec<bool> = params.iter().map(|p| p.running_statistic).collect();
+    assert_eq!(names, ["g", "b", "w", "g.running_mean", "g.running_var"]);
+    assert_eq!(stats, [false, false, false, true, true]);
+    let rows = 5;
+    let step = compile_step(&model, &spec, rows, 0).unwrap();
+    let x = uniform(rows * 6, 1);
+    let running = [
+        uniform(3, 2),
+        uniform(3, 3).iter().map(|v| v.abs() + 0.5).collect(),
+    ];
+    let mut args = vec![Tensor::new(vec![rows, 2, 3], x.clone()).unwrap()];
+    args.push(Tensor::new(vec![3], vec![1.0; 3]).unwrap());
+    args.push(Tensor::new(vec![3], vec![0.0; 3]).unwrap());
+    args.push(Tensor::new(vec![2, 3], uniform(6, 4)).unwrap());
+    args.push(Tensor::new(vec![3], running[0].clone()).unwrap());
+    args.push(Tensor::new(vec![3], running[1].clone()).unwrap());
+    args.push(Tensor::new(vec![rows, 4], uniform(rows * 4, 5)).unwrap());
+    args.push(Tensor::scalar(1.0));
+    let results = Interpreter.run(&step, &args).unwrap();
+    for (c, (&old_mean, &old_var)) in running[0].iter().zip(&running[1]).enumerate() {
+        let column: Vec<f64> = x.iter().skip(c).step_by(3).map(|&v| v as f64).collect();
+        let mean = column.iter().sum::<f64>() / column.len() as f64;
+        let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / column.len() as f64;
+        let expected = [
+            0.75 * old_mean as f64 + 0.25 * mean,
+            0.75 * old_var as f64 + 0.25 * var,
+        ];
+        for (k, e) in expected.iter().enumerate() {
+            let found = results[4 + k].data()[c] as f64;
+            assert!(
+                (found - e).abs() <= 1e-6 * e.abs().max(1.0),
+                "statistic {k} of channel {c}: {found}, expected {e}"
+            );
+        }
+    }
+}
+
+/// Every case of `tests/autodiff/`, its training step on seeded random inputs: the JIT (one
+/// and two threads) computes the interpreter's bits, gradients included.
+#[test]
+fn backward_programs_give_the_same_bits_on_the_interpreter_and_the_jit() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/autodiff");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
+        .collect();
+    files.sort();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let model = check(&std::fs::read_to_string(path).unwrap());
+        let spec = GradSpec::from_model(&model).unwrap();
+        let step = compile_step(&model, &spec, 4, 5).unwrap();
+        let inputs = random_inputs(&step.module, 11, 4).unwrap();
+        let expected = Interpreter.run(&step, &inputs).unwrap();
+        let informative = expected
+            .iter()
+            .skip(1)
+            .any(|t| t.data().iter().any(|x| x.is_finite() && *x != 0.0));
+        assert!(informative, "{name}: every gradient is zero or not finite");
+        for threads in [1, 2] {
+            let found = Jit::with_threads(threads).run(&step, &inputs).unwrap();
+            for (r, (e, f)) in expected.iter().zip(&found).enumerate() {
+                let same = e.shape() == f.shape()
+                    && e.data()
+                        .iter()
+                        .zip(f.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(
+                    same,
+                    "{name}: result {r} differs on the JIT ({threads} threads)"
+                );
+            }
+        }
+    }
 }
 
 const SMALL_MLP: &str = "
@@ -254,6 +361,91 @@ fn a_short_run_on_the_digits_learns() {
     assert!(accuracy > 0.85, "test accuracy {accuracy}");
 }
 
+/// Attention (matmul of two activations, transpose, softmax), layer norm and GELU.
+const ATTENTION: &str = "
+model attention {
+  input x: [B, 8, 8] fp32;
+  param wq: [8, 8] fp32 = glorot_uniform;
+  param wk: [8, 8] fp32 = glorot_uniform;
+  param wv: [8, 8] fp32 = glorot_uniform;
+  param g: [8] fp32 = ones;
+  param b: [8] fp32 = zeros;
+  param w1: [16, 8] fp32 = he_normal;
+  param b1: [16] fp32 = zeros;
+  param wo: [10, 128] fp32 = glorot_uniform;
+  param bo: [10] fp32 = zeros;
+  let q = transpose(reshape(dense(x, wq), shape = [B, 8, 2, 4]), perm = [0, 2, 1, 3]);
+  let k = transpose(reshape(dense(x, wk), shape = [B, 8, 2, 4]), perm = [0, 2, 3, 1]);
+  let v = transpose(reshape(dense(x, wv), shape = [B, 8, 2, 4]), perm = [0, 2, 1, 3]);
+  let attn = softmax(mul(matmul(q, k), 0.5), axis = -1);
+  let c = reshape(transpose(matmul(attn, v), perm = [0, 2, 1, 3]), shape = [B, 8, 8]);
+  let h = layernorm(add(c, x), g, b);
+  let logits = dense(flatten(gelu(dense(h, w1, b1))), wo, bo);
+  output logits;
+  train { loss = softmax_cross_entropy; optimizer = adam(lr = 5e-3); batch = 32; }
+}";
+
+/// Batch norm (batch statistics), average and global average pooling, sigmoid and tanh.
+const CONV_BN: &str = "
+model conv_bn {
+  input x: [B, 8, 8, 1] fp32;
+  param c1: [16, 3, 3, 1] fp32 = he_normal;
+  param g1: [16] fp32 = ones;
+  param s1: [16] fp32 = zeros;
+  param c2: [16, 3, 3, 16] fp32 = he_normal;
+  param g2: [16] fp32 = ones;
+  param s2: [16] fp32 = zeros;
+  param fc: [10, 16] fp32 = glorot_uniform;
+  param fc_b: [10] fp32 = zeros;
+  let a = relu(batchnorm(conv2d(x, c1, padding = same), g1, s1, momentum = 0.3));
+  let p = avg_pool(a, size = 2);
+  let r = tanh(add(p, batchnorm(conv2d(mul(sigmoid(p), p), c2, padding = same), g2, s2, momentum = 0.3)));
+  let logits = dense(global_avg_pool(r), fc, fc_b);
+  output logits;
+  train { loss = softmax_cross_entropy; optimizer = adam(lr = 3e-2); batch = 32; }
+}";
+
+/// Trains `source` (samples shaped `sample`) for `steps` batches of the digits on the
+/// interpreter; returns the test loss before and after.
+fn test_loss_before_and_after(source: &str, sample: &[usize], steps: usize) -> (f64, f64) {
+    let model = check(source);
+    let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
+    let split = qc_runtime::data::digits::digits_split().unwrap();
+    let (train_set, test_set) = (
+        split.train.reshape_samples(sample).unwrap(),
+        split.test.reshape_samples(sample).unwrap(),
+    );
+    let before = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
+    let order = Order::Shuffled {
+        seed: trainer.seed,
+        epoch: 0,
+    };
+    for b in Batches::new(&train_set, trainer.batch, order)
+        .unwrap()
+        .take(steps)
+    {
+        trainer
+            .step(&Interpreter, &b.x, &b.y, trainer.learning_rate(0))
+            .unwrap();
+    }
+    let after = trainer.evaluate(&Interpreter, &test_set, 360).unwrap();
+    (before.loss, after.loss)
+}
+
+#[test]
+fn small_models_with_every_new_gradient_learn() {
+    for (name, source, sample) in [
+        ("attention", ATTENTION, [8, 8].as_slice()),
+        ("conv_bn", CONV_BN, [8, 8, 1].as_slice()),
+    ] {
+        let (before, after) = test_loss_before_and_after(source, sample, 20);
+        assert!(
+            after < 0.7 * before,
+            "{name}: test loss {before} -> {after} after 20 steps"
+        );
+    }
+}
+
 /// A dataset of `n` random rows (for the error cases).
 fn random_rows(n: usize, width: usize) -> Dataset {
     Dataset::new(
@@ -274,19 +466,24 @@ fn bad_data_and_unsupported_ops_are_one_line_errors() {
         .unwrap_err()
         .to_string();
     assert_eq!(e, "the data's samples are [63] but the model reads [64]");
-    let source = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/ternary.qnn"
-    ))
-    .unwrap();
-    let model = check(&source);
+    let model = check(
+        "model joined {
+           input x: [B, 64] fp32;
+           param w: [5, 64] fp32 = he_normal;
+           param v: [10, 10] fp32 = he_normal;
+           let h = dense(x, w);
+           output y;
+           let y = dense(concat(h, h, axis = -1), v);
+           train { loss = softmax_cross_entropy; optimizer = sgd(lr = 0.1); }
+         }",
+    );
     let mut trainer = Trainer::new(&model, Path::new("."), &Overrides::default()).unwrap();
     let data = random_rows(4, 64);
     let e = trainer
         .step(&Interpreter, data.x(), data.y(), 0.1)
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("`nn.batchnorm` has no gradient yet"), "{e}");
+    assert!(e.starts_with("`nn.concat` has no gradient yet"), "{e}");
     assert!(!e.contains('\n'));
 }
 

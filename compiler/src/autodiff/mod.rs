@@ -36,6 +36,9 @@ pub struct Param {
     pub master: Format,
     /// How it starts.
     pub init: Recipe,
+    /// A batch norm's running mean or variance: the training step returns its new value
+    /// (not a gradient), which replaces it.
+    pub running_statistic: bool,
 }
 
 /// The loss whose gradient starts the backward pass.
@@ -205,6 +208,9 @@ pub fn parameters_as_arguments(module: &mut Module) -> Result<Vec<Param>, String
             _ => return Err(format!("parameter `{name}` has no initialiser")),
         };
         let result = o.results[0];
+        let running_statistic = module.blocks[block].ops.iter().any(|&u| {
+            module.ops[u].name() == "nn.batchnorm" && module.ops[u].operands[3..].contains(&result)
+        });
         let ty = module.ty(result).clone();
         let t = ty.as_tensor().ok_or("a parameter is a tensor")?;
         let dims =
@@ -214,6 +220,7 @@ pub fn parameters_as_arguments(module: &mut Module) -> Result<Vec<Param>, String
             dims,
             master: t.format,
             init,
+            running_statistic,
         });
         let arg_name = module.values[result].name.clone().unwrap_or(name);
         let arg = add_argument(module, block, ty, &arg_name);
@@ -244,7 +251,9 @@ fn next_stream(module: &Module) -> u32 {
 /// Appends the backward pass to a function whose parameters are its trailing `params`
 /// arguments ([`parameters_as_arguments`]). The function gains two arguments, the target
 /// (the output's shape, fp32) and the loss scale (`tensor<fp32>`), and returns the output
-/// followed by the gradient of the scaled loss with respect to each parameter.
+/// followed by the gradient of the scaled loss with respect to each parameter — except that
+/// batch norms normalise with batch statistics and a running statistic's slot holds its new
+/// value ([`rules::use_batch_statistics`]).
 pub fn training_step(module: &mut Module, params: usize, spec: &GradSpec) -> Result<(), String> {
     let (block, ret) = body(module)?;
     let outputs = module.ops[ret].operands.clone();
@@ -273,6 +282,7 @@ pub fn training_step(module: &mut Module, params: usize, spec: &GradSpec) -> Res
     );
     let scale = add_argument(module, block, Type::tensor(vec![], fp32), "loss_scale");
 
+    let running = rules::use_batch_statistics(module, block, ret)?;
     // The values whose gradient is needed: the parameters and everything computed from them.
     let mut needs: HashSet<ValueId> = param_args.iter().copied().collect();
     let forward: Vec<OpId> = module.blocks[block]
@@ -304,12 +314,13 @@ pub fn training_step(module: &mut Module, params: usize, spec: &GradSpec) -> Res
     }
     let mut results = vec![output];
     for (&arg, name) in param_args.iter().zip(0..) {
-        let g = match b.cotangents.get(&arg) {
-            Some(&g) => g,
-            None => b.zeros(arg)?,
+        let (g, prefix) = match (running.get(&arg), b.cotangents.get(&arg)) {
+            (Some(&new), _) => (new, "new"),
+            (None, Some(&g)) => (g, "grad"),
+            (None, None) => (b.zeros(arg)?, "grad"),
         };
         let label = format!(
-            "grad_{}",
+            "{prefix}_{}",
             b.module.values[arg]
                 .name
                 .clone()

@@ -15,6 +15,13 @@
 //! | `nn.add a, b` | `da = dy`, `db = dy`; an operand broadcast along the last axis gets `nn.bias_grad dy` |
 //! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
 //! | `nn.flatten x` / `nn.reshape x` | `dx = nn.reshape dy` to x's shape |
+//! | `nn.transpose x` | `dx = nn.transpose dy` (the inverse permutation) |
+//! | `nn.matmul a, b` | `da = nn.matmul dy, bᵀ`; `db = nn.matmul aᵀ, dy` (`ᵀ`: `nn.transpose` of the last two axes) |
+//! | `nn.softmax x` | `dx = nn.softmax_grad dy, y` (y the result) |
+//! | `nn.sigmoid x` / `nn.tanh x` / `nn.gelu x` | `dx = nn.sigmoid_grad dy, x` (likewise) |
+//! | `nn.avgpool2d x` | `dx = nn.avgpool2d_grad dy` |
+//! | `nn.layernorm x, γ, β` | `dx = nn.layernorm_grad dy, x, γ`; `dγ = Σ dy·n`, `dβ = Σ dy` (`nn.bias_grad`) |
+//! | `nn.batchnorm x, γ, β, μ, σ²` | `dx = nn.batchnorm_grad dy, x, γ, μ, σ², Σdy, Σdy·n` with batch statistics ([`use_batch_statistics`]), else `nn.batchnorm dy, γ, 0, 0, σ²`; dγ, dβ as layernorm |
 
 use super::GradSpec;
 use crate::ir::{Arith, Attr, Dim, Module, OpId, RoundTo, TensorType, Type, ValueId};
@@ -334,13 +341,173 @@ impl Backward<'_, '_> {
                 let dx = self.emit("nn.reshape", vec![dy], ty, Attrs::new(), &span);
                 self.add_to(x, dx, None, &span);
             }
+            "nn.matmul" => {
+                let (a, b) = (o.operands[0], o.operands[1]);
+                let out = self.tensor(o.results[0]);
+                for (i, v) in [(0, a), (1, b)] {
+                    if !needs(self, i) {
+                        continue;
+                    }
+                    let vt = self.tensor(v);
+                    if vt.rank() != out.rank() || vt.dims[..vt.rank() - 2] != out.dims[..out.rank() - 2] {
+                        return Err(format!("the gradient of `nn.matmul` broadcasting {} to {} is not supported yet", show(&vt), show(&out)));
+                    }
+                    let (to, post) = if self.is_param(v) { (weight, weight_post) } else { (act, act_post) };
+                    let a_ = self.contraction_arith(to);
+                    let ty = vt.with_format(to.format);
+                    // da = dy·bᵀ, db = aᵀ·dy (the last two axes swapped).
+                    let g = if i == 0 {
+                        let bt = self.swap_last(b, &span);
+                        self.emit("nn.matmul", vec![dy, bt], ty, a_, &span)
+                    } else {
+                        let at = self.swap_last(a, &span);
+                        self.emit("nn.matmul", vec![at, dy], ty, a_, &span)
+                    };
+                    self.add_to(v, g, post, &span);
+                }
+            }
+            "nn.transpose" => {
+                let x = o.operands[0];
+                let perm = o.attr("perm").and_then(Attr::as_int_array).unwrap_or_default();
+                let mut inverse = vec![0i64; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p as usize] = i as i64;
+                }
+                let ty = self.tensor(x).with_format(self.tensor(dy).format);
+                let a = attrs([("perm", Attr::Array(inverse.into_iter().map(Attr::Int).collect()))]);
+                let dx = self.emit("nn.transpose", vec![dy], ty, a, &span);
+                self.add_to(x, dx, None, &span);
+            }
+            "nn.softmax" => {
+                let x = o.operands[0];
+                let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                a.insert("axis".into(), o.attr("axis").cloned().unwrap_or(Attr::Int(-1)));
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.softmax_grad", vec![dy, o.results[0]], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.sigmoid" | "nn.tanh" | "nn.gelu" => {
+                let x = o.operands[0];
+                let a = self.reduction_arith(self.spec.backward.acc, act);
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit(&format!("{name}_grad"), vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.avgpool2d" => {
+                let x = o.operands[0];
+                let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                for k in ["window", "stride", "padding"] {
+                    if let Some(v) = o.attr(k) {
+                        a.insert(k.into(), v.clone());
+                    }
+                }
+                let ty = self.tensor(x).with_format(act.format);
+                let hw = ty.dims[1..3].iter().map(|d| Attr::Int(if let Dim::Fixed(n) = d { *n as i64 } else { 0 })).collect();
+                a.insert("input_size".into(), Attr::Array(hw));
+                let dx = self.emit("nn.avgpool2d_grad", vec![dy], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
+            }
+            "nn.batchnorm" | "nn.layernorm" => {
+                let batch = name == "nn.batchnorm";
+                let (x, gamma, beta) = (o.operands[0], o.operands[1], o.operands[2]);
+                // With batch statistics (training), the mean and variance are functions of x.
+                let batch_stats = batch && self.defined_by(o.operands[3], "nn.batch_mean");
+                let channels = self.tensor(gamma).dims.clone();
+                let epsilon = o.attr("epsilon").cloned().unwrap_or(Attr::Float(0.0));
+                let exact = RoundTo { format: fp32(), rounding: Rounding::Nearest };
+                // Σ_rows dy·n (n the normalised input exactly as the forward op computes it)
+                // and Σ_rows dy, in fp32.
+                let sum_dyn = (needs(self, 1) || batch_stats && needs(self, 0)).then(|| {
+                    let mut forward = match o.attr("arith") {
+                        Some(Attr::Arith(a)) => *a,
+                        _ => self.spec.backward,
+                    };
+                    forward.out = Rounding::Nearest;
+                    forward.stream = None;
+                    let a = attrs([("arith", Attr::Arith(forward)), ("epsilon", epsilon.clone())]);
+                    let (ones, zeros) = (self.filled(&channels, 1.0, &span), self.filled(&channels, 0.0, &span));
+                    let mut operands = vec![x, ones, zeros];
+                    if batch {
+                        operands.extend([o.operands[3], o.operands[4]]);
+                    }
+                    let ty = self.tensor(x).with_format(fp32());
+                    let n = self.emit(name, operands, ty.clone(), a, &span);
+                    let p = self.emit("nn.mul", vec![dy, n], ty, Attrs::new(), &span);
+                    self.bias_grad(p, gamma, exact, &span)
+                });
+                let sum_dy = (needs(self, 2) || batch_stats && needs(self, 0)).then(|| self.bias_grad(dy, beta, exact, &span));
+                if needs(self, 0) {
+                    let mut a = self.reduction_arith(self.spec.backward.acc, act);
+                    a.insert("epsilon".into(), epsilon.clone());
+                    let ty = self.tensor(x).with_format(act.format);
+                    let dx = match (batch, sum_dy, sum_dyn) {
+                        (true, Some(s), Some(t)) if batch_stats => {
+                            let operands = vec![dy, x, gamma, o.operands[3], o.operands[4], s, t];
+                            self.emit("nn.batchnorm_grad", operands, ty, a, &span)
+                        }
+                        (true, _, _) => {
+                            // (dy − 0)/√(var + ε)·γ + 0: the batch norm of dy with a zero mean.
+                            let zeros = self.filled(&channels, 0.0, &span);
+                            let var = o.operands[4];
+                            self.emit("nn.batchnorm", vec![dy, gamma, zeros, zeros, var], ty, a, &span)
+                        }
+                        (false, _, _) => self.emit("nn.layernorm_grad", vec![dy, x, gamma], ty, a, &span),
+                    };
+                    self.add_to(x, dx, act_post, &span);
+                }
+                for (i, sum) in [(1, sum_dyn), (2, sum_dy)] {
+                    if let (true, Some(sum)) = (needs(self, i), sum) {
+                        let g = self.rounded_to(sum, weight, &span);
+                        self.add_to(o.operands[i], g, weight_post, &span);
+                    }
+                }
+                // The mean and variance operands get no gradient: running statistics are
+                // constants of the step, batch statistics are differentiated through above.
+            }
             other => {
                 return Err(format!(
-                    "`{other}` has no gradient yet (training supports dense, conv2d, max pooling, relu, clip, pact, add, mul, flatten, reshape and roundings)"
+                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose and roundings)"
                 ))
             }
         }
         Ok(())
+    }
+
+    /// Whether `v` is a function argument (a parameter: inputs need no gradient).
+    fn is_param(&self, v: ValueId) -> bool {
+        matches!(self.module.values[v].def, crate::ir::ValueDef::Arg { .. })
+    }
+
+    /// `v` with its last two axes swapped (`nn.transpose`, values moved unchanged).
+    fn swap_last(&mut self, v: ValueId, span: &Option<crate::ir::Span>) -> ValueId {
+        let t = self.tensor(v);
+        let r = t.rank();
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.swap(r - 2, r - 1);
+        let dims = perm.iter().map(|&p| t.dims[p]).collect();
+        let a = attrs([("perm", Attr::Array(perm.iter().map(|&p| Attr::Int(p as i64)).collect()))]);
+        self.emit("nn.transpose", vec![v], TensorType::new(dims, t.format), a, span)
+    }
+
+    /// Whether `v` is the result of an op named `name`.
+    fn defined_by(&self, v: ValueId, name: &str) -> bool {
+        matches!(self.module.values[v].def, crate::ir::ValueDef::Result { op, .. } if self.module.ops[op].name() == name)
+    }
+
+    /// `v` (fp32) rounded as `to` says with `nn.cast`, or `v` when `to` is fp32 to nearest.
+    fn rounded_to(&mut self, v: ValueId, to: RoundTo, span: &Option<crate::ir::Span>) -> ValueId {
+        if to.format == fp32() && to.rounding == Rounding::Nearest {
+            return v;
+        }
+        let ty = self.tensor(v).with_format(to.format);
+        let a = self.round_attrs(to.rounding);
+        self.emit("nn.cast", vec![v], ty, a, span)
+    }
+
+    /// An fp32 constant of shape `dims` with every element `value`.
+    fn filled(&mut self, dims: &[Dim], value: f64, span: &Option<crate::ir::Span>) -> ValueId {
+        let ty = TensorType::new(dims.to_vec(), fp32());
+        self.emit("nn.constant", vec![], ty, attrs([("value", Attr::Array(vec![Attr::Float(value)]))]), span)
     }
 
     /// `nn.bias_grad dy` (the sum over every axis but the last) for `bias`, rounded as `to` says.
@@ -387,4 +554,57 @@ fn show(t: &TensorType) -> String {
         })
         .collect();
     format!("[{}]", dims.join(", "))
+}
+
+/// Batch norm in training: every `nn.batchnorm x, γ, β, mean, var` of the function body
+/// normalises with the batch's statistics instead, `μ = nn.batch_mean x` and `σ² =
+/// nn.batch_var x, μ` (in fp32, with the batch norm's arith), inserted before it. For each
+/// running statistic that is a function argument (a parameter) the returned map gives its new
+/// value, `(1 − m)·running + m·batch` with `m` the batch norm's `momentum` (0.1 by default):
+/// `nn.mul` by the fp32 constants `1 − m` and `m` (each → fp32, nearest), then `nn.add` →
+/// fp32 — inserted before `ret`. The running variance follows the biased batch variance.
+pub(super) fn use_batch_statistics(
+    module: &mut Module,
+    block: crate::ir::BlockId,
+    ret: OpId,
+) -> Result<HashMap<ValueId, ValueId>, String> {
+    let mut updates = HashMap::new();
+    for op in module.blocks[block].ops.clone() {
+        if module.ops[op].name() != "nn.batchnorm" {
+            continue;
+        }
+        let o = module.ops[op].clone();
+        let Some(Attr::Arith(forward)) = o.attr("arith").cloned() else {
+            return Err("`nn.batchnorm` has no `arith`".into());
+        };
+        let arith = Arith { out: Rounding::Nearest, stream: None, ..forward };
+        let momentum = o.attr("momentum").and_then(Attr::as_f64).unwrap_or(0.1);
+        let x = o.operands[0];
+        let channels = module.ty(o.operands[3]).as_tensor().ok_or("the mean is a tensor")?.dims.clone();
+        let stat_ty = Type::Tensor(TensorType::new(channels, fp32()));
+        let mut b = Builder::new(module, At::Before(op), o.span.clone());
+        let a = attrs([("arith", Attr::Arith(arith))]);
+        let mean = b.op("nn.batch_mean", vec![x], stat_ty.clone(), a.clone());
+        let var = b.op("nn.batch_var", vec![x, mean], stat_ty.clone(), a);
+        let (running_mean, running_var) = (o.operands[3], o.operands[4]);
+        module.ops[op].operands[3] = mean;
+        module.ops[op].operands[4] = var;
+        let mut b = Builder::new(module, At::Before(ret), o.span.clone());
+        let scalar = Type::tensor(vec![], fp32());
+        let constant = |b: &mut Builder<'_>, value: f64| {
+            b.op("nn.constant", vec![], scalar.clone(), attrs([("value", Attr::Array(vec![Attr::Float(value)]))]))
+        };
+        let keep = constant(&mut b, 1.0 - momentum);
+        let take = constant(&mut b, momentum);
+        for (running, batch) in [(running_mean, mean), (running_var, var)] {
+            if !matches!(b.module.values[running].def, crate::ir::ValueDef::Arg { .. }) {
+                continue;
+            }
+            let kept = b.op("nn.mul", vec![running, keep], stat_ty.clone(), Attrs::new());
+            let taken = b.op("nn.mul", vec![batch, take], stat_ty.clone(), Attrs::new());
+            let new = b.op("nn.add", vec![kept, taken], stat_ty.clone(), Attrs::new());
+            updates.insert(running, new);
+        }
+    }
+    Ok(updates)
 }

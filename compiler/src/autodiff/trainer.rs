@@ -347,10 +347,27 @@ impl Trainer {
         let overflow = !grads.iter().all(|g| host::all_finite(g.data()));
         let skipped = self.scaling.after_step(overflow) == ScaleDecision::Skip;
         if !skipped {
-            let g: Vec<&[f32]> = grads.iter().map(Tensor::data).collect();
+            // A running statistic's slot holds its new value: it takes no optimizer step.
+            let zeros: Vec<Vec<f32>> = self
+                .params
+                .iter()
+                .zip(grads)
+                .map(|(p, g)| if p.running_statistic { vec![0.0; g.len()] } else { Vec::new() })
+                .collect();
+            let g: Vec<&[f32]> = grads
+                .iter()
+                .zip(&self.params)
+                .zip(&zeros)
+                .map(|((g, p), z)| if p.running_statistic { z.as_slice() } else { g.data() })
+                .collect();
             self.optimizer
                 .step(&mut self.weights, &g, scale, lr)
                 .map_err(err)?;
+            for ((w, p), new) in self.weights.iter_mut().zip(&self.params).zip(grads) {
+                if p.running_statistic {
+                    w.copy_from_slice(new.data());
+                }
+            }
         }
         self.steps_done += 1;
         Ok(StepOutcome { value, skipped })

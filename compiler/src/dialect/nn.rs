@@ -372,6 +372,102 @@ pub const OPS: &[OpDef] = &[
         terminator: false,
         verify: verify_reduction_grad,
     },
+    OpDef {
+        name: "nn.avgpool2d_grad",
+        summary: "The input gradient of nn.avgpool2d: each window's dy divided by its count goes to every non-padded position of the window, summed where windows overlap, in `acc` -> [N, H, W, C] for `input_size` = [H, W].",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[
+            req("window", AttrKind::IntArray),
+            opt("stride", AttrKind::IntArray),
+            opt("padding", AttrKind::IntArray),
+            req("input_size", AttrKind::IntArray),
+            req("arith", AttrKind::Arith),
+        ],
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.batch_mean",
+        summary: "The batch mean of x[..., C] per channel: Σ over the rows (every axis but the last) in `acc`, divided by the row count (a reduction; batch norm in training).",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.batch_var",
+        summary: "The (biased) batch variance of x[..., C] per channel about mean[C]: Σ over the rows of (x − mean)² in `acc`, divided by the row count.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.batchnorm_grad",
+        summary: "The input gradient of a batch norm with batch statistics: dy, x, gamma, mean, var, Σ dy, Σ dy·n -> γ/r·(dy − Σdy/R − n·Σdy·n/R), r = √(var + epsilon), n the normalised x, R the row count.",
+        operands: Arity::Exactly(7),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &REDUCE_ATTRS,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.softmax_grad",
+        summary: "The input gradient of nn.softmax from its result y: y·(dy − Σ_axis dy·y), in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("axis", AttrKind::Int), req("arith", AttrKind::Arith)],
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.layernorm_grad",
+        summary: "The input gradient of nn.layernorm: dy, x, gamma -> (g − mean(g) − n·mean(g·n))/r with g = dy·gamma, n and r the normalised x and √(var + epsilon), in `acc`.",
+        operands: Arity::Exactly(3),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &REDUCE_ATTRS,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.sigmoid_grad",
+        summary: "The input gradient of nn.sigmoid: dy·s·(1 − s) with s = sigmoid(x), in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.tanh_grad",
+        summary: "The input gradient of nn.tanh: dy·(1 − t²) with t = tanh(x), in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
+    OpDef {
+        name: "nn.gelu_grad",
+        summary: "The input gradient of nn.gelu: dy·(Φ(x) + x·φ(x)), in `acc`.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &ARITH,
+        terminator: false,
+        verify: verify_reduction_grad,
+    },
 ];
 
 const CONV_GRAD_INPUT_ATTRS: [AttrDef; 6] = [
@@ -529,6 +625,13 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.conv2d_grad_weight" => conv_grad_weight_dims(v),
         "nn.maxpool2d_grad" => maxpool_grad_dims(v),
         "nn.pact_grad_alpha" => pact_grad_alpha_dims(v),
+        "nn.avgpool2d_grad" => avgpool_grad_dims(v),
+        "nn.batch_mean" => bias_grad_dims(v),
+        "nn.batch_var" => batch_var_dims(v),
+        "nn.batchnorm_grad" => batchnorm_grad_dims(v),
+        "nn.softmax_grad" => softmax_grad_dims(v),
+        "nn.layernorm_grad" => layernorm_grad_dims(v),
+        "nn.sigmoid_grad" | "nn.tanh_grad" | "nn.gelu_grad" => same_dims(v, 2),
         "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
             v.tensor(0, "the input").map(|x| x.dims.clone())
         }
@@ -1048,6 +1151,42 @@ fn maxpool_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let size = positive_pair(v, "window", [1, 1], 1)?;
     check_forward_out(v, dy, [h, w], size, true)?;
     Ok(x.dims.clone())
+}
+
+fn avgpool_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dy = rank4(v, 0, "the output gradient")?;
+    let hw = size_pair(v, "input_size")?;
+    let size = positive_pair(v, "window", [1, 1], 1)?;
+    check_forward_out(v, dy, hw, size, true)?;
+    Ok(vec![dy.dims[0], Dim::Fixed(hw[0]), Dim::Fixed(hw[1]), dy.dims[3]])
+}
+
+fn batch_var_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dims = bias_grad_dims(v)?;
+    per_channel(v, 1, "the mean", dims[0])?;
+    Ok(dims)
+}
+
+fn batchnorm_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dims = same_dims(v, 2)?;
+    let Some(&c) = dims.last() else { return fail("batch norm needs an input [..., C] with at least one axis") };
+    for (i, what) in [(2, "the scale"), (3, "the mean"), (4, "the variance"), (5, "the sum of dy"), (6, "the sum of dy·n")] {
+        per_channel(v, i, what, c)?;
+    }
+    Ok(dims)
+}
+
+fn softmax_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dims = same_dims(v, 2)?;
+    axis(v.int("axis").unwrap_or(0), dims.len())?;
+    Ok(dims)
+}
+
+fn layernorm_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let dims = same_dims(v, 2)?;
+    let Some(&last) = dims.last() else { return fail("layer norm needs an input with at least one axis") };
+    per_channel(v, 2, "gamma", last)?;
+    Ok(dims)
 }
 
 fn pact_grad_alpha_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {

@@ -527,3 +527,46 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
     })
 }
+
+/// The input gradient of average pooling at `(n, h, w, c)`: the sum over the taps
+/// `k = (th, tw)` (row-major) of the windows `(oh, ow)` that place tap `k` on `(h, w)` of
+/// `dy[n, oh, ow, c] / count(oh, ow) → A` (the count of the window's non-padded positions,
+/// converted to A first, as `nn.avgpool2d` divides), in A; then `→ Y`.
+pub fn avgpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = arith_of(module, op)?;
+    if arith.is_stochastic() {
+        return error(module, op, "stochastic rounding in the average-pooling gradient is not supported by lower-kernel yet");
+    }
+    let size = pair(module, op, "window", [1, 1]);
+    let win = window(module, op, size, true);
+    let in_hw = pair(module, op, "input_size", [1, 1]);
+    let dy = module.ops[op].operands[0];
+    let (dyt, rt) = (operand_type(module, op, 0), result_type(module, op));
+    let out_hw = [fixed(module, op, dyt.dims[1], "the output height")?, fixed(module, op, dyt.dims[2], "the output width")?];
+    let taps = size[0] * size[1];
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let (n, h, w, c) = (idx[0], idx[1], idx[2], idx[3]);
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let lo = body.index(0);
+        let hi = body.index(taps);
+        let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
+            let tw = inner.ix_const("kernel.index_rem", k, size[1]);
+            let th = inner.ix_const("kernel.index_div", k, size[1]);
+            let (oh, keep_h) = source_position(inner, h, th, win.stride[0], 1, win.padding[0], out_hw[0]);
+            let (ow, keep_w) = source_position(inner, w, tw, win.stride[1], 1, win.padding[1], out_hw[1]);
+            let keep = inner.ix("kernel.index_mul", keep_h, keep_w);
+            let count = if win.padding == [0, 0] {
+                inner.index(taps)
+            } else {
+                let rows = valid_count(inner, oh, win.stride[0], size[0], win.padding[0], in_hw[0]);
+                let cols = valid_count(inner, ow, win.stride[1], size[1], win.padding[1], in_hw[1]);
+                inner.ix("kernel.index_mul", rows, cols)
+            };
+            let count = inner.rounded("kernel.from_index", vec![count], acc);
+            let g = inner.load(dy, vec![n, oh, ow, c]);
+            (inner.rounded("kernel.div", vec![g, count], acc), Some(keep))
+        });
+        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
+    })
+}

@@ -307,3 +307,264 @@ pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
         Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
     })
 }
+
+/// The arith of a multi-step gradient op, which must be deterministic.
+fn deterministic(module: &Module, op: OpId) -> Result<Arith, PassError> {
+    let arith = arith_of(module, op)?;
+    if arith.is_stochastic() {
+        return error(module, op, "stochastic rounding here is not supported by lower-kernel yet");
+    }
+    Ok(arith)
+}
+
+/// `nn.softmax_grad dy, y` (axis a, K terms): `s = Σ_k dy_k·y_k` (exact products) in A;
+/// `d = dy_i − s → A`; `y_i·d → Y`.
+pub fn softmax_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let o = module.ops[op].operands.clone();
+    let (dy, y) = (o[0], o[1]);
+    let yt = operand_type(module, op, 1);
+    let raw = module.ops[op].attrs.get("axis").and_then(Attr::as_int).unwrap_or(0);
+    let axis = if raw < 0 { raw + yt.rank() as i64 } else { raw } as usize;
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let at = |k: ValueId| {
+            let mut at = idx.clone();
+            at[axis] = k;
+            at
+        };
+        let zero = body.index(0);
+        let len = body.size(y, &yt, axis);
+        let s = body.accumulate(zero, len, acc, None, |inner, k| {
+            let (g, p) = (inner.load(dy, at(k)), inner.load(y, at(k)));
+            (inner.exact_mul(g, p), None)
+        });
+        let own = body.load(dy, idx.clone());
+        let d = body.rounded("kernel.sub", vec![own, s], acc);
+        let p = body.load(y, idx.clone());
+        Ok(body.rounded("kernel.mul", vec![p, d], Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// `nn.layernorm_grad dy, x, γ` (D terms along the last axis): `μ`, `r` as `nn.layernorm`
+/// computes them (in A, the same steps and ε); `n_k = (x_k − μ → A) / r → A`;
+/// `g_k = dy_k·γ_k → A`; `s_1 = Σ_k g_k` and `s_2 = Σ_k g_k·n_k` (exact products) in A;
+/// `m_1 = s_1 / D → A`, `m_2 = s_2 / D → A`; `t = g_i − m_1 → A`; `u = n_i·m_2 → A`;
+/// `v = t − u → A`; `v / r → Y`.
+pub fn layernorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
+    let o = module.ops[op].operands.clone();
+    let (dy, x, gamma) = (o[0], o[1], o[2]);
+    let xt = operand_type(module, op, 1);
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let last = idx.len() - 1;
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let at = |k: ValueId| {
+            let mut at = idx.clone();
+            at[last] = k;
+            at
+        };
+        let zero = body.index(0);
+        let len = body.size(x, &xt, last);
+        let count = body.rounded("kernel.from_index", vec![len], acc);
+        let s1 = body.accumulate(zero, len, acc, None, |inner, k| (inner.load(x, at(k)), None));
+        let mu = body.rounded("kernel.div", vec![s1, count], acc);
+        let s2 = body.accumulate(zero, len, acc, None, |inner, k| {
+            let xk = inner.load(x, at(k));
+            let d = inner.rounded("kernel.sub", vec![xk, mu], acc);
+            (inner.exact_mul(d, d), None)
+        });
+        let v = body.rounded("kernel.div", vec![s2, count], acc);
+        let e = body.constant(acc.format, nearest_value(acc.format, eps));
+        let t = body.rounded("kernel.add", vec![v, e], acc);
+        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        // n_k and g_k, as every sum and the element itself compute them.
+        let normalised = |body: &mut Body<'_>, k: ValueId| {
+            let xk = body.load(x, at(k));
+            let d = body.rounded("kernel.sub", vec![xk, mu], acc);
+            body.rounded("kernel.div", vec![d, r], acc)
+        };
+        let scaled = |body: &mut Body<'_>, k: ValueId| {
+            let (g, c) = (body.load(dy, at(k)), body.load(gamma, vec![k]));
+            body.rounded("kernel.mul", vec![g, c], acc)
+        };
+        let sum_g = body.accumulate(zero, len, acc, None, |inner, k| (scaled(inner, k), None));
+        let sum_gn = body.accumulate(zero, len, acc, None, |inner, k| {
+            let g = scaled(inner, k);
+            let n = normalised(inner, k);
+            (inner.exact_mul(g, n), None)
+        });
+        let m1 = body.rounded("kernel.div", vec![sum_g, count], acc);
+        let m2 = body.rounded("kernel.div", vec![sum_gn, count], acc);
+        let own = idx[last];
+        let g = scaled(body, own);
+        let n = normalised(body, own);
+        let t = body.rounded("kernel.sub", vec![g, m1], acc);
+        let u = body.rounded("kernel.mul", vec![n, m2], acc);
+        let v = body.rounded("kernel.sub", vec![t, u], acc);
+        Ok(body.rounded("kernel.div", vec![v, r], Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// `nn.sigmoid_grad`, `nn.tanh_grad`, `nn.gelu_grad` (dy, x), every step in A, the last
+/// product rounded to Y:
+/// - sigmoid: `s = sigmoid(x) → A`; `c = 1 − s → A`; `d = s·c → A`; `dy·d → Y`;
+/// - tanh: `t = tanh(x) → A`; `q = t·t → A`; `d = 1 − q → A`; `dy·d → Y`;
+/// - gelu: `d = Φ(x) + x·φ(x)` as [`gelu_slope`] computes it; `dy·d → Y`.
+pub fn activation_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let name = module.ops[op].name();
+    let (dy, x) = (module.ops[op].operands[0], module.ops[op].operands[1]);
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let xv = body.load(x, idx.clone());
+        let one = body.constant(acc.format, 1.0);
+        let slope = match name {
+            "nn.sigmoid_grad" => {
+                let s = body.rounded("kernel.sigmoid", vec![xv], acc);
+                let c = body.rounded("kernel.sub", vec![one, s], acc);
+                body.rounded("kernel.mul", vec![s, c], acc)
+            }
+            "nn.tanh_grad" => {
+                let t = body.rounded("kernel.tanh", vec![xv], acc);
+                let q = body.rounded("kernel.mul", vec![t, t], acc);
+                body.rounded("kernel.sub", vec![one, q], acc)
+            }
+            _ => gelu_slope(body, xv, acc),
+        };
+        let g = body.load(dy, idx);
+        Ok(body.rounded("kernel.mul", vec![g, slope], Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// GELU's derivative `Φ(x) + x·φ(x)` at `x`, in A. `Φ(x) = gelu(x)/x` away from 0 and ½ at
+/// 0, selected with the exact fp32 indicator `z = step(x) + step(−x)` (1 when x ≠ 0):
+/// `w = x + (1 − z) → fp32` (x, or 1 at 0: no division by zero), `Φ = z·(gelu(x) → A) / w
+/// → A` plus `(1 − z)·½` (exact: one of the two is 0); `φ = e^(x·x·(−½)) · c` with every
+/// product and the exponential → A and `c` the A value nearest to 1/√(2π); then
+/// `Φ + x·φ → A`.
+fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd) -> ValueId {
+    let exact32 = Rnd::new(fp32(), Rounding::Nearest);
+    let one32 = body.constant(fp32(), 1.0);
+    let zero32 = body.constant(fp32(), 0.0);
+    let negated = body.rounded("kernel.sub", vec![zero32, x], exact32);
+    let (above, below) = (step(body, x), step(body, negated));
+    let z = body.rounded("kernel.add", vec![above, below], exact32);
+    let not_z = body.rounded("kernel.sub", vec![one32, z], exact32);
+    let w = body.rounded("kernel.add", vec![x, not_z], exact32);
+    let gelu = body.rounded("kernel.gelu", vec![x], acc);
+    let ratio = body.rounded("kernel.div", vec![gelu, w], acc);
+    let kept = body.rounded("kernel.mul", vec![ratio, z], acc);
+    let half = body.constant(fp32(), 0.5);
+    let at_zero = body.rounded("kernel.mul", vec![not_z, half], exact32);
+    let cdf = body.rounded("kernel.add", vec![kept, at_zero], acc);
+    let square = body.rounded("kernel.mul", vec![x, x], acc);
+    let minus_half = body.constant(acc.format, nearest_value(acc.format, -0.5));
+    let exponent = body.rounded("kernel.mul", vec![square, minus_half], acc);
+    let e = body.rounded("kernel.exp", vec![exponent], acc);
+    let c = body.constant(acc.format, nearest_value(acc.format, 1.0 / (2.0 * std::f64::consts::PI).sqrt()));
+    let pdf = body.rounded("kernel.mul", vec![e, c], acc);
+    let tail = body.rounded("kernel.mul", vec![x, pdf], acc);
+    body.rounded("kernel.add", vec![cdf, tail], acc)
+}
+
+/// The static row count of `t` (every axis but the last) and the sizes of those axes.
+fn rows_of(module: &Module, op: OpId, t: &crate::ir::TensorType) -> Result<(u64, Vec<u64>), PassError> {
+    let Some(dims) = t.static_dims() else {
+        return error(module, op, "the number of rows must be static (specialise the batch with `infer{batch=N}`)");
+    };
+    let leading = dims[..dims.len() - 1].to_vec();
+    Ok((leading.iter().product(), leading))
+}
+
+/// The indices of row `r` (row-major over `row_sizes`) at channel `c`.
+fn row_at(body: &mut Body<'_>, r: ValueId, row_sizes: &[u64], c: ValueId) -> Vec<ValueId> {
+    let mut at = vec![r; row_sizes.len()];
+    let mut rest = r;
+    for a in (1..row_sizes.len()).rev() {
+        at[a] = body.ix_const("kernel.index_rem", rest, row_sizes[a]);
+        rest = body.ix_const("kernel.index_div", rest, row_sizes[a]);
+    }
+    if let Some(first) = at.first_mut() {
+        *first = rest;
+    }
+    at.push(c);
+    at
+}
+
+/// `nn.batch_mean x` (R rows): `s = Σ_r x[r, c]` in A (rows in order); `s / (R → A) → Y`.
+/// `nn.batch_var x, μ`: `s = Σ_r (x[r, c] − μ_c → A)²` (exact squares) in A; `s / (R → A) → Y`.
+pub fn batch_statistic(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let o = module.ops[op].operands.clone();
+    let x = o[0];
+    let mean = o.get(1).copied();
+    let xt = operand_type(module, op, 0);
+    let (rows, row_sizes) = rows_of(module, op, &xt)?;
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let c = body.idx[0];
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let mu = mean.map(|m| body.load(m, vec![c]));
+        let (lo, hi) = (body.index(0), body.index(rows));
+        let sum = body.accumulate(lo, hi, acc, None, |inner, r| {
+            let at = row_at(inner, r, &row_sizes, c);
+            let xv = inner.load(x, at);
+            match mu {
+                None => (xv, None),
+                Some(mu) => {
+                    let d = inner.rounded("kernel.sub", vec![xv, mu], acc);
+                    (inner.exact_mul(d, d), None)
+                }
+            }
+        });
+        let count = body.index(rows);
+        let count = body.rounded("kernel.from_index", vec![count], acc);
+        Ok(body.rounded("kernel.div", vec![sum, count], Rnd::new(rt.format, arith.out)))
+    })
+}
+
+/// `nn.batchnorm_grad dy, x, γ, μ, v, S, T` (R rows, channel c): `r = √(v_c + ε → A) → A`;
+/// `n = (x − μ_c → A) / r → A`; `a = S_c / (R → A) → A`; `b = T_c / (R → A) → A`;
+/// `t = dy − a → A`; `u = n·b → A`; `w = t − u → A`; `q = w / r → A`; `q·γ_c → Y`.
+pub fn batchnorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let arith = deterministic(module, op)?;
+    let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
+    let o = module.ops[op].operands.clone();
+    let xt = operand_type(module, op, 1);
+    let (rows, _) = rows_of(module, op, &xt)?;
+    let rt = result_type(module, op);
+    generate(module, op, |body, _| {
+        let idx = body.idx.clone();
+        let c = *idx.last().expect("batch norm has a channel axis");
+        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let per_channel = |body: &mut Body<'_>, i: usize| body.load(o[i], vec![c]);
+        let v = per_channel(body, 4);
+        let e = body.constant(acc.format, nearest_value(acc.format, eps));
+        let t = body.rounded("kernel.add", vec![v, e], acc);
+        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        let xv = body.load(o[1], idx.clone());
+        let mu = per_channel(body, 3);
+        let d = body.rounded("kernel.sub", vec![xv, mu], acc);
+        let n = body.rounded("kernel.div", vec![d, r], acc);
+        let count = body.index(rows);
+        let count = body.rounded("kernel.from_index", vec![count], acc);
+        let (s, tn) = (per_channel(body, 5), per_channel(body, 6));
+        let a = body.rounded("kernel.div", vec![s, count], acc);
+        let b = body.rounded("kernel.div", vec![tn, count], acc);
+        let g = body.load(o[0], idx);
+        let t = body.rounded("kernel.sub", vec![g, a], acc);
+        let u = body.rounded("kernel.mul", vec![n, b], acc);
+        let w = body.rounded("kernel.sub", vec![t, u], acc);
+        let q = body.rounded("kernel.div", vec![w, r], acc);
+        let gamma = per_channel(body, 2);
+        Ok(body.rounded("kernel.mul", vec![q, gamma], Rnd::new(rt.format, arith.out)))
+    })
+}

@@ -63,6 +63,12 @@ fn lower_op(module: &mut Module, op: OpId) -> Result<(), PassError> {
         }
         "nn.maxpool2d_grad" => contract::maxpool_grad(module, op),
         "nn.pact_grad_alpha" => grad::pact_grad_alpha(module, op),
+        "nn.avgpool2d_grad" => contract::avgpool_grad(module, op),
+        "nn.softmax_grad" => grad::softmax_grad(module, op),
+        "nn.batch_mean" | "nn.batch_var" => grad::batch_statistic(module, op),
+        "nn.batchnorm_grad" => grad::batchnorm_grad(module, op),
+        "nn.layernorm_grad" => grad::layernorm_grad(module, op),
+        "nn.sigmoid_grad" | "nn.tanh_grad" | "nn.gelu_grad" => grad::activation_grad(module, op),
         "nn.bias_grad" => grad::bias_grad(module, op),
         "nn.clip_grad" => grad::clip_grad(module, op),
         "nn.softmax_xent_grad" | "nn.mse_grad" => grad::loss_grad(module, op),
