@@ -3,7 +3,8 @@
 # on the built-in digits and prints the final test accuracy of each run and their mean ± spread
 # (half the range), in percent, as table rows. The MLP schemes are the files of this directory;
 # `small_updates/` repeats fp32 and E6M5 with plain SGD at lr 0.01, where updates are small
-# against the weights' ulp; `cnn/` trains the same schemes on a LeNet-style CNN.
+# against the weights' ulp; `cnn/` (and `cnn/small_updates/`) trains the same schemes on a
+# LeNet-style CNN.
 # Usage: [SCHEMES="fp32 cnn/fp32 ..."] [SEEDS="1 2 3"] docs/training/reproduce.sh [path/to/qc]
 # (default: target/release/qc).
 set -e
@@ -13,7 +14,8 @@ OUT=${OUT:-$(mktemp -d)}
 for scheme in ${SCHEMES:-fp32 e6m5_nearest e6m5_sr4 e6m5_sr9 e6m5_sr11 e6m5_sr13 hybrid_fp8 mxfp8 mxfp6 ternary int8 \
     small_updates/fp32 small_updates/e6m5_nearest small_updates/e6m5_sr4 small_updates/e6m5_sr9 small_updates/e6m5_sr13 \
     cnn/fp32 cnn/e6m5_nearest cnn/e6m5_sr4 cnn/e6m5_sr9 cnn/e6m5_sr11 cnn/e6m5_sr13 cnn/hybrid_fp8 cnn/mxfp8 cnn/mxfp6 \
-    cnn/ternary cnn/int8}; do
+    cnn/ternary cnn/int8 cnn/small_updates/fp32 cnn/small_updates/e6m5_nearest cnn/small_updates/e6m5_sr4 \
+    cnn/small_updates/e6m5_sr9 cnn/small_updates/e6m5_sr13}; do
   accs=""
   for seed in ${SEEDS:-1 2 3}; do
     "$QC" train "$DIR/$scheme.qnn" --seed "$seed" --quiet --log "$OUT/run.csv" > /dev/null
