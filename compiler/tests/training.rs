@@ -506,3 +506,43 @@ fn the_training_step_program_has_the_documented_signature() {
         ]
     );
 }
+
+/// A 64-24-10 fp32 MLP whose layers carry `first` and `second` in their `with { }` and whose
+/// train section has `backward`.
+fn mlp_with_backward(first: &str, second: &str, backward: &str) -> String {
+    format!(
+        "model bwd {{
+  input x: [B, 64] fp32;
+  param w1: [24, 64] fp32 = he_normal;
+  param b1: [24] fp32 = zeros;
+  param w2: [10, 24] fp32 = glorot_uniform;
+  param b2: [10] fp32 = zeros;
+  let h = relu(dense(x, w1, b1) with {{ {first} }});
+  let y = dense(h, w2, b2) with {{ {second} }};
+  output y;
+  train {{
+    loss = softmax_cross_entropy;
+    optimizer = sgd(lr = 0.1, momentum = 0.9);
+    batch = 32;
+    backward {{ {backward} }}
+  }}
+}}"
+    )
+}
+
+#[test]
+fn a_layers_backward_arithmetic_overrides_the_models() {
+    let fp32 = weights_after(&mlp_with_backward("", "", "acc = fp32;"), None, 3);
+    let model_wide = weights_after(&mlp_with_backward("", "", "acc = fp16; chunk = 8; chunk_acc = fp32;"), None, 3);
+    let one_layer = weights_after(&mlp_with_backward("bwd_acc = fp16, bwd_chunk = 8, bwd_chunk_acc = fp32", "", "acc = fp32;"), None, 3);
+    let every_layer = "bwd_acc = fp16, bwd_chunk = 8, bwd_chunk_acc = fp32";
+    let per_layer = weights_after(&mlp_with_backward(every_layer, every_layer, "acc = fp32;"), None, 3);
+    assert_ne!(fp32, model_wide, "fp16 chunked backward accumulation changes the weights");
+    assert_eq!(per_layer, model_wide, "the same arithmetic on every layer is the model-wide one");
+    assert_ne!(one_layer, fp32, "the first layer's fp16 weight gradient changes its weights");
+    assert_ne!(one_layer, model_wide, "the second layer keeps the model's fp32 backward");
+    let first_step = |first: &str| weights_after(&mlp_with_backward(first, "", "acc = fp32;"), None, 1);
+    let (fp32, one_layer) = (first_step(""), first_step(every_layer));
+    assert_ne!(one_layer[..2], fp32[..2], "one step changes the first layer's weights");
+    assert_eq!(one_layer[2..], fp32[2..], "and not the second layer's (its own gradients are fp32)");
+}

@@ -10,8 +10,8 @@
 //!   The gradient of the loss is the `nn.softmax_xent_grad`/`nn.mse_grad` of the output,
 //!   multiplied by the loss scale; each op's gradient rule ([`rules`]) emits new `nn` ops with
 //!   the training formats of [`GradSpec`]: activation gradients in `act_grad`, weight and bias
-//!   gradients in `weight_grad` (per layer overridable), backward contractions with the
-//!   backward `#arith`. Roundings (`nn.cast`, `q.quantize`, `q.dequantize`) pass the gradient
+//!   gradients in `weight_grad`, backward contractions with the backward `#arith` (each per
+//!   layer overridable: a layer's `bwd_acc`, `bwd_chunk`, `bwd_chunk_acc`). Roundings (`nn.cast`, `q.quantize`, `q.dequantize`) pass the gradient
 //!   straight through (the straight-through estimator of quantization-aware training).
 //! - [`trainer`] runs training steps on any [`crate::backend::Backend`].
 
@@ -50,13 +50,16 @@ pub enum Loss {
     MeanSquaredError,
 }
 
-/// Training formats of one layer, overriding [`GradSpec`]'s for the gradients its op makes.
+/// Training formats and backward arithmetic of one layer, overriding [`GradSpec`]'s for the
+/// gradients its op makes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerGrads {
     /// The span of the layer's forward op (the source construct).
     pub span: Span,
     pub act_grad: Option<RoundTo>,
     pub weight_grad: Option<RoundTo>,
+    /// The arithmetic of its backward contractions and of its bias gradient's sum.
+    pub backward: Option<Arith>,
 }
 
 /// How the backward pass computes.
@@ -114,11 +117,12 @@ impl GradSpec {
         let layers = model
             .nodes
             .iter()
-            .filter(|n| n.grads.act_grad.is_some() || n.grads.weight_grad.is_some())
+            .filter(|n| n.grads != lang::GradFormats::default())
             .map(|n| LayerGrads {
                 span: n.span.start..n.span.end,
                 act_grad: n.grads.act_grad.map(round_to),
                 weight_grad: n.grads.weight_grad.map(round_to),
+                backward: (!n.grads.backward.is_empty()).then(|| ir_arith(&n.grads.backward.over(&t.backward))),
             })
             .collect();
         Ok(GradSpec {
@@ -143,6 +147,13 @@ impl GradSpec {
         self.layer(span)
             .and_then(|l| l.act_grad)
             .unwrap_or(self.act_grad)
+    }
+
+    /// The arithmetic of the backward contractions (and bias-gradient sums) of an op at `span`.
+    pub(crate) fn backward_at(&self, span: &Option<Span>) -> Arith {
+        self.layer(span)
+            .and_then(|l| l.backward)
+            .unwrap_or(self.backward)
     }
 
     /// The weight-gradient format for the gradients made by an op at `span`.

@@ -83,12 +83,13 @@ impl Backward<'_, '_> {
         a
     }
 
-    /// The backward contraction arithmetic rounding its result as `to` says.
-    fn contraction_arith(&mut self, to: RoundTo) -> Attrs {
+    /// The backward contraction arithmetic of the layer at `span`, rounding its result as `to`
+    /// says.
+    fn contraction_arith(&mut self, to: RoundTo, span: &Option<crate::ir::Span>) -> Attrs {
         let mut arith = Arith {
             out: to.rounding,
             stream: None,
-            ..self.spec.backward
+            ..self.spec.backward_at(span)
         };
         if arith.is_stochastic() {
             arith.stream = Some(self.stream());
@@ -213,13 +214,13 @@ impl Backward<'_, '_> {
                 let (x, w) = (o.operands[0], o.operands[1]);
                 if needs(self, 0) {
                     let ty = self.tensor(x).with_format(act.format);
-                    let a = self.contraction_arith(act);
+                    let a = self.contraction_arith(act, &span);
                     let dx = self.emit("nn.matmul", vec![dy, w], ty, a, &span);
                     self.add_to(x, dx, act_post, &span);
                 }
                 if needs(self, 1) {
                     let ty = self.tensor(w).with_format(weight.format);
-                    let a = self.contraction_arith(weight);
+                    let a = self.contraction_arith(weight, &span);
                     let dw = self.emit("nn.dense_grad_weight", vec![dy, x], ty, a, &span);
                     self.add_to(w, dw, weight_post, &span);
                 }
@@ -240,7 +241,7 @@ impl Backward<'_, '_> {
                 let pair = |dims: &[Dim]| Attr::Array(dims.iter().map(|d| Attr::Int(if let Dim::Fixed(n) = d { *n as i64 } else { 0 })).collect());
                 if needs(self, 0) {
                     let ty = self.tensor(x).with_format(act.format);
-                    let mut a = self.contraction_arith(act);
+                    let mut a = self.contraction_arith(act, &span);
                     a.extend(window.clone());
                     a.insert("input_size".into(), pair(&ty.dims[1..3]));
                     let dx = self.emit("nn.conv2d_grad_input", vec![dy, w], ty, a, &span);
@@ -248,7 +249,7 @@ impl Backward<'_, '_> {
                 }
                 if needs(self, 1) {
                     let ty = self.tensor(w).with_format(weight.format);
-                    let mut a = self.contraction_arith(weight);
+                    let mut a = self.contraction_arith(weight, &span);
                     a.extend(window);
                     a.insert("kernel_size".into(), pair(&ty.dims[1..3]));
                     let dw = self.emit("nn.conv2d_grad_weight", vec![dy, x], ty, a, &span);
@@ -262,8 +263,18 @@ impl Backward<'_, '_> {
             }
             "nn.maxpool2d" => {
                 let x = o.operands[0];
-                let acc = self.spec.backward.acc;
-                let mut a = self.reduction_arith(acc, act);
+                // Windows that do not overlap route at most one gradient to each input: nothing
+                // is added, so the sum is exact in fp32, and it is exact in the gradient's format
+                // when dy already has it (no rounding, no draw then).
+                let ints = |k: &str| o.attr(k).and_then(Attr::as_int_array).unwrap_or_default();
+                let (size, stride) = (ints("window"), ints("stride"));
+                let (acc, to) = if stride.iter().zip(&size).any(|(s, k)| s < k) {
+                    (self.spec.backward.acc, act)
+                } else {
+                    let nearest = |format| RoundTo { format, rounding: Rounding::Nearest };
+                    (nearest(fp32()), if self.tensor(dy).format == act.format { nearest(act.format) } else { act })
+                };
+                let mut a = self.reduction_arith(acc, to);
                 for k in ["window", "stride", "padding"] {
                     if let Some(v) = o.attr(k) {
                         a.insert(k.into(), v.clone());
@@ -518,7 +529,7 @@ impl Backward<'_, '_> {
         to: RoundTo,
         span: &Option<crate::ir::Span>,
     ) -> ValueId {
-        let acc = self.spec.backward.acc;
+        let acc = self.spec.backward_at(span).acc;
         let a = self.reduction_arith(acc, to);
         let ty = self.tensor(bias).with_format(to.format);
         self.emit("nn.bias_grad", vec![dy], ty, a, span)

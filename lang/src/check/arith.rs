@@ -1,8 +1,9 @@
 //! Arithmetic attributes (`mul`, `acc`, `chunk`, `chunk_acc`, `fma`, `rounding`, and the
-//! per-layer training formats): reading them from `defaults`, `with` and `backward` blocks,
-//! validating them, and merging an op's attributes over the model's defaults.
+//! per-layer training formats and backward arithmetic `bwd_acc`, `bwd_chunk`, `bwd_chunk_acc`):
+//! reading them from `defaults`, `with` and `backward` blocks, validating them, and merging an
+//! op's attributes over the model's defaults.
 
-use super::checked::{Arith, GradFormats, Rounded};
+use super::checked::{Arith, BackwardOverride, GradFormats, Rounded};
 use super::values::FormatSpec;
 use super::Checker;
 use crate::ast::{AttrBlock, Span};
@@ -23,7 +24,11 @@ pub(crate) enum AttrScope {
 }
 
 pub(crate) const ARITH_ATTRS: [&str; 6] = ["mul", "acc", "chunk", "chunk_acc", "fma", "rounding"];
-const ALL_ATTRS: [&str; 8] = ["mul", "acc", "chunk", "chunk_acc", "fma", "rounding", "weight_grad", "act_grad"];
+/// The per-layer training attributes (a dot product's `with { }` in a model with a `train`
+/// section).
+const TRAINING_ATTRS: [&str; 5] = ["weight_grad", "act_grad", "bwd_acc", "bwd_chunk", "bwd_chunk_acc"];
+const ALL_ATTRS: [&str; 11] =
+    ["mul", "acc", "chunk", "chunk_acc", "fma", "rounding", "weight_grad", "act_grad", "bwd_acc", "bwd_chunk", "bwd_chunk_acc"];
 
 impl AttrScope {
     fn allowed(self) -> &'static [&'static str] {
@@ -48,6 +53,9 @@ pub(crate) struct ArithAttrs {
     pub rounding: Option<(Rounding, Span)>,
     pub weight_grad: Option<(FormatSpec, Span)>,
     pub act_grad: Option<(FormatSpec, Span)>,
+    pub bwd_acc: Option<(FormatSpec, Span)>,
+    pub bwd_chunk: Option<(usize, Span)>,
+    pub bwd_chunk_acc: Option<(FormatSpec, Span)>,
 }
 
 impl Checker {
@@ -88,6 +96,26 @@ impl Checker {
                 continue;
             }
             if !scope.allowed().contains(&key) {
+                if let Some(own) = key.strip_prefix("bwd_") {
+                    let d = match scope {
+                        AttrScope::Defaults => Diagnostic::new(
+                            Code::AttributeNotApplicable,
+                            attr.key.span,
+                            format!("`{key}` is a per-layer attribute"),
+                            "not applicable here",
+                        )
+                        .with_hint(format!("write `{own}` in the train section's `backward {{ }}` for every layer, or `{key}` in a layer's `with {{ }}`")),
+                        _ => Diagnostic::new(
+                            Code::AttributeNotApplicable,
+                            attr.key.span,
+                            format!("`{key}` does not apply to this operation: its backward pass has no contraction"),
+                            "not applicable",
+                        )
+                        .with_hint("the backward arithmetic is set per layer on `dense`, `matmul` and `conv2d`"),
+                    };
+                    self.error(d);
+                    continue;
+                }
                 let place = match scope {
                     AttrScope::Defaults => "in `defaults` or `backward`; set it per layer with `with { }`",
                     AttrScope::Dot => "here",
@@ -119,9 +147,12 @@ impl Checker {
                 "rounding" => out.rounding = self.rounding(v).map(|r| (r, span)),
                 "weight_grad" => out.weight_grad = self.format_spec(v).map(|f| (f, span)),
                 "act_grad" => out.act_grad = self.format_spec(v).map(|f| (f, span)),
+                "bwd_acc" => out.bwd_acc = self.arith_format(v, "a backward accumulator format").map(|f| (f, span)),
+                "bwd_chunk_acc" => out.bwd_chunk_acc = self.arith_format(v, "a backward chunk-sum format").map(|f| (f, span)),
+                "bwd_chunk" => out.bwd_chunk = self.int_at_least(v, 1).map(|n| (n as usize, span)),
                 _ => {}
             }
-            if matches!(key, "weight_grad" | "act_grad") && !self.has_training {
+            if TRAINING_ATTRS.contains(&key) && !self.has_training {
                 self.error(Diagnostic::new(
                     Code::TrainingAttributeWithoutTraining,
                     span,
@@ -188,7 +219,15 @@ impl Checker {
     pub(crate) fn grad_formats(&self, op: &ArithAttrs) -> GradFormats {
         let fallback = op.rounding.or(self.defaults.rounding).map_or(Rounding::Nearest, |(r, _)| r);
         let rounded = |s: FormatSpec| Rounded { format: s.format, rounding: s.rounding.unwrap_or(fallback) };
-        GradFormats { weight_grad: op.weight_grad.map(|(f, _)| rounded(f)), act_grad: op.act_grad.map(|(f, _)| rounded(f)) }
+        GradFormats {
+            weight_grad: op.weight_grad.map(|(f, _)| rounded(f)),
+            act_grad: op.act_grad.map(|(f, _)| rounded(f)),
+            backward: BackwardOverride {
+                acc: op.bwd_acc.map(|(f, _)| rounded(f)),
+                chunk: op.bwd_chunk.map(|(n, _)| n),
+                chunk_acc: op.bwd_chunk_acc.map(|(f, _)| rounded(f)),
+            },
+        }
     }
 }
 

@@ -127,11 +127,38 @@ pub struct Arith {
     pub fma: bool,
 }
 
-/// Per-layer overrides of the training formats.
+/// Per-layer overrides of the training formats and of the backward arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct GradFormats {
     pub weight_grad: Option<Rounded>,
     pub act_grad: Option<Rounded>,
+    /// `bwd_acc`, `bwd_chunk`, `bwd_chunk_acc`: over the `train` section's `backward { }` for
+    /// this layer's backward contractions (input and weight gradients) and its bias gradient.
+    pub backward: BackwardOverride,
+}
+
+/// A layer's own `acc`, `chunk` and `chunk_acc` for its backward pass (`None`: the model's).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct BackwardOverride {
+    pub acc: Option<Rounded>,
+    pub chunk: Option<usize>,
+    pub chunk_acc: Option<Rounded>,
+}
+
+impl BackwardOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == BackwardOverride::default()
+    }
+
+    /// This layer's backward arithmetic: its own attributes over the model's `backward`.
+    pub fn over(&self, model: &Arith) -> Arith {
+        Arith {
+            acc: self.acc.unwrap_or(model.acc),
+            chunk: self.chunk.or(model.chunk),
+            chunk_acc: self.chunk_acc.or(model.chunk_acc),
+            ..*model
+        }
+    }
 }
 
 /// Padding of the two spatial axes (top/bottom = `[0]`, left/right = `[1]`, same on both sides).
@@ -394,6 +421,16 @@ impl fmt::Display for CheckedModule {
             }
             if let Some(g) = &n.grads.act_grad {
                 write!(f, " act_grad={g}")?;
+            }
+            let b = &n.grads.backward;
+            if let Some(a) = &b.acc {
+                write!(f, " bwd_acc={a}")?;
+            }
+            if let Some(c) = &b.chunk {
+                write!(f, " bwd_chunk={c}")?;
+            }
+            if let Some(a) = &b.chunk_acc {
+                write!(f, " bwd_chunk_acc={a}")?;
             }
             if let Some(b) = &n.binding {
                 write!(f, "  // {b}")?;

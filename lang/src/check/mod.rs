@@ -64,6 +64,9 @@ pub(crate) struct Checker {
     nodes: Vec<Node>,
     defaults: arith::ArithAttrs,
     has_training: bool,
+    /// Spans of layers' `bwd_chunk_acc` without their own `bwd_chunk`: an error unless the
+    /// train section's `backward` chunks (checked with it).
+    bwd_chunk_acc_unchunked: Vec<Span>,
 }
 
 /// Checks a parsed module. Returns the checked model when there is no error, and every
@@ -96,6 +99,7 @@ fn check_with_source(module: &ast::Module, source: &str) -> (Option<CheckedModul
         nodes: Vec::new(),
         defaults: arith::ArithAttrs::default(),
         has_training: false,
+        bwd_chunk_acc_unchunked: Vec::new(),
     };
     let checked = c.module(module);
     let mut diagnostics = c.diagnostics;

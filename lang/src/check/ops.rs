@@ -213,6 +213,9 @@ impl Checker {
             let defaults = self.defaults.clone();
             self.validate_arith(&defaults, Some(&op_attrs));
         }
+        if let (Some((_, span)), None) = (op_attrs.bwd_chunk_acc, op_attrs.bwd_chunk) {
+            self.bwd_chunk_acc_unchunked.push(span);
+        }
         let cast_spec = self.output_spec(cast);
         if !ok {
             return None;

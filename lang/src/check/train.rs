@@ -277,6 +277,16 @@ impl Checker {
             TrainFormats { weight_grad: r, act_grad: r, update: r, master: r }
         });
         let backward = backward.unwrap_or_else(|| self.resolve_arith(&Default::default()));
+        if backward.chunk.is_none() {
+            for span in std::mem::take(&mut self.bwd_chunk_acc_unchunked) {
+                self.error(
+                    Diagnostic::new(Code::MissingAttribute, span, "`bwd_chunk_acc` without a backward chunk size", "there are no chunks to add")
+                        .with_secondary(section.name.span, "and `backward { }` does not chunk")
+                        .with_hint("set the layer's chunk size too: `bwd_chunk = 64`"),
+                );
+                ok = false;
+            }
+        }
         match (loss, optimizer, ok) {
             (Some(loss), Some(optimizer), true) => {
                 Some(Training { loss, optimizer, schedule, epochs, batch, seed, formats, backward, loss_scale, span: section.span })
