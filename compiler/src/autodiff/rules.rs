@@ -364,7 +364,7 @@ impl Backward<'_, '_> {
                         return Err(format!("the gradient of `nn.matmul` broadcasting {} to {} is not supported yet", show(&vt), show(&out)));
                     }
                     let (to, post) = if self.is_param(v) { (weight, weight_post) } else { (act, act_post) };
-                    let a_ = self.contraction_arith(to);
+                    let a_ = self.contraction_arith(to, &span);
                     let ty = vt.with_format(to.format);
                     // da = dy·bᵀ, db = aᵀ·dy (the last two axes swapped).
                     let g = if i == 0 {
