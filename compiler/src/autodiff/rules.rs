@@ -16,7 +16,8 @@
 //! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
 //! | `nn.flatten x` / `nn.reshape x` | `dx = nn.reshape dy` to x's shape |
 //! | `nn.transpose x` | `dx = nn.transpose dy` (the inverse permutation) |
-//! | `nn.matmul a, b` | `da = nn.matmul dy, bᵀ`; `db = nn.matmul aᵀ, dy` (`ᵀ`: `nn.transpose` of the last two axes) |
+//! | `nn.concat xs` | `dx_i = nn.slice dy` (x_i's positions along the axis) |
+//! | `nn.matmul a, b` | `da = nn.matmul dy, bᵀ`; `db = nn.matmul aᵀ, dy` (`ᵀ`: `nn.transpose` of the last two axes), or `(nn.dense_grad_weight dy, a)ᵀ` for a `[K, N]` b shared by the batch |
 //! | `nn.softmax x` | `dx = nn.softmax_grad dy, y` (y the result) |
 //! | `nn.sigmoid x` / `nn.tanh x` / `nn.gelu x` | `dx = nn.sigmoid_grad dy, x` (likewise) |
 //! | `nn.avgpool2d x` | `dx = nn.avgpool2d_grad dy` |
@@ -360,19 +361,28 @@ impl Backward<'_, '_> {
                         continue;
                     }
                     let vt = self.tensor(v);
-                    if vt.rank() != out.rank() || vt.dims[..vt.rank() - 2] != out.dims[..out.rank() - 2] {
+                    let full = vt.rank() == out.rank() && vt.dims[..vt.rank() - 2] == out.dims[..out.rank() - 2];
+                    // A right operand [K, N] shared by every batch (a weight) is the exception.
+                    let shared = i == 1 && vt.rank() == 2 && self.tensor(a).rank() == out.rank();
+                    if !full && !shared {
                         return Err(format!("the gradient of `nn.matmul` broadcasting {} to {} is not supported yet", show(&vt), show(&out)));
                     }
                     let (to, post) = if self.is_param(v) { (weight, weight_post) } else { (act, act_post) };
                     let a_ = self.contraction_arith(to, &span);
                     let ty = vt.with_format(to.format);
-                    // da = dy·bᵀ, db = aᵀ·dy (the last two axes swapped).
+                    // da = dy·bᵀ, db = aᵀ·dy (the last two axes swapped); a shared b gets
+                    // (Σ over the rows of dy ⊗ a)ᵀ.
                     let g = if i == 0 {
                         let bt = self.swap_last(b, &span);
                         self.emit("nn.matmul", vec![dy, bt], ty, a_, &span)
-                    } else {
+                    } else if full {
                         let at = self.swap_last(a, &span);
                         self.emit("nn.matmul", vec![at, dy], ty, a_, &span)
+                    } else {
+                        let (k, n) = (vt.dims[0], vt.dims[1]);
+                        let gt = TensorType::new(vec![n, k], to.format);
+                        let g = self.emit("nn.dense_grad_weight", vec![dy, a], gt, a_, &span);
+                        self.swap_last(g, &span)
                     };
                     self.add_to(v, g, post, &span);
                 }
@@ -388,6 +398,24 @@ impl Backward<'_, '_> {
                 let a = attrs([("perm", Attr::Array(inverse.into_iter().map(Attr::Int).collect()))]);
                 let dx = self.emit("nn.transpose", vec![dy], ty, a, &span);
                 self.add_to(x, dx, None, &span);
+            }
+            "nn.concat" => {
+                let raw = o.attr("axis").and_then(Attr::as_int).unwrap_or(0);
+                let rank = self.tensor(dy).rank() as i64;
+                let axis = if raw < 0 { raw + rank } else { raw } as usize;
+                let mut start = 0i64;
+                for (i, &v) in o.operands.iter().enumerate() {
+                    let Dim::Fixed(size) = self.tensor(v).dims[axis] else {
+                        return Err("the gradient of `nn.concat` needs a static axis".into());
+                    };
+                    if needs(self, i) {
+                        let ty = self.tensor(v).with_format(self.tensor(dy).format);
+                        let a = attrs([("axis", Attr::Int(axis as i64)), ("start", Attr::Int(start)), ("size", Attr::Int(size as i64))]);
+                        let dx = self.emit("nn.slice", vec![dy], ty, a, &span);
+                        self.add_to(v, dx, None, &span);
+                    }
+                    start += size as i64;
+                }
             }
             "nn.softmax" => {
                 let x = o.operands[0];
@@ -477,7 +505,7 @@ impl Backward<'_, '_> {
             }
             other => {
                 return Err(format!(
-                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose and roundings)"
+                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose, concat and roundings)"
                 ))
             }
         }

@@ -419,6 +419,16 @@ pub const OPS: &[OpDef] = &[
         verify: verify_reduction_grad,
     },
     OpDef {
+        name: "nn.slice",
+        summary: "Positions start .. start + size of x along `axis` (moves values; the gradient of nn.concat).",
+        operands: Arity::Exactly(1),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("axis", AttrKind::Int), req("start", AttrKind::Int), req("size", AttrKind::Int)],
+        terminator: false,
+        verify: verify_slice,
+    },
+    OpDef {
         name: "nn.softmax_grad",
         summary: "The input gradient of nn.softmax from its result y: y·(dy − Σ_axis dy·y), in `acc`.",
         operands: Arity::Exactly(2),
@@ -626,6 +636,7 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.maxpool2d_grad" => maxpool_grad_dims(v),
         "nn.pact_grad_alpha" => pact_grad_alpha_dims(v),
         "nn.avgpool2d_grad" => avgpool_grad_dims(v),
+        "nn.slice" => slice_dims(v),
         "nn.batch_mean" => bias_grad_dims(v),
         "nn.batch_var" => batch_var_dims(v),
         "nn.batchnorm_grad" => batchnorm_grad_dims(v),
@@ -1174,6 +1185,28 @@ fn batchnorm_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
         per_channel(v, i, what, c)?;
     }
     Ok(dims)
+}
+
+fn slice_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
+    let x = v.tensor(0, "the input")?;
+    let a = axis(v.int("axis").unwrap_or(0), x.rank())?;
+    let (start, size) = (v.int("start").unwrap_or(-1), v.int("size").unwrap_or(-1));
+    if start < 0 || size < 1 {
+        return fail(format!("`start` must be ≥ 0 and `size` ≥ 1, not {start} and {size}"));
+    }
+    if let Dim::Fixed(n) = x.dims[a] {
+        if (start + size) as u64 > n {
+            return fail(format!("positions {start} .. {} are outside axis {a} of size {n}", start + size));
+        }
+    }
+    let mut dims = x.dims.clone();
+    dims[a] = Dim::Fixed(size as u64);
+    Ok(dims)
+}
+
+fn verify_slice(v: &OpView<'_>) -> Result<(), Failure> {
+    shaped(v)?;
+    same_format(v.tensor(0, "the input")?, v.result_tensor(0)?)
 }
 
 fn softmax_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {

@@ -568,3 +568,18 @@ pub fn batchnorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         Ok(body.rounded("kernel.mul", vec![q, gamma], Rnd::new(rt.format, arith.out)))
     })
 }
+
+/// `nn.slice` (the gradient of `nn.concat`): element `i` loads x at `i` with `start` added
+/// along the axis; no rounding.
+pub fn slice(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let x = module.ops[op].operands[0];
+    let xt = operand_type(module, op, 0);
+    let attr = |k: &str| module.ops[op].attrs.get(k).and_then(Attr::as_int).unwrap_or(0);
+    let (raw, start) = (attr("axis"), attr("start").max(0) as u64);
+    let axis = if raw < 0 { raw + xt.rank() as i64 } else { raw } as usize;
+    generate(module, op, |body, _| {
+        let mut at = body.idx.clone();
+        at[axis] = body.ix_const("kernel.index_add", at[axis], start);
+        Ok(body.load(x, at))
+    })
+}

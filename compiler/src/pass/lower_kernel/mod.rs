@@ -65,6 +65,7 @@ fn lower_op(module: &mut Module, op: OpId) -> Result<(), PassError> {
         "nn.pact_grad_alpha" => grad::pact_grad_alpha(module, op),
         "nn.avgpool2d_grad" => contract::avgpool_grad(module, op),
         "nn.softmax_grad" => grad::softmax_grad(module, op),
+        "nn.slice" => grad::slice(module, op),
         "nn.batch_mean" | "nn.batch_var" => grad::batch_statistic(module, op),
         "nn.batchnorm_grad" => grad::batchnorm_grad(module, op),
         "nn.layernorm_grad" => grad::layernorm_grad(module, op),
