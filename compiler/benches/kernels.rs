@@ -3,7 +3,8 @@
 //! are comparable) in several arithmetics, each beside the reference interpreter (one run per
 //! case: it is slow) and native f32 (matrixmultiply's sgemm, the convolution as im2col +
 //! sgemm), both measured in the same run, native with the same thread count; then the
-//! compile time of examples/resnet20.qnn from source to JIT-ready code.
+//! compile time of examples/resnet20.qnn from source to JIT-ready code. An argument (after
+//! `--`) runs only the cases whose "layer arithmetic" contains it.
 
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::jit::Jit;
@@ -142,8 +143,9 @@ fn main() {
     let mut yc = vec![0f32; BATCH_CONV * 32 * 32 * 16];
     let native_conv_time = best(|| native_conv(&xc, &wc, &mut cols, &mut yc));
 
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     for (layer, macs, native) in [("dense", dense_macs, native_dense_time), ("conv", conv_macs, native_conv_time)] {
-        for a in &ARITHS {
+        for a in ARITHS.iter().filter(|a| format!("{layer} {}", a.name).contains(&filter)) {
             let (source, shape) = if layer == "dense" { (dense_source(a), vec![256, 256]) } else { (conv_source(a), vec![BATCH_CONV, 32, 32, 16]) };
             let p = program(&source);
             let compiled = jit.compile(&p).unwrap();

@@ -1,4 +1,4 @@
-//! Scalar code generation: one `kernel.generate` becomes one native function
+//! Scalar code generation (and the scaffolding `contract`'s vector code shares): one `kernel.generate` becomes one native function
 //! `fn(env: *const u64, lo: u64, hi: u64)` that computes the elements whose leading position
 //! (the row-major position over the first `min(rank, 2)` axes) lies in `[lo, hi)`.
 //!
@@ -41,6 +41,9 @@ pub(super) struct KernelFn {
     /// The random streams the kernel draws from: their keys follow the captures in `env`
     /// (one word each, `k0 | k1 << 32`), so the run's seed is an input, not compiled in.
     pub streams: Vec<u64>,
+    /// For vector contraction code: the function that packs an operand into a scratch
+    /// buffer before the kernel runs (`contract`).
+    pub pack: Option<super::contract::Pack>,
 }
 
 /// Every `stream` attribute inside the generate `op`, sorted.
@@ -66,7 +69,7 @@ pub(super) struct Helpers {
 
 /// A value inside a region (for one output element).
 #[derive(Clone, Copy)]
-enum Cv {
+pub(super) enum Cv {
     Index(Value),
     F32(Value),
     /// An exact product, as f64, with its f32 factors.
@@ -75,7 +78,7 @@ enum Cv {
 
 /// A value for the elements computed together: one shared by all of them, or one per lane.
 #[derive(Clone)]
-enum Lv {
+pub(super) enum Lv {
     Shared(Cv),
     Lanes(Vec<Cv>),
 }
@@ -85,31 +88,82 @@ enum Lv {
 /// the (long) dependency chains of their additions. Each element's additions keep their order.
 const LANES: usize = 4;
 
-struct TensorView {
-    ptr: Value,
-    dims: Vec<Value>,
-    strides: Vec<Value>,
+pub(super) struct TensorView {
+    pub ptr: Value,
+    pub dims: Vec<Value>,
+    pub strides: Vec<Value>,
 }
 
-struct Gen<'a, 'b> {
-    e: Emit<'a, 'b>,
-    ir: &'a Module,
-    vals: HashMap<ValueId, Lv>,
+pub(super) struct Gen<'a, 'b> {
+    pub e: Emit<'a, 'b>,
+    pub ir: &'a Module,
+    pub vals: HashMap<ValueId, Lv>,
     /// The lane whose values `get` reads.
-    lane: usize,
-    tensors: HashMap<ValueId, TensorView>,
+    pub lane: usize,
+    pub tensors: HashMap<ValueId, TensorView>,
     funcs: HashMap<&'static str, FuncRef>,
+    /// Ops whose values are already computed (the vector contraction's accumulate, which
+    /// its scalar epilogue reuses).
+    pub precomputed: HashMap<OpId, Lv>,
 }
 
-/// Compiles the `kernel.generate` `op` of `ir` into `jit`.
+/// Compiles the `kernel.generate` `op` of `ir` into `jit`: the vector contraction code when
+/// `contract` recognises it, else scalar code.
 pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
+    let fma = jit.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+    if let Some(plan) = super::contract::plan(ir, op, fma) {
+        return super::contract::compile(jit, fctx, ir, op, helpers, name, &plan);
+    }
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();
     let rank = out_ty.rank();
     let block = ir.entry_block(o.regions[0]).ok_or("a generate has a body")?;
+    let cost = element_cost(ir, block);
+    let split = rank.min(2);
+    let (id, captures, streams) = build_function(jit, fctx, ir, op, helpers, name, |g, out, _env, _slot, mut lo, hi| {
+        if split == rank && rank > 0 {
+            // LANES rows at a time while they fit, then one at a time.
+            lo = g.row_lanes(out, block, lo, hi)?;
+        }
+        // for r in lo..hi: the leading indices, then loops over the remaining axes.
+        let header = g.e.b.create_block();
+        let body = g.e.b.create_block();
+        let exit = g.e.b.create_block();
+        g.e.b.append_block_param(header, types::I64);
+        g.e.b.ins().jump(header, &[lo.into()]);
+        g.e.b.switch_to_block(header);
+        let r = g.e.b.block_params(header)[0];
+        let more = g.e.b.ins().icmp(IntCC::UnsignedLessThan, r, hi);
+        g.e.b.ins().brif(more, body, &[], exit, &[]);
+        g.e.b.switch_to_block(body);
+        let mut idx = g.leading(out, r, split);
+        g.axis_loops(out, &mut idx, split, block)?;
+        let next = g.e.b.ins().iadd_imm_s(r, 1);
+        g.e.b.ins().jump(header, &[next.into()]);
+        g.e.b.switch_to_block(exit);
+        Ok(())
+    })?;
+    Ok(KernelFn { id, captures, split, cost_per_element: cost, streams, pack: None })
+}
+
+/// Declares and defines a native function `fn(env, lo, hi)` for the generate `op`: the entry
+/// reads the output view, the captures and the stream keys from `env` (module doc), then
+/// `body(gen, output view, env, next free env slot, lo, hi)` emits the rest; the function
+/// returns where `body` leaves off. Returns the function, the captures and the streams.
+#[allow(clippy::type_complexity)]
+pub(super) fn build_function(
+    jit: &mut JITModule,
+    fctx: &mut FunctionBuilderContext,
+    ir: &Module,
+    op: OpId,
+    helpers: Helpers,
+    name: &str,
+    body: impl FnOnce(&mut Gen, &TensorView, Value, i32, Value, Value) -> Result<(), String>,
+) -> Result<(FuncId, Vec<Capture>, Vec<u64>), String> {
+    let o = &ir.ops[op];
+    let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();
     let captures = captures_of(ir, op);
     let streams = streams_of(ir, op);
-
     let mut sig = jit.make_signature();
     for _ in 0..3 {
         sig.params.push(AbiParam::new(types::I64));
@@ -122,7 +176,6 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
     for (key, fid) in [("exp", helpers.exp), ("tanh", helpers.tanh), ("sigmoid", helpers.sigmoid), ("gelu", helpers.gelu)] {
         funcs.insert(key, jit.declare_func_in_func(fid, &mut ctx.func));
     }
-    let cost = element_cost(ir, block);
     let frontend = jit.target_config();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
@@ -130,8 +183,8 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
-        let (env, mut lo, hi) = (params[0], params[1], params[2]);
-        let mut g = Gen { e: Emit { b: &mut b, keys: HashMap::new() }, ir, vals: HashMap::new(), lane: 0, tensors: HashMap::new(), funcs };
+        let (env, lo, hi) = (params[0], params[1], params[2]);
+        let mut g = Gen { e: Emit { b: &mut b, keys: HashMap::new() }, ir, vals: HashMap::new(), lane: 0, tensors: HashMap::new(), funcs, precomputed: HashMap::new() };
         let mut slot = 0i32;
         let out = g.view(env, &mut slot, &out_ty.dims);
         for c in &captures {
@@ -153,34 +206,14 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
             slot += 1;
             g.e.keys.insert(stream, key);
         }
-        let split = rank.min(2);
-        if split == rank && rank > 0 {
-            // LANES rows at a time while they fit, then one at a time.
-            lo = g.row_lanes(&out, block, lo, hi)?;
-        }
-        // for r in lo..hi: the leading indices, then loops over the remaining axes.
-        let header = g.e.b.create_block();
-        let body = g.e.b.create_block();
-        let exit = g.e.b.create_block();
-        g.e.b.append_block_param(header, types::I64);
-        g.e.b.ins().jump(header, &[lo.into()]);
-        g.e.b.switch_to_block(header);
-        let r = g.e.b.block_params(header)[0];
-        let more = g.e.b.ins().icmp(IntCC::UnsignedLessThan, r, hi);
-        g.e.b.ins().brif(more, body, &[], exit, &[]);
-        g.e.b.switch_to_block(body);
-        let mut idx = g.leading(&out, r, split);
-        g.axis_loops(&out, &mut idx, split, block)?;
-        let next = g.e.b.ins().iadd_imm_s(r, 1);
-        g.e.b.ins().jump(header, &[next.into()]);
-        g.e.b.switch_to_block(exit);
+        body(&mut g, &out, env, slot, lo, hi)?;
         g.e.b.ins().return_(&[]);
         b.seal_all_blocks();
         b.finalize(frontend);
     }
     jit.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
     jit.clear_context(&mut ctx);
-    Ok(KernelFn { id, captures, split: rank.min(2), cost_per_element: cost, streams })
+    Ok((id, captures, streams))
 }
 
 /// The values used inside `op`'s region (at any depth) that are defined outside it.
@@ -264,7 +297,7 @@ impl Gen<'_, '_> {
     }
 
     /// The leading indices of row position `r`.
-    fn leading(&mut self, out: &TensorView, r: Value, split: usize) -> Vec<Value> {
+    pub(super) fn leading(&mut self, out: &TensorView, r: Value, split: usize) -> Vec<Value> {
         match split {
             2 => {
                 let d1 = out.dims[1];
@@ -303,7 +336,7 @@ impl Gen<'_, '_> {
     }
 
     /// Computes and stores the elements at `idx` (one index vector per lane).
-    fn element(&mut self, out: &TensorView, idx: &[Vec<Value>], body: crate::ir::BlockId) -> Result<(), String> {
+    pub(super) fn element(&mut self, out: &TensorView, idx: &[Vec<Value>], body: crate::ir::BlockId) -> Result<(), String> {
         let lanes = idx.len();
         let args = self.ir.blocks[body].args.clone();
         for (axis, a) in args.iter().enumerate() {
@@ -389,8 +422,18 @@ impl Gen<'_, '_> {
             if o.name() == "kernel.yield" {
                 return o.operands.iter().map(|v| self.vals.get(v).cloned().ok_or_else(|| "a yielded value".to_string())).collect();
             }
+            self.emit_in_block(op, lanes)?;
+        }
+        Err("a region ends in kernel.yield".into())
+    }
+
+    /// Emits one op of a region block for `lanes` elements and records its value.
+    pub(super) fn emit_in_block(&mut self, op: OpId, lanes: usize) -> Result<(), String> {
+        {
+            let o = &self.ir.ops[op];
             let result = o.results.first().copied();
             let value = match o.name() {
+                _ if self.precomputed.contains_key(&op) => self.precomputed[&op].clone(),
                 "kernel.accumulate" | "kernel.reduce_max" => self.loop_op(op, lanes)?,
                 _ => {
                     let varying = lanes > 1 && o.operands.iter().any(|v| matches!(self.vals.get(v), Some(Lv::Lanes(_))));
@@ -411,7 +454,7 @@ impl Gen<'_, '_> {
                 self.vals.insert(r, value);
             }
         }
-        Err("a region ends in kernel.yield".into())
+        Ok(())
     }
 
     /// The value of `v` in the current lane.
@@ -435,7 +478,7 @@ impl Gen<'_, '_> {
         self.loop_lanes(op, lanes)
     }
 
-    fn index(&self, v: ValueId) -> Result<Value, String> {
+    pub(super) fn index(&self, v: ValueId) -> Result<Value, String> {
         match self.get(v) {
             Some(Cv::Index(x)) => Ok(x),
             _ => Err("an index operand".into()),
@@ -467,7 +510,7 @@ impl Gen<'_, '_> {
 
     /// The result format, mode, stream and draw counter of a rounded op with `inputs`
     /// number operands.
-    fn rounding(&self, op: OpId, inputs: usize) -> Result<(Target, Rounding, u64, Option<Value>), String> {
+    pub(super) fn rounding(&self, op: OpId, inputs: usize) -> Result<(Target, Rounding, u64, Option<Value>), String> {
         let o = &self.ir.ops[op];
         let format = self.ir.ty(o.results[0]).scalar_format().ok_or("a rounded result is a scalar")?;
         let target = Target::of(&format)?;

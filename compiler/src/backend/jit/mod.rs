@@ -19,8 +19,12 @@
 //!   sqrt), which is the same rounding by IEEE 754.
 //! - **Lanes** (`codegen`): the innermost loop computes four output elements per pass, with
 //!   one accumulator each in a single loop over `k`, so the processor overlaps their
-//!   dependency chains; each element's additions keep their order. (No SIMD yet: the vector
-//!   fast path for contractions is future work.)
+//!   dependency chains; each element's additions keep their order.
+//! - **Contractions** (`contract`): a generate that accumulates products (dense layers,
+//!   convolutions, chunked or not) whose accumulator the vector code can round runs as
+//!   `f32x4` code over four adjacent outputs of the last axis, with one operand packed into
+//!   `[k][j]` order once per call and a block of rows × vectors per inner loop; each output's
+//!   additions keep their order, so the bits are the scalar code's.
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges run on scoped threads. Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
@@ -28,6 +32,7 @@
 //!   functions, the reference values spec/ir.md defines, and round the result inline.
 
 mod codegen;
+mod contract;
 mod round;
 
 use super::{Backend, ExecError, Program};
@@ -128,6 +133,8 @@ struct Kernel {
     f: KernelFn,
     /// The native entry point `fn(env, lo, hi)`.
     code: unsafe extern "C" fn(*const u64, u64, u64),
+    /// The vector contraction's packing function `fn(env, 0, 0)`, run once before `code`.
+    pack: Option<unsafe extern "C" fn(*const u64, u64, u64)>,
 }
 
 /// A program compiled to native code, ready to run on inputs.
@@ -225,7 +232,12 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
             let ptr = module.get_finalized_function(f.id);
             // SAFETY: the function was defined with the signature (i64, i64, i64) -> ().
             let code = unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*const u64, u64, u64)>(ptr) };
-            Kernel { f, code }
+            let pack = f.pack.as_ref().map(|p| {
+                let ptr = module.get_finalized_function(p.id);
+                // SAFETY: as above.
+                unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*const u64, u64, u64)>(ptr) }
+            });
+            Kernel { f, code, pack }
         })
         .collect();
     let args = ir.blocks[body].args.clone();
@@ -244,6 +256,11 @@ fn tensor_format(ir: &crate::ir::Module, v: ValueId) -> Result<Format, ExecError
 const PARALLEL_WORK: f64 = 200_000.0;
 
 impl Compiled {
+    /// How many of the program's kernels run as vector contraction code (the rest is scalar).
+    pub fn vectorised_kernels(&self) -> usize {
+        self.kernels.iter().filter(|k| k.pack.is_some()).count()
+    }
+
     /// Runs the compiled function on `inputs` (`program` must be the one compiled: its
     /// constants are read here).
     pub fn run(&self, program: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
@@ -363,6 +380,13 @@ impl Compiled {
             let (k0, k1) = RandomStream::new(seed, stream).key();
             env.push(k0 as u64 | (k1 as u64) << 32);
         }
+        // The vector contraction's packed operand, filled once before the rows run.
+        let mut scratch = vec![0f32; k.f.pack.as_ref().map_or(0, |p| p.floats)];
+        if let Some(pack) = k.pack {
+            env.push(scratch.as_mut_ptr() as u64);
+            // SAFETY: env as below; the scratch buffer holds the floats the packing writes.
+            unsafe { pack(env.as_ptr(), 0, 0) };
+        }
         let rows: u64 = shape[..k.f.split].iter().product::<usize>() as u64;
         let work = count as f64 * k.f.cost_per_element;
         let threads = if work < PARALLEL_WORK { 1 } else { self.threads.min(rows as usize).max(1) };
@@ -382,6 +406,7 @@ impl Compiled {
             });
         }
         drop(held);
+        drop(scratch);
         Tensor::new(shape, out).map_err(|e| ExecError::new(e.to_string()))
     }
 }

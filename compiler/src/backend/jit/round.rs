@@ -449,7 +449,7 @@ impl Emit<'_, '_> {
 }
 
 /// The magnitude an overflowing value rounds to (`FloatFormat`'s rule).
-fn overflow(f: &FloatFormat, negative: bool, mode: Rounding) -> f64 {
+pub(super) fn overflow(f: &FloatFormat, negative: bool, mode: Rounding) -> f64 {
     let to_inf = match mode {
         Rounding::TowardZero => false,
         Rounding::Up => !negative,

@@ -1,0 +1,1144 @@
+//! Vector code for contractions: a `kernel.generate` whose element is an accumulation
+//! (possibly chunked: an accumulation of inner accumulations) of products `u·v` of two
+//! values of formats, one of which varies along the output's last axis `j` and the other not.
+//!
+//! - **Lanes**: four adjacent outputs of the last axis form one `f32x4` accumulator; each lane
+//!   keeps its own order of additions over `k`, so every output's additions are the scalar
+//!   code's. A block of rows × vectors (register blocking) shares each loaded value.
+//! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
+//!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
+//!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k`. The other
+//!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
+//!   row and `k` and splat.
+//! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
+//!   (or, without fma, a multiply and an add when the product is exact in f32). A narrower
+//!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
+//!   rounded to odd (TwoSum, then the last bit set toward the error), which rounds like the
+//!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
+//!   rounded to the format: `nearest` by the magic-constant addition, the other modes by
+//!   scaling to the format's quantum, truncating and deciding from the exact fraction.
+//!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
+//!   the counter-based hash computed in `i32x4` lanes.
+//! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
+//!   of the element (output rounding, stores), lane by lane.
+//!
+//! Anything else (other shapes, formats or modes) is left to the scalar code (`codegen`).
+
+use super::codegen::{build_function, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
+use super::round::{overflow, Target};
+use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::JITModule;
+use cranelift_module::FuncId;
+use qc_runtime::numerics::{FloatFormat, Format, Rounding};
+use std::collections::{HashMap, HashSet};
+
+/// The function that fills a kernel's scratch buffer (`floats` f32 values, zeroed by the
+/// caller; its address follows the stream keys in `env`) before the kernel runs.
+pub(super) struct Pack {
+    pub id: FuncId,
+    pub floats: usize,
+}
+
+/// How one accumulation step adds and rounds.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// binary32 `nearest`: the hardware's rounding (fma for a product).
+    Binary32,
+    /// A float format of at most 22 significant bits with a supported mode.
+    Narrow {
+        format: FloatFormat,
+        mode: Rounding,
+        stream: u64,
+    },
+}
+
+/// A recognised contraction (module doc).
+pub(super) struct Plan {
+    body: BlockId,
+    outer: OpId,
+    inner: Option<OpId>,
+    /// The block yielding the product (and `keep`) and its `k` argument.
+    term_block: BlockId,
+    /// The product's operands: the packed (`j`-varying) one and the row one.
+    lane_operand: ValueId,
+    row_operand: ValueId,
+    lane_first: bool,
+    keep: Option<ValueId>,
+    k_lo: u64,
+    k_hi: u64,
+    n: u64,
+    /// The ops before the outer accumulate, before the inner one (in the outer body), and the
+    /// term block's ops computing the row operand and `keep`, and the packed operand.
+    pre_ops: Vec<OpId>,
+    chunk_ops: Vec<OpId>,
+    row_ops: Vec<OpId>,
+    lane_ops: Vec<OpId>,
+    outer_step: Step,
+    inner_step: Option<Step>,
+    /// Whether the products can be formed as an f32 multiplication (exact).
+    fma: bool,
+}
+
+const ROW: u8 = 1;
+const J: u8 = 2;
+const KO: u8 = 4;
+const KI: u8 = 8;
+
+fn constant_index(ir: &Module, v: ValueId) -> Option<u64> {
+    match ir.values[v].def {
+        ValueDef::Result { op, .. } if ir.ops[op].name() == "kernel.index" => ir.ops[op]
+            .attr("value")
+            .and_then(Attr::as_int)
+            .map(|n| n as u64),
+        _ => None,
+    }
+}
+
+fn def_op(ir: &Module, v: ValueId) -> Option<OpId> {
+    match ir.values[v].def {
+        ValueDef::Result { op, .. } => Some(op),
+        _ => None,
+    }
+}
+
+fn float_of(ir: &Module, v: ValueId) -> Option<FloatFormat> {
+    match ir.ty(v).scalar_format()? {
+        Format::Float { format, .. } => Some(format),
+        _ => None,
+    }
+}
+
+fn is_loop(ir: &Module, op: OpId) -> bool {
+    matches!(ir.ops[op].name(), "kernel.accumulate" | "kernel.reduce_max")
+}
+
+/// The dependencies of every value defined by `ops` (operands outside have none).
+fn propagate(ir: &Module, ops: &[OpId], deps: &mut HashMap<ValueId, u8>) {
+    for &op in ops {
+        let d = ir.ops[op]
+            .operands
+            .iter()
+            .fold(0, |d, v| d | deps.get(v).copied().unwrap_or(0));
+        for &r in &ir.ops[op].results {
+            deps.insert(r, d);
+        }
+    }
+}
+
+/// The ops of `ops` that `wanted` needs, in order.
+fn needed(ir: &Module, ops: &[OpId], wanted: &[ValueId]) -> Vec<OpId> {
+    let mut need: HashSet<ValueId> = wanted.iter().copied().collect();
+    let mut out = Vec::new();
+    for &op in ops.iter().rev() {
+        if ir.ops[op].results.iter().any(|r| need.contains(r)) {
+            need.extend(ir.ops[op].operands.iter().copied());
+            out.push(op);
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// The rounding step of the accumulate `op`, if the vector code supports it.
+fn step_of(ir: &Module, op: OpId) -> Option<Step> {
+    let o = &ir.ops[op];
+    let format = float_of(ir, o.results[0])?;
+    let mode = match o.attr("round") {
+        Some(Attr::Rounding(r)) => *r,
+        _ => Rounding::Nearest,
+    };
+    if Target::Float(format).is_binary32() && mode == Rounding::Nearest {
+        return Some(Step::Binary32);
+    }
+    let p = format.man_bits + 1;
+    let lowest = if format.subnormals {
+        format.emin() - format.man_bits as i32
+    } else {
+        format.emin()
+    };
+    let mode_ok = match mode {
+        Rounding::Nearest
+        | Rounding::NearestAway
+        | Rounding::TowardZero
+        | Rounding::Up
+        | Rounding::Down => p + 2 <= 24,
+        Rounding::StochasticBits(r) => p + r <= 23,
+        Rounding::StochasticUnbiased(r) => p + r < 23,
+        _ => false,
+    };
+    // `nearest` adds 1.5·2^(s+23) (normal for s ≥ −149); the other modes scale by 2^±s.
+    let lowest_ok = if mode == Rounding::Nearest {
+        lowest >= -149
+    } else {
+        lowest >= -126
+    };
+    (mode_ok && lowest_ok && format.max() < 2f64.powi(100)).then_some(Step::Narrow {
+        format,
+        mode,
+        stream: o.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64,
+    })
+}
+
+/// Recognises a contraction (module doc), or `None` for the scalar code. `fma`: the host has
+/// a fused multiply-add.
+pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
+    let o = &ir.ops[op];
+    let out_ty = ir.ty(o.results[0]).as_tensor()?;
+    let &Dim::Fixed(n) = out_ty.dims.last()? else {
+        return None;
+    };
+    let body = ir.entry_block(*o.regions.first()?)?;
+    let args = &ir.blocks[body].args;
+    let ops = &ir.blocks[body].ops;
+    let loops: Vec<usize> = (0..ops.len()).filter(|&i| is_loop(ir, ops[i])).collect();
+    let [at] = loops[..] else { return None };
+    let outer = ops[at];
+    if ir.ops[outer].name() != "kernel.accumulate" || n == 0 {
+        return None;
+    }
+    let mut deps: HashMap<ValueId, u8> = HashMap::new();
+    for (i, &a) in args.iter().enumerate() {
+        deps.insert(a, if i + 1 == args.len() { J } else { ROW });
+    }
+    let pre_ops = ops[..at].to_vec();
+    propagate(ir, &pre_ops, &mut deps);
+    let dep = |deps: &HashMap<ValueId, u8>, v: ValueId| deps.get(&v).copied().unwrap_or(0);
+    let defined_before = |v: ValueId, ops: &[OpId]| match ir.values[v].def {
+        ValueDef::Result { op, .. } => {
+            ops.contains(&op) || !ir.blocks[body].ops.contains(&op) && !inside(ir, outer, op)
+        }
+        ValueDef::Arg { .. } => true,
+    };
+    let oo = &ir.ops[outer];
+    let (k_lo, k_hi) = (
+        constant_index(ir, oo.operands[0])?,
+        constant_index(ir, oo.operands[1])?,
+    );
+    if k_hi <= k_lo || dep(&deps, oo.operands[2]) & !(ROW | J) != 0 {
+        return None;
+    }
+    let outer_step = step_of(ir, outer)?;
+    if let Some(&d) = oo.operands.get(3) {
+        if !defined_before(d, &pre_ops) || dep(&deps, d) & !(ROW | J) != 0 {
+            return None;
+        }
+    }
+    let outer_block = ir.entry_block(*oo.regions.first()?)?;
+    deps.insert(ir.blocks[outer_block].args[0], KO);
+    let outer_ops = &ir.blocks[outer_block].ops;
+    let inner_at: Vec<usize> = (0..outer_ops.len())
+        .filter(|&i| is_loop(ir, outer_ops[i]))
+        .collect();
+    let (inner, term_block, chunk_ops) = match inner_at[..] {
+        [] => (None, outer_block, Vec::new()),
+        [i] => {
+            let inner = outer_ops[i];
+            let io = &ir.ops[inner];
+            let chunk_ops = outer_ops[..i].to_vec();
+            propagate(ir, &chunk_ops, &mut deps);
+            // The inner range lies inside the outer one: [k, min(_, hi)).
+            let hi_op = def_op(ir, io.operands[1])?;
+            let contained = io.name() == "kernel.accumulate"
+                && io.operands[0] == ir.blocks[outer_block].args[0]
+                && ir.ops[hi_op].name() == "kernel.index_min"
+                && ir.ops[hi_op].operands.contains(&oo.operands[1]);
+            let yields = ir.ops[*outer_ops.last()?].operands.clone();
+            if !contained
+                || yields != [io.results[0]]
+                || i + 2 != outer_ops.len()
+                || dep(&deps, io.operands[2]) != 0
+            {
+                return None;
+            }
+            if dep(&deps, io.operands[0]) & !KO != 0 || dep(&deps, io.operands[1]) & !KO != 0 {
+                return None;
+            }
+            if let Some(&d) = io.operands.get(3) {
+                if !defined_before(d, &pre_ops) || dep(&deps, d) & !(ROW | J) != 0 {
+                    return None;
+                }
+            }
+            (
+                Some(inner),
+                ir.entry_block(*io.regions.first()?)?,
+                chunk_ops,
+            )
+        }
+        _ => return None,
+    };
+    let inner_step = match inner {
+        Some(i) => Some(step_of(ir, i)?),
+        None => None,
+    };
+    deps.insert(ir.blocks[term_block].args[0], KI);
+    let term_ops = &ir.blocks[term_block].ops;
+    if term_ops.iter().any(|&t| is_loop(ir, t)) {
+        return None;
+    }
+    propagate(ir, term_ops, &mut deps);
+    let yields = ir.ops[*term_ops.last()?].operands.clone();
+    let mul = def_op(ir, *yields.first()?)?;
+    let m = &ir.ops[mul];
+    if m.name() != "kernel.mul" || ir.ty(m.results[0]) != &Type::Real || !term_ops.contains(&mul) {
+        return None;
+    }
+    let (u, v) = (m.operands[0], m.operands[1]);
+    let (fu, fv) = (float_of(ir, u)?, float_of(ir, v)?);
+    let lane_first = dep(&deps, u) & J != 0;
+    let (lane_operand, row_operand) = if lane_first { (u, v) } else { (v, u) };
+    let keep = yields.get(1).copied();
+    if dep(&deps, lane_operand) & !(J | KI) != 0
+        || dep(&deps, row_operand) & J != 0
+        || keep.is_some_and(|k| dep(&deps, k) & J != 0)
+        || yields.len() > 2
+    {
+        return None;
+    }
+    // The product is exact in f32: at most 24 significant bits, the lowest at or above
+    // 2^-149, and far from overflow.
+    let lowest = |f: &FloatFormat| f.emin() - f.man_bits as i32;
+    let exact_product = fu.man_bits + fv.man_bits + 2 <= 24
+        && lowest(&fu) + lowest(&fv) >= -149
+        && fu.max() * fv.max() < 2f64.powi(100);
+    let term_step = inner_step.unwrap_or(outer_step);
+    match term_step {
+        Step::Binary32 if !fma && !exact_product => return None,
+        Step::Narrow { .. } if !exact_product => return None,
+        _ => {}
+    }
+    let mut row_wanted = vec![row_operand];
+    row_wanted.extend(keep);
+    let row_ops = needed(ir, term_ops, &row_wanted);
+    let lane_ops = needed(ir, term_ops, &[lane_operand]);
+    Some(Plan {
+        body,
+        outer,
+        inner,
+        term_block,
+        lane_operand,
+        row_operand,
+        lane_first,
+        keep,
+        k_lo,
+        k_hi,
+        n,
+        pre_ops,
+        chunk_ops,
+        row_ops,
+        lane_ops,
+        outer_step,
+        inner_step,
+        fma: fma || !exact_product,
+    })
+}
+
+/// Whether `op` lies inside the region of `parent` (at any depth).
+fn inside(ir: &Module, parent: OpId, op: OpId) -> bool {
+    let mut all = Vec::new();
+    for &r in &ir.ops[parent].regions {
+        ir.collect_ops(r, &mut all);
+    }
+    all.contains(&op)
+}
+
+fn padded(n: u64) -> u64 {
+    n.div_ceil(4) * 4
+}
+
+/// Compiles the contraction `op` (recognised as `plan`): its packing function and kernel.
+pub(super) fn compile(
+    jit: &mut JITModule,
+    fctx: &mut FunctionBuilderContext,
+    ir: &Module,
+    op: OpId,
+    helpers: Helpers,
+    name: &str,
+    plan: &Plan,
+) -> Result<KernelFn, String> {
+    let npad = padded(plan.n);
+    let floats = ((plan.k_hi - plan.k_lo) * npad) as usize;
+    let (pack_id, _, _) = build_function(
+        jit,
+        fctx,
+        ir,
+        op,
+        helpers,
+        &format!("{name}_pack"),
+        |g, _out, env, slot, _lo, _hi| {
+            let scratch =
+                g.e.b
+                    .ins()
+                    .load(types::I64, MemFlagsData::trusted(), env, slot * 8);
+            emit_pack(g, plan, scratch)
+        },
+    )?;
+    let o = &ir.ops[op];
+    let rank = ir
+        .ty(o.results[0])
+        .as_tensor()
+        .ok_or("a generate makes a tensor")?
+        .rank();
+    let (id, captures, streams) = build_function(
+        jit,
+        fctx,
+        ir,
+        op,
+        helpers,
+        name,
+        |g, out, env, slot, lo, hi| {
+            let scratch =
+                g.e.b
+                    .ins()
+                    .load(types::I64, MemFlagsData::trusted(), env, slot * 8);
+            Kernel { plan, out, scratch }.emit(g, lo, hi)
+        },
+    )?;
+    let k = (plan.k_hi - plan.k_lo) as f64;
+    Ok(KernelFn {
+        id,
+        captures,
+        split: rank - 1,
+        cost_per_element: 2.0 * k,
+        streams,
+        pack: Some(Pack {
+            id: pack_id,
+            floats,
+        }),
+    })
+}
+
+/// `for i in start..end step by step { body(i) }` over i64 indices.
+fn counted_loop(
+    g: &mut Gen,
+    start: Value,
+    end: Value,
+    step: i64,
+    fits: bool,
+    mut body: impl FnMut(&mut Gen, Value) -> Result<(), String>,
+) -> Result<Value, String> {
+    let header = g.e.b.create_block();
+    let inner = g.e.b.create_block();
+    let exit = g.e.b.create_block();
+    g.e.b.append_block_param(header, types::I64);
+    g.e.b.append_block_param(exit, types::I64);
+    g.e.b.ins().jump(header, &[start.into()]);
+    g.e.b.switch_to_block(header);
+    let i = g.e.b.block_params(header)[0];
+    let next = g.e.b.ins().iadd_imm_s(i, step);
+    // `fits`: while i + step ≤ end (whole blocks); else while i < end.
+    let more = if fits {
+        g.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, next, end)
+    } else {
+        g.e.b.ins().icmp(IntCC::UnsignedLessThan, i, end)
+    };
+    g.e.b.ins().brif(more, inner, &[], exit, &[i.into()]);
+    g.e.b.switch_to_block(inner);
+    body(g, i)?;
+    g.e.b.ins().jump(header, &[next.into()]);
+    g.e.b.switch_to_block(exit);
+    Ok(g.e.b.block_params(exit)[0])
+}
+
+fn emit_ops(g: &mut Gen, ops: &[OpId]) -> Result<(), String> {
+    for &op in ops {
+        g.emit_in_block(op, 1)?;
+    }
+    Ok(())
+}
+
+/// The packing function: `scratch[(k − k_lo)·npad + j]` = the packed operand at `(j, k)`.
+fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
+    let ir = g.ir;
+    let npad = padded(plan.n) as i64;
+    let zero = g.e.i64c(0);
+    let n = g.e.i64c(plan.n as i64);
+    let (klo, khi) = (g.e.i64c(plan.k_lo as i64), g.e.i64c(plan.k_hi as i64));
+    counted_loop(g, zero, n, 1, false, |g, j| {
+        let args = ir.blocks[plan.body].args.clone();
+        for (i, &a) in args.iter().enumerate() {
+            let v = if i + 1 == args.len() { j } else { g.e.i64c(0) };
+            g.vals.insert(a, Lv::Shared(Cv::Index(v)));
+        }
+        emit_ops(g, &plan.pre_ops)?;
+        counted_loop(g, klo, khi, 1, false, |g, k| {
+            if plan.inner.is_some() {
+                let outer_block = ir
+                    .entry_block(ir.ops[plan.outer].regions[0])
+                    .ok_or("a body")?;
+                g.vals
+                    .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(klo)));
+                emit_ops(g, &plan.chunk_ops)?;
+            }
+            g.vals
+                .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
+            emit_ops(g, &plan.lane_ops)?;
+            let Some(Cv::F32(x)) = g.vals.get(&plan.lane_operand).map(lane0) else {
+                return Err("the packed operand is a scalar".into());
+            };
+            let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+            let row = g.e.b.ins().imul_imm_s(kk, npad);
+            let pos = g.e.b.ins().iadd(row, j);
+            let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
+            let addr = g.e.b.ins().iadd(scratch, bytes);
+            g.e.b.ins().store(MemFlagsData::trusted(), x, addr, 0);
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn lane0(l: &Lv) -> Cv {
+    match l {
+        Lv::Shared(c) => *c,
+        Lv::Lanes(v) => v[0],
+    }
+}
+
+/// Per output vector: its initial value and the draw bases (low and high 32 bits per lane)
+/// of the outer and inner accumulations.
+struct VecInit {
+    init: Value,
+    outer_draw: Option<(Value, Value)>,
+    inner_draw: Option<(Value, Value)>,
+}
+
+struct Kernel<'p> {
+    plan: &'p Plan,
+    out: &'p TensorView,
+    scratch: Value,
+}
+
+impl Kernel<'_> {
+    fn emit(&self, g: &mut Gen, lo: Value, hi: Value) -> Result<(), String> {
+        let term_binary32 = matches!(
+            self.plan.inner_step.unwrap_or(self.plan.outer_step),
+            Step::Binary32
+        );
+        let nvec = (self.plan.n / 4) as usize;
+        let (rows, vecs) = match (term_binary32, nvec) {
+            (true, v) if v >= 4 => (2, 4),
+            (true, _) => (4, 2),
+            (false, v) if v >= 4 => (1, 4),
+            (false, _) => (2, 2),
+        };
+        let r = counted_loop(g, lo, hi, rows as i64, true, |g, r| {
+            self.rows(g, r, rows, vecs)
+        })?;
+        counted_loop(g, r, hi, 1, false, |g, r| self.rows(g, r, 1, vecs))?;
+        Ok(())
+    }
+
+    /// Rows `r..r+count` (row-major positions over all axes but the last).
+    fn rows(&self, g: &mut Gen, r: Value, count: usize, vecs: usize) -> Result<(), String> {
+        let prefix = self.out.dims.len() - 1;
+        let mut rows = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut pos = g.e.b.ins().iadd_imm_s(r, i as i64);
+            let mut idx = vec![pos; prefix];
+            for a in (0..prefix).rev() {
+                if a == 0 {
+                    idx[a] = pos;
+                } else {
+                    idx[a] = g.e.b.ins().urem(pos, self.out.dims[a]);
+                    pos = g.e.b.ins().udiv(pos, self.out.dims[a]);
+                }
+            }
+            rows.push(idx);
+        }
+        let n = self.plan.n as i64;
+        let zero = g.e.i64c(0);
+        let end = g.e.i64c(n);
+        let j = counted_loop(g, zero, end, 4 * vecs as i64, true, |g, j| {
+            self.group(g, &rows, j, vecs, 4)
+        })?;
+        let whole = g.e.i64c(n - n % 4);
+        counted_loop(g, j, whole, 4, true, |g, j| self.group(g, &rows, j, 1, 4))?;
+        if n % 4 != 0 {
+            let j = g.e.i64c(n - n % 4);
+            self.group(g, &rows, j, 1, (n % 4) as usize)?;
+        }
+        Ok(())
+    }
+
+    fn set_position(&self, g: &mut Gen, row: &[Value], j: Lv) {
+        let args = &g.ir.blocks[self.plan.body].args;
+        for (a, &arg) in args.iter().enumerate() {
+            let v = if a + 1 == args.len() {
+                j.clone()
+            } else {
+                Lv::Shared(Cv::Index(row[a]))
+            };
+            g.vals.insert(arg, v);
+        }
+    }
+
+    /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored).
+    fn group(
+        &self,
+        g: &mut Gen,
+        rows: &[Vec<Value>],
+        j0: Value,
+        vecs: usize,
+        valid: usize,
+    ) -> Result<(), String> {
+        let ir = g.ir;
+        let plan = self.plan;
+        let oo = &ir.ops[plan.outer];
+        let mut snapshots = Vec::with_capacity(rows.len());
+        let mut inits: Vec<Vec<VecInit>> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut per_vec = Vec::with_capacity(vecs);
+            for v in 0..vecs {
+                let lanes: Vec<Cv> = (0..4)
+                    .map(|l| Cv::Index(g.e.b.ins().iadd_imm_s(j0, (4 * v + l) as i64)))
+                    .collect();
+                self.set_position(g, row, Lv::Lanes(lanes));
+                for &op in &plan.pre_ops {
+                    g.emit_in_block(op, 4)?;
+                }
+                if v == 0 {
+                    snapshots.push(g.vals.clone());
+                }
+                let init = vector_of(g, &g.vals[&oo.operands[2]].clone(), types::F32X4)?;
+                let outer_draw = match oo.operands.get(3) {
+                    Some(d) => Some(draw_base(g, &g.vals[d].clone())?),
+                    None => None,
+                };
+                let inner_draw = match plan.inner.and_then(|i| ir.ops[i].operands.get(3)) {
+                    Some(d) => Some(draw_base(g, &g.vals[d].clone())?),
+                    None => None,
+                };
+                per_vec.push(VecInit {
+                    init,
+                    outer_draw,
+                    inner_draw,
+                });
+            }
+            inits.push(per_vec);
+        }
+        let accs: Vec<Value> = inits.iter().flatten().map(|v| v.init).collect();
+        let klo = g.e.i64c(plan.k_lo as i64);
+        let khi = g.e.i64c(plan.k_hi as i64);
+        let outer_stride = ir.ops[plan.outer]
+            .attr("step")
+            .and_then(Attr::as_int)
+            .unwrap_or(1);
+        let outer_block = ir.entry_block(oo.regions[0]).ok_or("a body")?;
+        let ko_arg = ir.blocks[outer_block].args[0];
+        let results = match plan.inner {
+            None => self.k_loop(
+                g,
+                &snapshots,
+                &inits,
+                j0,
+                vecs,
+                klo,
+                khi,
+                outer_stride,
+                &accs,
+                plan.outer_step,
+                false,
+                None,
+            )?,
+            Some(inner) => {
+                let io = &ir.ops[inner];
+                let inner_stride = io.attr("step").and_then(Attr::as_int).unwrap_or(1);
+                let step = plan.inner_step.ok_or("an inner step")?;
+                loop_carrying(g, klo, khi, outer_stride, &accs, |g, ko, accs| {
+                    g.vals = snapshots[0].clone();
+                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
+                    emit_ops(g, &plan.chunk_ops)?;
+                    let ilo = g.index(io.operands[0])?;
+                    let ihi = g.index(io.operands[1])?;
+                    let Some(Cv::F32(init)) = g.vals.get(&io.operands[2]).map(lane0) else {
+                        return Err("an initial value".into());
+                    };
+                    let init = g.e.b.ins().splat(types::F32X4, init);
+                    let inner_init = vec![init; accs.len()];
+                    let sums = self.k_loop(
+                        g,
+                        &snapshots,
+                        &inits,
+                        j0,
+                        vecs,
+                        ilo,
+                        ihi,
+                        inner_stride,
+                        &inner_init,
+                        step,
+                        true,
+                        Some(ko),
+                    )?;
+                    let mut next = Vec::with_capacity(accs.len());
+                    for (a, (&acc, &sum)) in accs.iter().zip(&sums).enumerate() {
+                        let vi = &inits[a / vecs][a % vecs];
+                        let draw = vi.outer_draw.map(|d| draw_at(g, d, ko));
+                        next.push(add_step(g, plan.outer_step, acc, Addend::Sum(sum), draw));
+                    }
+                    Ok(next)
+                })?
+            }
+        };
+        // The rest of each element, scalar, lane by lane.
+        for (i, row) in rows.iter().enumerate() {
+            for v in 0..vecs {
+                let acc = results[i * vecs + v];
+                let count = if vecs == 1 { valid } else { 4 };
+                let lanes: Vec<Cv> = (0..count)
+                    .map(|l| Cv::F32(g.e.b.ins().extractlane(acc, l as u8)))
+                    .collect();
+                let value = if count == 1 {
+                    Lv::Shared(lanes[0])
+                } else {
+                    Lv::Lanes(lanes)
+                };
+                g.precomputed.insert(plan.outer, value);
+                let idx: Vec<Vec<Value>> = (0..count)
+                    .map(|l| {
+                        let mut p = row.clone();
+                        p.push(g.e.b.ins().iadd_imm_s(j0, (4 * v + l) as i64));
+                        p
+                    })
+                    .collect();
+                g.element(self.out, &idx, plan.body)?;
+                g.precomputed.remove(&plan.outer);
+            }
+        }
+        Ok(())
+    }
+
+    /// The loop over the products: `acc = round(acc + u·v)` for `k in lo..hi by stride`, per
+    /// row and vector; `inner`: the products belong to the inner accumulation (chunk `ko`).
+    #[allow(clippy::too_many_arguments)]
+    fn k_loop(
+        &self,
+        g: &mut Gen,
+        snapshots: &[HashMap<ValueId, Lv>],
+        inits: &[Vec<VecInit>],
+        j0: Value,
+        vecs: usize,
+        lo: Value,
+        hi: Value,
+        stride: i64,
+        accs: &[Value],
+        step: Step,
+        inner: bool,
+        ko: Option<Value>,
+    ) -> Result<Vec<Value>, String> {
+        let ir = g.ir;
+        let plan = self.plan;
+        let outer_block = ir
+            .entry_block(ir.ops[plan.outer].regions[0])
+            .ok_or("a body")?;
+        let ko_arg = ir.blocks[outer_block].args[0];
+        let k_arg = ir.blocks[plan.term_block].args[0];
+        let npad = padded(plan.n) as i64;
+        loop_carrying(g, lo, hi, stride, accs, |g, k, accs| {
+            let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+            let pos = g.e.b.ins().imul_imm_s(kk, npad);
+            let pos = g.e.b.ins().iadd(pos, j0);
+            let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
+            let base = g.e.b.ins().iadd(self.scratch, bytes);
+            let lane_vals: Vec<Value> = (0..vecs)
+                .map(|v| {
+                    g.e.b
+                        .ins()
+                        .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                })
+                .collect();
+            let mut next = Vec::with_capacity(accs.len());
+            for (i, snapshot) in snapshots.iter().enumerate() {
+                g.vals = snapshot.clone();
+                if let Some(ko) = ko {
+                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
+                    emit_ops(g, &plan.chunk_ops)?;
+                }
+                g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                emit_ops(g, &plan.row_ops)?;
+                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                    return Err("the row operand is a scalar".into());
+                };
+                let keep = match plan.keep {
+                    Some(kv) => Some(g.index(kv)?),
+                    None => None,
+                };
+                let xs = g.e.b.ins().splat(types::F32X4, x);
+                for (v, &w) in lane_vals.iter().enumerate() {
+                    let acc = accs[i * vecs + v];
+                    let vi = &inits[i][v];
+                    let base = if inner { vi.inner_draw } else { vi.outer_draw };
+                    let draw = base.map(|d| draw_at(g, d, k));
+                    let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
+                    let mut new = add_step(g, step, acc, Addend::Product(a, b, plan.fma), draw);
+                    if let Some(keep) = keep {
+                        let c = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
+                        new = g.e.b.ins().select(c, new, acc);
+                    }
+                    next.push(new);
+                }
+            }
+            Ok(next)
+        })
+    }
+}
+
+/// `for k in lo..hi by stride` carrying `init` (f32x4 values) through the iterations; returns
+/// the final values.
+fn loop_carrying(
+    g: &mut Gen,
+    lo: Value,
+    hi: Value,
+    stride: i64,
+    init: &[Value],
+    mut body: impl FnMut(&mut Gen, Value, &[Value]) -> Result<Vec<Value>, String>,
+) -> Result<Vec<Value>, String> {
+    let header = g.e.b.create_block();
+    let inner = g.e.b.create_block();
+    let exit = g.e.b.create_block();
+    g.e.b.append_block_param(header, types::I64);
+    for _ in init {
+        g.e.b.append_block_param(header, types::F32X4);
+        g.e.b.append_block_param(exit, types::F32X4);
+    }
+    let mut args: Vec<BlockArg> = vec![lo.into()];
+    args.extend(init.iter().map(|&v| BlockArg::from(v)));
+    g.e.b.ins().jump(header, &args);
+    g.e.b.switch_to_block(header);
+    let k = g.e.b.block_params(header)[0];
+    let accs: Vec<Value> = g.e.b.block_params(header)[1..].to_vec();
+    let more = g.e.b.ins().icmp(IntCC::UnsignedLessThan, k, hi);
+    let acc_args: Vec<BlockArg> = accs.iter().map(|&v| v.into()).collect();
+    g.e.b.ins().brif(more, inner, &[], exit, &acc_args);
+    g.e.b.switch_to_block(inner);
+    let next = body(g, k, &accs)?;
+    let k_next = g.e.b.ins().iadd_imm_s(k, stride);
+    let mut args: Vec<BlockArg> = vec![k_next.into()];
+    args.extend(next.iter().map(|&v| BlockArg::from(v)));
+    g.e.b.ins().jump(header, &args);
+    g.e.b.switch_to_block(exit);
+    Ok(g.e.b.block_params(exit).to_vec())
+}
+
+/// A vector of `ty` from a value per lane (or one shared value).
+fn vector_of(g: &mut Gen, x: &Lv, ty: types::Type) -> Result<Value, String> {
+    let scalar = |c: Cv| match c {
+        Cv::F32(v) | Cv::Index(v) => Ok(v),
+        Cv::Real(..) => Err("an exact product where a value was expected".to_string()),
+    };
+    match x {
+        Lv::Shared(c) => Ok(g.e.b.ins().splat(ty, scalar(*c)?)),
+        Lv::Lanes(lanes) => {
+            let mut v = g.e.b.ins().splat(ty, scalar(lanes[0])?);
+            for (l, c) in lanes.iter().enumerate().skip(1) {
+                v = g.e.b.ins().insertlane(v, scalar(*c)?, l as u8);
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// The draw counters of four lanes (i64 each) as `i32x4` low and high halves.
+fn draw_base(g: &mut Gen, x: &Lv) -> Result<(Value, Value), String> {
+    let lanes: Vec<Value> = (0..4)
+        .map(|l| match x {
+            Lv::Shared(Cv::Index(v)) => Ok(*v),
+            Lv::Lanes(v) => match v[l] {
+                Cv::Index(v) => Ok(v),
+                _ => Err("a draw counter".to_string()),
+            },
+            _ => Err("a draw counter".to_string()),
+        })
+        .collect::<Result<_, _>>()?;
+    let low: Vec<Cv> = lanes
+        .iter()
+        .map(|&v| Cv::Index(g.e.b.ins().ireduce(types::I32, v)))
+        .collect();
+    let high: Vec<Cv> = lanes
+        .iter()
+        .map(|&v| {
+            let h = g.e.b.ins().ushr_imm_s(v, 32);
+            Cv::Index(g.e.b.ins().ireduce(types::I32, h))
+        })
+        .collect();
+    Ok((
+        vector_of(g, &Lv::Lanes(low), types::I32X4)?,
+        vector_of(g, &Lv::Lanes(high), types::I32X4)?,
+    ))
+}
+
+/// The draw counters `base + k` (a 64-bit addition in 32-bit halves).
+fn draw_at(g: &mut Gen, (lo, hi): (Value, Value), k: Value) -> (Value, Value) {
+    let b = &mut *g.e.b;
+    let k_lo = b.ins().ireduce(types::I32, k);
+    let k_hi = b.ins().ushr_imm_s(k, 32);
+    let k_hi = b.ins().ireduce(types::I32, k_hi);
+    let k_lo = b.ins().splat(types::I32X4, k_lo);
+    let k_hi = b.ins().splat(types::I32X4, k_hi);
+    let low = b.ins().iadd(lo, k_lo);
+    let carry = b.ins().icmp(IntCC::UnsignedLessThan, low, lo);
+    let high = b.ins().iadd(hi, k_hi);
+    let high = b.ins().isub(high, carry);
+    (low, high)
+}
+
+/// What is added to an accumulator: a product `a·b` (`fused`: form it with one fma when
+/// binary32) or a value.
+#[derive(Clone, Copy)]
+enum Addend {
+    Product(Value, Value, bool),
+    Sum(Value),
+}
+
+/// `round(acc + addend)` per lane (module doc), mirroring the scalar code's operand order.
+fn add_step(
+    g: &mut Gen,
+    step: Step,
+    acc: Value,
+    addend: Addend,
+    draw: Option<(Value, Value)>,
+) -> Value {
+    match (step, addend) {
+        (Step::Binary32, Addend::Product(a, b, true)) => g.e.b.ins().fma(a, b, acc),
+        (Step::Binary32, Addend::Product(a, b, false)) => {
+            let p = g.e.b.ins().fmul(a, b);
+            g.e.b.ins().fadd(acc, p)
+        }
+        (Step::Binary32, Addend::Sum(x)) => g.e.b.ins().fadd(acc, x),
+        (
+            Step::Narrow {
+                format,
+                mode,
+                stream,
+            },
+            addend,
+        ) => {
+            let x = match addend {
+                Addend::Product(a, b, _) => g.e.b.ins().fmul(a, b),
+                Addend::Sum(x) => x,
+            };
+            let s = sum_to_odd(g, acc, x);
+            let random = draw.map(|d| random_word(g, stream, d));
+            round(g, s, &format, mode, random)
+        }
+    }
+}
+
+fn ivec(g: &mut Gen, v: i32) -> Value {
+    let c = g.e.b.ins().iconst(types::I32, v as i64);
+    g.e.b.ins().splat(types::I32X4, c)
+}
+
+fn fvec(g: &mut Gen, v: f32) -> Value {
+    let c = g.e.b.ins().f32const(v);
+    g.e.b.ins().splat(types::F32X4, c)
+}
+
+fn as_int(g: &mut Gen, x: Value) -> Value {
+    g.e.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x)
+}
+
+fn as_float(g: &mut Gen, x: Value) -> Value {
+    g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
+}
+
+/// `a + b` (f32x4) rounded to odd: TwoSum, then the last bit stepped toward the error.
+fn sum_to_odd(g: &mut Gen, a: Value, b: Value) -> Value {
+    let s = g.e.b.ins().fadd(a, b);
+    let bb = g.e.b.ins().fsub(s, a);
+    let t = g.e.b.ins().fsub(s, bb);
+    let da = g.e.b.ins().fsub(a, t);
+    let db = g.e.b.ins().fsub(b, bb);
+    let err = g.e.b.ins().fadd(da, db);
+    let sb = as_int(g, s);
+    let eb = as_int(g, err);
+    // err ≠ 0 and not NaN, on the bits (x86 has no vector `one`).
+    let abs_mask = ivec(g, i32::MAX);
+    let eabs = g.e.b.ins().band(eb, abs_mask);
+    let zero_i = ivec(g, 0);
+    let inf_bits = ivec(g, 0x7f80_0000);
+    let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, eabs, zero_i);
+    let not_nan =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedLessThanOrEqual, eabs, inf_bits);
+    let inexact = g.e.b.ins().band(nonzero, not_nan);
+    let x = g.e.b.ins().bxor(sb, eb);
+    let minus_one = ivec(g, -1);
+    let away = g.e.b.ins().icmp(IntCC::SignedGreaterThan, x, minus_one);
+    let one = ivec(g, 1);
+    let low = g.e.b.ins().band(sb, one);
+    let even = g.e.b.ins().icmp(IntCC::Equal, low, zero_i);
+    let fix = g.e.b.ins().band(inexact, even);
+    let delta = g.e.b.ins().bitselect(away, one, minus_one);
+    let delta = g.e.b.ins().band(fix, delta);
+    let r = g.e.b.ins().iadd(sb, delta);
+    as_float(g, r)
+}
+
+/// `hash32` of `RandomStream` in four lanes.
+fn hash32(g: &mut Gen, x: Value) -> Value {
+    let m1 = ivec(g, 0x7FEB_352D);
+    let m2 = ivec(g, 0x846C_A68B_u32 as i32);
+    let b = &mut *g.e.b;
+    let s = b.ins().ushr_imm_s(x, 16);
+    let x = b.ins().bxor(x, s);
+    let x = b.ins().imul(x, m1);
+    let s = b.ins().ushr_imm_s(x, 15);
+    let x = b.ins().bxor(x, s);
+    let x = b.ins().imul(x, m2);
+    let s = b.ins().ushr_imm_s(x, 16);
+    b.ins().bxor(x, s)
+}
+
+/// Random word 0 of `stream` at the four draw counters (`Emit::random_word` per lane).
+fn random_word(g: &mut Gen, stream: u64, (lo, hi): (Value, Value)) -> Value {
+    let key =
+        *g.e.keys
+            .get(&stream)
+            .expect("the kernel's streams are loaded at entry");
+    let k0 = g.e.b.ins().ireduce(types::I32, key);
+    let k1 = g.e.b.ins().ushr_imm_s(key, 32);
+    let k1 = g.e.b.ins().ireduce(types::I32, k1);
+    let k0 = g.e.b.ins().splat(types::I32X4, k0);
+    let k1 = g.e.b.ins().splat(types::I32X4, k1);
+    let x = g.e.b.ins().bxor(lo, k0);
+    let h = hash32(g, x);
+    let y = g.e.b.ins().bxor(h, hi);
+    let y = g.e.b.ins().bxor(y, k1);
+    hash32(g, y)
+}
+
+/// Rounds `v` (f32x4, each lane exact or rounded to odd with two bits to spare) to `f` by
+/// `mode` (`random`: the lanes' random words for stochastic modes), as `FloatFormat::round`.
+fn round(g: &mut Gen, v: Value, f: &FloatFormat, mode: Rounding, random: Option<Value>) -> Value {
+    let bits = as_int(g, v);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let abs_mask = ivec(g, i32::MAX);
+    let abits = g.e.b.ins().band(bits, abs_mask);
+    let bexp = g.e.b.ins().ushr_imm_s(abits, 23);
+    let bias = ivec(g, -127);
+    let e = g.e.b.ins().iadd(bexp, bias);
+    let emin = ivec(g, f.emin());
+    let man = ivec(g, -(f.man_bits as i32));
+    // s: the exponent of the format's spacing at each lane's binade.
+    let s = if f.subnormals {
+        let top = g.e.b.ins().smax(e, emin);
+        g.e.b.ins().iadd(top, man)
+    } else {
+        let below = g.e.b.ins().icmp(IntCC::SignedLessThan, e, emin);
+        let normal = g.e.b.ins().iadd(e, man);
+        g.e.b.ins().bitselect(below, emin, normal)
+    };
+    let negative = g.e.b.ins().sshr_imm_s(bits, 31);
+    let max = fvec(g, f.max() as f32);
+    let magnitude = if mode == Rounding::Nearest {
+        // (v + C) − C with C = 1.5·2^(s+23) rounds to a multiple of 2^s, ties to even.
+        let c150 = ivec(g, 150);
+        let cexp = g.e.b.ins().iadd(s, c150);
+        let cbits = g.e.b.ins().ishl_imm_s(cexp, 23);
+        let half = ivec(g, 1 << 22);
+        let cbits = g.e.b.ins().bor(cbits, half);
+        let c = as_float(g, cbits);
+        let sum = g.e.b.ins().fadd(v, c);
+        let r = g.e.b.ins().fsub(sum, c);
+        let rb = as_int(g, r);
+        g.e.b.ins().band(rb, abs_mask)
+    } else {
+        let c127 = ivec(g, 127);
+        let up = g.e.b.ins().iadd(s, c127);
+        let q = g.e.b.ins().ishl_imm_s(up, 23);
+        let q = as_float(g, q);
+        let down = g.e.b.ins().isub(c127, s);
+        let qinv = g.e.b.ins().ishl_imm_s(down, 23);
+        let qinv = as_float(g, qinv);
+        let av = as_float(g, abits);
+        let y = g.e.b.ins().fmul(av, qinv);
+        let k = g.e.b.ins().trunc(y);
+        let frac = g.e.b.ins().fsub(y, k);
+        let zero = fvec(g, 0.0);
+        let half = fvec(g, 0.5);
+        let away = match mode {
+            Rounding::TowardZero => ivec(g, 0),
+            Rounding::NearestAway => g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, frac, half),
+            Rounding::Up | Rounding::Down => {
+                let nz = g.e.b.ins().fcmp(FloatCC::GreaterThan, frac, zero);
+                let side = if mode == Rounding::Down {
+                    negative
+                } else {
+                    g.e.b.ins().bnot(negative)
+                };
+                g.e.b.ins().band(nz, side)
+            }
+            Rounding::StochasticBits(r) | Rounding::StochasticUnbiased(r) => {
+                let scale = fvec(g, (1u64 << r) as f32);
+                let fr = g.e.b.ins().fmul(frac, scale);
+                let mut t = g.e.b.ins().trunc(fr);
+                if let Rounding::StochasticUnbiased(_) = mode {
+                    let rest = g.e.b.ins().fsub(fr, t);
+                    let ti = g.e.b.ins().fcvt_to_sint_sat(types::I32X4, t);
+                    let one = ivec(g, 1);
+                    let odd = g.e.b.ins().band(ti, one);
+                    let zero_i = ivec(g, 0);
+                    let odd = g.e.b.ins().icmp(IntCC::NotEqual, odd, zero_i);
+                    let gt = g.e.b.ins().fcmp(FloatCC::GreaterThan, rest, half);
+                    let eq = g.e.b.ins().fcmp(FloatCC::Equal, rest, half);
+                    let tie = g.e.b.ins().band(eq, odd);
+                    let inc = g.e.b.ins().bor(gt, tie);
+                    let onef = ivec(g, 1f32.to_bits() as i32);
+                    let inc = g.e.b.ins().band(inc, onef);
+                    let inc = as_float(g, inc);
+                    t = g.e.b.ins().fadd(t, inc);
+                }
+                let w = random.expect("a stochastic rounding has a draw counter (verified)");
+                let w = g.e.b.ins().ushr_imm_s(w, (32 - r) as i64);
+                let wf = g.e.b.ins().fcvt_from_sint(types::F32X4, w);
+                let total = g.e.b.ins().fadd(t, wf);
+                g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, total, scale)
+            }
+            _ => unreachable!("modes are checked by `step_of`"),
+        };
+        let onef = ivec(g, 1f32.to_bits() as i32);
+        let inc = g.e.b.ins().band(away, onef);
+        let inc = as_float(g, inc);
+        let kk = g.e.b.ins().fadd(k, inc);
+        let m = g.e.b.ins().fmul(kk, q);
+        as_int(g, m)
+    };
+    // Overflow, sign, specials.
+    let mf = as_float(g, magnitude);
+    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, mf, max);
+    let pos = ivec(g, (overflow(f, false, mode) as f32).to_bits() as i32);
+    let neg = ivec(g, (overflow(f, true, mode) as f32).to_bits() as i32);
+    let ovf_bits = g.e.b.ins().bitselect(negative, neg, pos);
+    let magnitude = g.e.b.ins().bitselect(ovf, ovf_bits, magnitude);
+    let result = if f.has_negative_zero() {
+        g.e.b.ins().bor(magnitude, sign)
+    } else {
+        let zero_i = ivec(g, 0);
+        let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, magnitude, zero_i);
+        let s = g.e.b.ins().band(sign, nonzero);
+        g.e.b.ins().bor(magnitude, s)
+    };
+    let inf_bits = ivec(g, 0x7f80_0000);
+    let is_nan = g.e.b.ins().icmp(IntCC::SignedGreaterThan, abits, inf_bits);
+    let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
+    let inf_mag = ivec(
+        g,
+        if f.has_inf() {
+            0x7f80_0000
+        } else {
+            (f.max() as f32).to_bits() as i32
+        },
+    );
+    let inf = g.e.b.ins().bor(sign, inf_mag);
+    let qnan = ivec(g, 0x7fc0_0000);
+    let nan = g.e.b.ins().bor(sign, qnan);
+    let result = g.e.b.ins().bitselect(is_inf, inf, result);
+    let result = g.e.b.ins().bitselect(is_nan, nan, result);
+    as_float(g, result)
+}

@@ -1,0 +1,167 @@
+//! The JIT's vector contraction code (`backend/jit/contract.rs`) against the reference
+//! interpreter, bit for bit: dense layers and convolutions whose shapes leave remainders in
+//! every blocking dimension, every accumulator format and rounding the vector code handles,
+//! chunked and not, on operands from a grid of signed powers of two (ties, subnormals and
+//! overflow of the accumulator), on 1 and 2 threads. Each case asserts that its contraction
+//! was compiled to vector code, so a recognition that silently falls back fails here.
+
+use qc_compiler::backend::interp::Interpreter;
+use qc_compiler::backend::jit::Jit;
+use qc_compiler::backend::program::compile_to_kernel;
+use qc_compiler::backend::{Backend, Program};
+use qc_runtime::numerics::{Format, RandomStream, Rounding};
+use qc_runtime::tensor::Tensor;
+
+/// Accumulations: the `with { ... }` of the layer and its operand format.
+const ARITHS: [(&str, &str); 14] = [
+    ("e4m3", "acc = fp32"),
+    ("fp32", "acc = fp32"),
+    ("e4m3", "acc = fp16"),
+    ("e5m2", "acc = fp16"),
+    ("e4m3", "acc = fp<5,7>"),
+    ("e4m3", "acc = fp<6,5>"),
+    ("e4m3", "acc = fp<6,5,nosub>"),
+    ("e5m2", "acc = fp<5,4,nosub> @ toward-zero"),
+    ("e4m3", "acc = fp16 @ up"),
+    ("e5m2", "acc = fp16 @ down"),
+    ("e4m3", "acc = fp16 @ nearest-away"),
+    ("e4m3", "acc = fp<6,5> @ stochastic:9"),
+    ("e5m2", "acc = fp16 @ stochastic:8"),
+    ("e4m3", "acc = fp<6,5> @ stochastic-unbiased:6"),
+];
+
+/// Values `±2^e` (and zeros) for e in a range wide enough to reach the operand format's
+/// subnormals and its largest values, rounded to `format`.
+fn grid(format: &str, shape: &[usize], stream: u64) -> Tensor {
+    let rng = RandomStream::new(7, stream);
+    let n: usize = shape.iter().product();
+    let raw: Vec<f32> = (0..n)
+        .map(|i| {
+            let w = rng.word(i as u64, 0);
+            if w.is_multiple_of(11) {
+                return 0.0;
+            }
+            let e = (w >> 8) % 36;
+            let sign = if w & 1 == 1 { -1.0 } else { 1.0 };
+            // Mostly moderate magnitudes (ties and cancellations), some extreme.
+            let e = if w.is_multiple_of(5) {
+                e as i32 - 20
+            } else {
+                (e % 8) as i32 - 4
+            };
+            sign * 2f32.powi(e) * if w.is_multiple_of(3) { 1.5 } else { 1.0 }
+        })
+        .collect();
+    let mut out = vec![0f32; n];
+    Format::parse(format)
+        .unwrap()
+        .quantize(&raw, shape, Rounding::Nearest, &rng, &mut out)
+        .unwrap();
+    Tensor::new(shape.to_vec(), out).unwrap()
+}
+
+fn program(source: &str) -> Program {
+    let (model, diagnostics) = qc_lang::check_source(source);
+    let model = model.unwrap_or_else(|| panic!("{diagnostics:?}\n{source}"));
+    Program::prepare(compile_to_kernel(&model, "optimize").unwrap(), 5).unwrap()
+}
+
+fn same_bits(a: &[Tensor], b: &[Tensor]) -> Result<(), String> {
+    for (x, y) in a.iter().zip(b) {
+        if x.shape() != y.shape() {
+            return Err(format!("shapes {:?} and {:?}", x.shape(), y.shape()));
+        }
+        if let Some(i) = x
+            .data()
+            .iter()
+            .zip(y.data())
+            .position(|(p, q)| p.to_bits() != q.to_bits())
+        {
+            return Err(format!(
+                "element {i}: interpreter {:e} ({:#x}), JIT {:e} ({:#x})",
+                x.data()[i],
+                x.data()[i].to_bits(),
+                y.data()[i],
+                y.data()[i].to_bits()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `source` on the interpreter and the JIT (1 and 2 threads), asserting vector code.
+fn check(source: &str, inputs: &[Tensor]) {
+    let p = program(source);
+    let expected = Interpreter.run(&p, inputs).unwrap();
+    for threads in [1, 2] {
+        let compiled = Jit::with_threads(threads)
+            .compile(&p)
+            .unwrap_or_else(|e| panic!("{e}\n{source}"));
+        assert!(
+            compiled.vectorised_kernels() >= 1,
+            "no vector contraction in\n{source}"
+        );
+        let got = compiled.run(&p, inputs).unwrap();
+        if let Err(e) = same_bits(&expected, &got) {
+            panic!("{threads} thread(s): {e}\n{source}");
+        }
+    }
+}
+
+#[test]
+fn dense_contractions_match_the_interpreter() {
+    let shapes: [(usize, usize, usize); 7] = [
+        (3, 1, 1),
+        (5, 3, 31),
+        (7, 5, 65),
+        (1, 7, 9),
+        (9, 9, 33),
+        (4, 33, 31),
+        (6, 16, 65),
+    ];
+    let mut case = 0u64;
+    for (input, with) in ARITHS {
+        for chunk in [
+            "",
+            ", chunk = 1",
+            ", chunk = 7",
+            ", chunk = 32",
+            ", chunk = 100",
+        ] {
+            // Every arithmetic with every chunk size, on a rotating subset of the shapes.
+            for &(m, n, k) in shapes.iter().skip((case % 3) as usize).step_by(3) {
+                case += 1;
+                let source = format!(
+                    "model dense {{\n  input x: [{m}, {k}] {input};\n  input w: [{n}, {k}] {input};\n  let y = dense(x, w) with {{ {with}{chunk} }} : fp32;\n  output y;\n}}\n"
+                );
+                let x = grid(input, &[m, k], case);
+                let w = grid(input, &[n, k], case + 1000);
+                check(&source, &[x, w]);
+            }
+        }
+    }
+}
+
+#[test]
+fn convolutions_with_padding_and_stride_match_the_interpreter() {
+    let layers = [
+        (2, 5, 5, 3, 5, "padding = same"),
+        (1, 6, 7, 2, 9, "padding = 1, stride = 2"),
+        (3, 4, 4, 4, 3, "padding = 2, stride = [1, 2]"),
+        (1, 5, 5, 1, 16, "padding = same, dilation = 2"),
+    ];
+    let mut case = 0u64;
+    for (input, with) in ARITHS {
+        for chunk in ["", ", chunk = 7"] {
+            for &(b, h, w, c, o, window) in &layers {
+                case += 1;
+                let source = format!(
+                    "model conv {{\n  input x: [{b}, {h}, {w}, {c}] {input};\n  input k: [{o}, 3, 3, {c}] {input};\n  let y = conv2d(x, k, {window}) with {{ {with}{chunk} }} : fp32;\n  output y;\n}}\n"
+                );
+                let x = grid(input, &[b, h, w, c], case);
+                let kw = grid(input, &[o, 3, 3, c], case + 1000);
+                check(&source, &[x, kw]);
+            }
+        }
+    }
+}
