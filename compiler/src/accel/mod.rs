@@ -9,20 +9,21 @@ pub mod exec;
 
 use crate::ir::{Attr, Dim, Module, OpId, TensorType};
 use qc_runtime::accel::energy::EnergyTable;
-use qc_runtime::accel::isa::{Instr, Program};
+use qc_runtime::accel::isa::{vector_op, Instr, Program};
 use qc_runtime::accel::model::{Arch, Dataflow};
 use qc_runtime::accel::scalesim::Gemm;
 use qc_runtime::accel::sim::simulate;
 
 /// One layer for the array: a GEMM (done `repeat` times: groups, batched matmuls), its
-/// operand formats (ifmap, filter, ofmap, as text), its `#arith` and the vector passes after it.
+/// operand formats (ifmap, filter, ofmap, as text), its `#arith` and the vector passes after
+/// it (index into `VECTOR_OPS`, result elements).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSpec {
     pub gemm: Gemm,
     pub repeat: u64,
     pub formats: [String; 3],
     pub arith: String,
-    pub vector: Vec<(String, u64)>,
+    pub vector: Vec<(u64, u64)>,
 }
 
 impl LayerSpec {
@@ -68,7 +69,7 @@ pub fn layers_from_module(module: &Module, batch: u64) -> Result<Vec<LayerSpec>,
     let f = module.funcs.first().ok_or("the module has no function")?;
     let entry = module.entry_block(f.body).ok_or("the function has no body")?;
     let mut layers: Vec<LayerSpec> = Vec::new();
-    let mut pending: Vec<(String, u64)> = Vec::new();
+    let mut pending: Vec<(u64, u64)> = Vec::new();
     for &op in &module.blocks[entry].ops {
         let o = &module.ops[op];
         let name = o.name();
@@ -82,7 +83,8 @@ pub fn layers_from_module(module: &Module, batch: u64) -> Result<Vec<LayerSpec>,
                 layers.push(layer);
             }
             None => {
-                let entry = (name.trim_start_matches("nn.").to_string(), elements(out, batch));
+                let op = vector_op(name).ok_or_else(|| format!("the accelerator has no vector operation for `{name}`"))?;
+                let entry = (op, elements(out, batch));
                 match layers.last_mut() {
                     Some(l) => l.vector.push(entry),
                     None => pending.push(entry),
@@ -194,8 +196,8 @@ pub fn emit_layer(program: &mut Program, layer: &LayerSpec, arch: &Arch, dataflo
             }
         }
     }
-    for (kind, count) in &layer.vector {
-        instrs.push(Instr::Vector { kind: program.intern(kind), count: *count });
+    for &(op, count) in &layer.vector {
+        instrs.push(Instr::Vector { op, count });
     }
     let stored = if partial_sums_on_chip { g.ofmap_elems } else { g.ofmap_elems * row_folds };
     instrs.push(Instr::DmaStore { count: stored * layer.repeat });

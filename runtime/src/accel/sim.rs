@@ -4,7 +4,7 @@
 
 use super::datapath::Datapath;
 use super::energy::EnergyTable;
-use super::isa::{Instr, IsaError, Program};
+use super::isa::{Instr, IsaError, Program, VECTOR_OPS};
 use super::model::{fold_cost, Arch, Dataflow};
 use crate::numerics::Format;
 
@@ -216,16 +216,18 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
                     c.energy_mac_pj += (m * n * k.div_ceil(size)) as f64 * e;
                 }
             }
-            Instr::Vector { kind, count } => {
-                program.string(kind)?;
+            Instr::Vector { op, count } => {
+                let def = VECTOR_OPS.get(op as usize).ok_or_else(|| IsaError(format!("vector: no vector operation {op} ({} in the table)", VECTOR_OPS.len())))?;
                 need_layer(&mut current, "vector")?;
                 let c = current.as_mut().expect("checked");
-                c.vector_cycles += count.div_ceil(state.cols);
-                // Read and write each element in the output format, one fp32 operation each.
+                let steps = u64::from(def.steps);
+                c.vector_cycles += (count * steps.max(1)).div_ceil(state.cols);
+                // Read and write each element in the output format; each step one fp32
+                // operation of a lane.
                 let b = 2.0 * count as f64 * bits(&state, 2);
                 c.sram_bits[2] += b;
                 c.energy_sram_pj += b * sram_bit[2];
-                c.energy_mac_pj += count as f64 * table.add(32, true);
+                c.energy_mac_pj += (count * steps) as f64 * table.add(32, true);
             }
             Instr::Sync {} => {}
         }
