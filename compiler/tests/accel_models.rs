@@ -1,6 +1,6 @@
 //! The simulated accelerator (`ArraySimulator`, on the nn-level program) against the reference
 //! interpreter (on the kernel dialect), bit for bit, with seeded inputs, in every dataflow on
-//! a 8x8 array: every example (`examples/*.qnn`, the transformer's matrix products, softmax
+//! a 8x8 array (and with a bit-serial MAC unit): every example (`examples/*.qnn`, the transformer's matrix products, softmax
 //! and layer norms included) and every model of `tests/accel/models/` (grouped and depthwise
 //! convolutions, stochastic chunked accumulation, more vector operations). Adding a test is
 //! adding a model file.
@@ -9,7 +9,7 @@ use qc_compiler::accel::exec::ArraySimulator;
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::program::{compile_to_kernel, input_shapes};
 use qc_compiler::backend::{Backend, Program};
-use qc_runtime::accel::model::{Arch, Dataflow};
+use qc_runtime::accel::model::{Arch, Dataflow, Mac};
 use qc_runtime::numerics::{RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 
@@ -40,14 +40,16 @@ fn every_example_and_test_model_runs_bit_exactly() {
             })
             .collect();
         let reference = Interpreter.run(&kernel, &inputs).unwrap();
-        for dataflow in Dataflow::ALL {
-            let sim = ArraySimulator { arch: Arch { rows: 8, cols: 8, dataflow, ..Arch::default() } };
-            let outputs = sim.run(&nn, &inputs).unwrap_or_else(|e| panic!("{name} {dataflow}: {e}"));
+        // The MAC unit changes the cost, never the numbers: bit-serial once, os.
+        let runs = Dataflow::ALL.map(|d| (d, Mac::Fixed)).into_iter().chain([(Dataflow::Os, Mac::BitSerial)]);
+        for (dataflow, mac) in runs {
+            let sim = ArraySimulator { arch: Arch { rows: 8, cols: 8, dataflow, mac, ..Arch::default() } };
+            let outputs = sim.run(&nn, &inputs).unwrap_or_else(|e| panic!("{name} {dataflow} {mac}: {e}"));
             assert_eq!(outputs.len(), reference.len());
             for (o, r) in outputs.iter().zip(&reference) {
                 assert_eq!(o.shape(), r.shape(), "{name}");
                 for (i, (a, b)) in o.data().iter().zip(r.data()).enumerate() {
-                    assert_eq!(a.to_bits(), b.to_bits(), "{name} {dataflow}: element {i}: {a} against {b}");
+                    assert_eq!(a.to_bits(), b.to_bits(), "{name} {dataflow} {mac}: element {i}: {a} against {b}");
                 }
             }
             matched += 1;
@@ -55,5 +57,5 @@ fn every_example_and_test_model_runs_bit_exactly() {
     };
     insta::glob!("../../examples", "*.qnn", |path| check(path));
     insta::glob!("../../tests/accel/models", "*.qnn", |path| check(path));
-    assert!(matched >= 24, "seven examples and a test model in three dataflows: {matched}");
+    assert!(matched >= 32, "seven examples and a test model in three dataflows and a MAC unit: {matched}");
 }

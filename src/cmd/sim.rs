@@ -11,7 +11,7 @@ use crate::report::table::{Align, Table};
 use qc_compiler::accel::{compile, layers_from_module, LayerSpec, MapMode};
 use qc_runtime::accel::energy::EnergyTable;
 use qc_runtime::accel::isa::{reference_markdown, Program};
-use qc_runtime::accel::model::{parse_array, Arch, Dataflow};
+use qc_runtime::accel::model::{parse_array, Arch, Dataflow, Mac};
 use qc_runtime::accel::scalesim::{parse_config, parse_topology};
 use qc_runtime::accel::sim::{simulate, LayerStats, Report};
 use std::fmt::Write;
@@ -25,6 +25,13 @@ pub enum Map {
     Search,
     /// Per layer, the dataflow with the least energy.
     SearchEnergy,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MacArg {
+    Fixed,
+    PrecisionScalable,
+    BitSerial,
 }
 
 #[derive(clap::Args)]
@@ -46,6 +53,10 @@ pub struct Args {
     /// os, ws or is.
     #[arg(long)]
     pub dataflow: Option<String>,
+    /// The PEs' MAC unit: fixed (one MAC per cycle), precision-scalable (Bit Fusion: 4 4x4 or
+    /// 16 2x2 products per 8x8 unit and cycle) or bit-serial (one weight bit per cycle).
+    #[arg(long, value_enum, default_value = "fixed")]
+    pub mac: MacArg,
     /// Scratchpad sizes in KiB: ifmap,filter,ofmap.
     #[arg(long)]
     pub sram_kb: Option<String>,
@@ -108,6 +119,11 @@ fn arch(args: &Args) -> Result<Arch, CliError> {
             .try_into()
             .map_err(|_| CliError::new(format!("--sram-kb `{s}`: expected three sizes in KiB, ifmap,filter,ofmap")))?;
     }
+    arch.mac = match args.mac {
+        MacArg::Fixed => Mac::Fixed,
+        MacArg::PrecisionScalable => Mac::PrecisionScalable,
+        MacArg::BitSerial => Mac::BitSerial,
+    };
     if let Some(g) = args.dram_gbps {
         if !(g.is_finite() && g > 0.0) {
             return Err(CliError::new(format!("--dram-gbps {g}: expected a positive bandwidth")));
@@ -352,9 +368,10 @@ fn row(l: &LayerStats) -> Vec<String> {
 
 fn render(report: &Report, arch: &Arch) -> String {
     let mut out = format!(
-        "array {}x{}, SRAM {}/{}/{} KiB, DRAM {}\n",
+        "array {}x{} ({} MACs), SRAM {}/{}/{} KiB, DRAM {}\n",
         arch.rows,
         arch.cols,
+        arch.mac,
         arch.sram_kb[0],
         arch.sram_kb[1],
         arch.sram_kb[2],
@@ -424,9 +441,10 @@ fn json_stats(l: &LayerStats) -> String {
 fn json(report: &Report, arch: &Arch) -> String {
     let layers: Vec<String> = report.layers.iter().map(json_stats).collect();
     format!(
-        "{{\"array\": [{}, {}], \"sram_kb\": [{}, {}, {}], \"dram_gbps\": {}, \"layers\": [\n  {}\n], \"total\": {}}}\n",
+        "{{\"array\": [{}, {}], \"mac\": \"{}\", \"sram_kb\": [{}, {}, {}], \"dram_gbps\": {}, \"layers\": [\n  {}\n], \"total\": {}}}\n",
         arch.rows,
         arch.cols,
+        arch.mac,
         arch.sram_kb[0],
         arch.sram_kb[1],
         arch.sram_kb[2],

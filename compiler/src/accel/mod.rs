@@ -161,7 +161,7 @@ pub fn emit_layer(program: &mut Program, layer: &LayerSpec, arch: &Arch, dataflo
     let (row_folds, col_folds) = (sr.div_ceil(rows), sc.div_ceil(cols));
     let mut instrs = vec![
         Instr::Layer { name, macs: g.macs() * layer.repeat },
-        Instr::CfgArray { dataflow: dataflow.code(), rows, cols },
+        Instr::CfgArray { dataflow: dataflow.code(), rows, cols, mac: arch.mac.code() },
     ];
     for (buffer, f) in layer.formats.iter().enumerate() {
         instrs.push(Instr::CfgOperand { buffer: buffer as u64, format: program.intern(f) });

@@ -114,6 +114,40 @@ fn rounder(format: &Format, rounding: Rounding) -> Result<Rounder, String> {
     Ok(Rounder::new(target, rounding))
 }
 
+/// Output elements whose dot products [`ArrayNumerics::accumulate_lanes`] interleaves.
+const LANES: usize = 4;
+
+/// Adds `a[t]·b[t]` to every lane's sum with binary32 nearest-even, for `t` from 0 while
+/// every lane's `f64` sum is exact (TwoSum error zero) and in binary32's normal range, where
+/// `as f32` is the one correct rounding; returns the number of terms added (absent terms
+/// skipped).
+#[inline]
+fn fast_lanes(sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) -> usize {
+    let min_normal = f32::MIN_POSITIVE as f64;
+    for t in 0..a.len() {
+        if present.is_some_and(|p| !p[t]) {
+            continue;
+        }
+        let x = a[t] as f64;
+        let mut next = [0f64; LANES];
+        let mut ok = true;
+        for l in 0..LANES {
+            let (sum, term) = (sums[l], x * bs[l][t] as f64);
+            let s = sum + term;
+            let bb = s - sum;
+            let err = (sum - (s - bb)) + (term - bb);
+            let r = s as f32;
+            ok &= err == 0.0 && s.abs() >= min_normal && r.is_finite();
+            next[l] = r as f64;
+        }
+        if !ok {
+            return t;
+        }
+        *sums = next;
+    }
+    a.len()
+}
+
 /// A GEMM's operands as the array reads them, row-major: the ifmap `m × k` (`present`, when
 /// given, says which terms exist: a convolution's padded positions do not), the filter
 /// `n × k` (column `j`'s terms contiguous), an optional bias per output column, and where
@@ -196,6 +230,59 @@ impl ArrayNumerics {
         }
     }
 
+    /// Whether a group of [`LANES`] output elements can take the binary32 fast path together:
+    /// exact products, the running sum (the chunk's when chunked) fp32 nearest-even.
+    fn lanes_apply(&self) -> bool {
+        let running = self.chunk.as_ref().map_or(&self.acc, |(_, c)| c);
+        self.mul.is_none() && running.fast.is_some_and(|f| f.binary32)
+    }
+
+    /// [`ArrayNumerics::accumulate`] for [`LANES`] output elements `e0, e0 + 1, ...` sharing
+    /// the ifmap row `a` (filter columns `bs`), their chains interleaved: each term goes
+    /// through the binary32 fast path for every lane, and a term where any lane's sum is not
+    /// exact or leaves the normal range is added by the exact path for every lane.
+    fn accumulate_lanes(&self, e0: u64, parts: &mut [PartialSum], k0: u64, a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) {
+        let k_total = self.k_total;
+        let end = k0 + a.len() as u64;
+        let running = self.chunk.as_ref().map_or(&self.acc, |(_, c)| c);
+        let chunk = self.chunk.as_ref().map(|(size, _)| *size);
+        let mut sums: [f64; LANES] = std::array::from_fn(|l| if chunk.is_some() { parts[l].chunk_sum } else { parts[l].acc });
+        let mut k = k0;
+        while k < end {
+            if let Some(size) = chunk {
+                if k > 0 && k.is_multiple_of(size) {
+                    for (l, p) in parts.iter_mut().enumerate() {
+                        p.acc = self.acc.add(p.acc, sums[l], || self.draw(e0 + l as u64, 2 * k_total + k - size));
+                        sums[l] = 0.0;
+                    }
+                }
+            }
+            let stop = chunk.map_or(end, |size| ((k / size + 1) * size).min(end));
+            let (lo, hi) = ((k - k0) as usize, (stop - k0) as usize);
+            let mut t = lo;
+            while t < hi {
+                t += fast_lanes(&mut sums, &a[t..hi], bs.map(|b| &b[t..hi]), present.map(|p| &p[t..hi]));
+                if t < hi {
+                    if present.is_none_or(|p| p[t]) {
+                        let kk = k0 + t as u64;
+                        for (l, s) in sums.iter_mut().enumerate() {
+                            *s = running.add(*s, a[t] as f64 * bs[l][t] as f64, || self.draw(e0 + l as u64, k_total + kk));
+                        }
+                    }
+                    t += 1;
+                }
+            }
+            k = stop;
+        }
+        for (l, p) in parts.iter_mut().enumerate() {
+            if chunk.is_some() {
+                p.chunk_sum = sums[l];
+            } else {
+                p.acc = sums[l];
+            }
+        }
+    }
+
     /// Term `k`: the exact product (two `f32`s multiply exactly in `f64`) or its rounding.
     #[inline]
     fn product(&self, e: u64, k: u64, a: f32, b: f32) -> f64 {
@@ -248,11 +335,22 @@ impl ArrayNumerics {
                     let row = i as usize * k_total as usize;
                     let a = &operands.ifmap[row + ks..row + ke];
                     let present = operands.present.map(|p| &p[row + ks..row + ke]);
-                    for j in n0..n0 + n {
+                    let column = |j: u64| {
                         let col = j as usize * k_total as usize;
-                        let b = &operands.filter[col + ks..col + ke];
+                        &operands.filter[col + ks..col + ke]
+                    };
+                    let mut j = n0;
+                    if self.lanes_apply() {
+                        while j + LANES as u64 <= n0 + n {
+                            let at = (i * n_total + j) as usize;
+                            let bs = std::array::from_fn(|l| column(j + l as u64));
+                            self.accumulate_lanes(element(i, j), &mut partials[at..at + LANES], k0, a, bs, present);
+                            j += LANES as u64;
+                        }
+                    }
+                    for j in j..n0 + n {
                         let p = &mut partials[(i * n_total + j) as usize];
-                        self.accumulate(element(i, j), p, k0, a, b, present);
+                        self.accumulate(element(i, j), p, k0, a, column(j), present);
                     }
                 }
             }

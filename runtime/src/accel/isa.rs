@@ -78,10 +78,11 @@ isa! {
         name: 16, "string-pool index of the layer's name";
         macs: 48, "multiply-accumulates the layer performs (for utilisation)";
     }
-    CfgArray = 2, "cfg.array", "Configures the PE array for the following steps: its shape and dataflow (0 output-, 1 weight-, 2 input-stationary)." {
+    CfgArray = 2, "cfg.array", "Configures the PE array for the following steps: its shape, dataflow (0 output-, 1 weight-, 2 input-stationary) and MAC unit (0 fixed, 1 precision-scalable, 2 bit-serial; spec/isa.md, \"MAC units\")." {
         dataflow: 2, "0 = os, 1 = ws, 2 = is";
         rows: 16, "PE rows of the array the program was tiled for";
         cols: 16, "PE columns of the array the program was tiled for";
+        mac: 2, "0 = fixed, 1 = precision-scalable, 2 = bit-serial";
     }
     CfgOperand = 3, "cfg.operand", "Sets the number format of an operand buffer: `format` indexes the string pool (a format as spec/numerics.md writes it); memory traffic is counted in its storage bits, block scales included." {
         buffer: 2, "0 = ifmap, 1 = filter, 2 = ofmap";
