@@ -11,7 +11,6 @@
 use super::datapath::Datapath;
 use super::isa::Instr;
 use crate::kernels::{Exact, Rounder, Target};
-use crate::numerics::float::pow2;
 use crate::numerics::rng::Draw;
 use crate::numerics::{Format, RandomStream, Rounding};
 
@@ -50,18 +49,30 @@ impl FastNearest {
     /// result does not exceed its largest value.
     #[inline]
     fn round(&self, x: f64) -> Option<f64> {
-        // NaN fails the comparison too.
-        if x.abs().partial_cmp(&self.min_normal).is_none_or(|o| o.is_lt()) {
-            return None;
+        let r = self.round_significand(x);
+        self.in_range(x, r).then_some(r)
+    }
+
+    /// `x` (a normal `f64`) rounded to nearest-even at the format's significand width, the
+    /// exponent unbounded: `as f32` for binary32; else `(x + c) − c` with `c = 1.5·2^52·u`,
+    /// `u` the format's unit in the last place at `x`'s binade (both additions are exact but
+    /// the first's rounding, which is to a multiple of `u`, ties to even).
+    #[inline(always)]
+    fn round_significand(&self, x: f64) -> f64 {
+        if self.binary32 {
+            return x as f32 as f64;
         }
-        let r = if self.binary32 {
-            x as f32 as f64
-        } else {
-            let e = ((x.to_bits() >> 52) & 0x7ff) as i32 - 1023;
-            let scale = pow2(self.man_bits - e);
-            (x * scale).round_ties_even() / scale
-        };
-        (r.abs() <= self.max).then_some(r)
+        let e = ((x.to_bits() >> 52) & 0x7ff) as i64;
+        let c_exponent = (e - self.man_bits as i64 + 52).clamp(1, 2046) as u64;
+        let c = f64::from_bits(c_exponent << 52) * 1.5;
+        (x + c) - c
+    }
+
+    /// Whether `r`, the rounding of `x`, is the format's: `|x|` in its normal range (NaN is
+    /// not) and `|r|` at most its largest value.
+    #[inline(always)]
+    fn in_range(&self, x: f64, r: f64) -> bool {
+        x.abs() >= self.min_normal && r.abs() <= self.max
     }
 }
 
@@ -117,13 +128,12 @@ fn rounder(format: &Format, rounding: Rounding) -> Result<Rounder, String> {
 /// Output elements whose dot products [`ArrayNumerics::accumulate_lanes`] interleaves.
 const LANES: usize = 4;
 
-/// Adds `a[t]·b[t]` to every lane's sum with binary32 nearest-even, for `t` from 0 while
-/// every lane's `f64` sum is exact (TwoSum error zero) and in binary32's normal range, where
-/// `as f32` is the one correct rounding; returns the number of terms added (absent terms
-/// skipped).
+/// Adds `a[t]·b[t]` to every lane's sum with `fast`'s nearest-even, for `t` from 0 while
+/// every lane's `f64` sum is exact (TwoSum error zero) and `fast` answers for it (the one
+/// correct rounding of an exact value in the normal range); returns the number of terms
+/// added (absent terms skipped).
 #[inline]
-fn fast_lanes(sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) -> usize {
-    let min_normal = f32::MIN_POSITIVE as f64;
+fn fast_lanes(fast: &FastNearest, sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) -> usize {
     for t in 0..a.len() {
         if present.is_some_and(|p| !p[t]) {
             continue;
@@ -136,9 +146,9 @@ fn fast_lanes(sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], present: 
             let s = sum + term;
             let bb = s - sum;
             let err = (sum - (s - bb)) + (term - bb);
-            let r = s as f32;
-            ok &= err == 0.0 && s.abs() >= min_normal && r.is_finite();
-            next[l] = r as f64;
+            let r = fast.round_significand(s);
+            ok &= err == 0.0 && fast.in_range(s, r);
+            next[l] = r;
         }
         if !ok {
             return t;
@@ -230,21 +240,27 @@ impl ArrayNumerics {
         }
     }
 
-    /// Whether a group of [`LANES`] output elements can take the binary32 fast path together:
-    /// exact products, the running sum (the chunk's when chunked) fp32 nearest-even.
+    /// Whether a group of [`LANES`] output elements can take the fast path together: exact
+    /// products, the running sum (the chunk's when chunked) nearest-even to a float format.
     fn lanes_apply(&self) -> bool {
         let running = self.chunk.as_ref().map_or(&self.acc, |(_, c)| c);
-        self.mul.is_none() && running.fast.is_some_and(|f| f.binary32)
+        self.mul.is_none() && running.fast.is_some()
     }
 
     /// [`ArrayNumerics::accumulate`] for [`LANES`] output elements `e0, e0 + 1, ...` sharing
     /// the ifmap row `a` (filter columns `bs`), their chains interleaved: each term goes
-    /// through the binary32 fast path for every lane, and a term where any lane's sum is not
-    /// exact or leaves the normal range is added by the exact path for every lane.
+    /// through the fast path for every lane, and a term where any lane's sum is not exact or
+    /// leaves the normal range is added by the exact path for every lane.
     fn accumulate_lanes(&self, e0: u64, parts: &mut [PartialSum], k0: u64, a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) {
         let k_total = self.k_total;
         let end = k0 + a.len() as u64;
         let running = self.chunk.as_ref().map_or(&self.acc, |(_, c)| c);
+        let Some(fast) = running.fast else {
+            for (l, (p, b)) in parts.iter_mut().zip(bs).enumerate() {
+                self.accumulate(e0 + l as u64, p, k0, a, b, present);
+            }
+            return;
+        };
         let chunk = self.chunk.as_ref().map(|(size, _)| *size);
         let mut sums: [f64; LANES] = std::array::from_fn(|l| if chunk.is_some() { parts[l].chunk_sum } else { parts[l].acc });
         let mut k = k0;
@@ -261,7 +277,7 @@ impl ArrayNumerics {
             let (lo, hi) = ((k - k0) as usize, (stop - k0) as usize);
             let mut t = lo;
             while t < hi {
-                t += fast_lanes(&mut sums, &a[t..hi], bs.map(|b| &b[t..hi]), present.map(|p| &p[t..hi]));
+                t += fast_lanes(&fast, &mut sums, &a[t..hi], bs.map(|b| &b[t..hi]), present.map(|p| &p[t..hi]));
                 if t < hi {
                     if present.is_none_or(|p| p[t]) {
                         let kk = k0 + t as u64;
