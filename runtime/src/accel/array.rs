@@ -72,7 +72,7 @@ impl FastNearest {
     /// not) and `|r|` at most its largest value.
     #[inline(always)]
     fn in_range(&self, x: f64, r: f64) -> bool {
-        x.abs() >= self.min_normal && r.abs() <= self.max
+        (x.abs() >= self.min_normal) & (r.abs() <= self.max)
     }
 }
 
@@ -134,11 +134,24 @@ const LANES: usize = 4;
 /// added (absent terms skipped).
 #[inline]
 fn fast_lanes(fast: &FastNearest, sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], present: Option<&[bool]>) -> usize {
-    for t in 0..a.len() {
-        if present.is_some_and(|p| !p[t]) {
+    let n = a.len();
+    let bs = bs.map(|b| &b[..n]);
+    match present {
+        None => fast_lanes_over(fast, sums, a, bs, |_| true),
+        Some(p) => {
+            let p = &p[..n];
+            fast_lanes_over(fast, sums, a, bs, |t| p[t])
+        }
+    }
+}
+
+#[inline(always)]
+fn fast_lanes_over(fast: &FastNearest, sums: &mut [f64; LANES], a: &[f32], bs: [&[f32]; LANES], exists: impl Fn(usize) -> bool) -> usize {
+    for (t, &x) in a.iter().enumerate() {
+        if !exists(t) {
             continue;
         }
-        let x = a[t] as f64;
+        let x = x as f64;
         let mut next = [0f64; LANES];
         let mut ok = true;
         for l in 0..LANES {
@@ -147,7 +160,7 @@ fn fast_lanes(fast: &FastNearest, sums: &mut [f64; LANES], a: &[f32], bs: [&[f32
             let bb = s - sum;
             let err = (sum - (s - bb)) + (term - bb);
             let r = fast.round_significand(s);
-            ok &= err == 0.0 && fast.in_range(s, r);
+            ok &= (err == 0.0) & fast.in_range(s, r);
             next[l] = r;
         }
         if !ok {
