@@ -134,17 +134,22 @@ fn data_accuracy_on_the_simulated_array_equals_qc_run() {
 }
 
 #[test]
-fn the_sweep_tabulates_formats_and_arrays_with_a_pareto_front_and_a_plot() {
+fn the_sweep_tabulates_formats_accumulators_and_arrays_with_a_pareto_front_and_a_plot() {
     let plot = std::env::temp_dir().join(format!("qc-sweep-{}.svg", std::process::id()));
     let text = ok(&["sim", "examples/mlp.qnn", "--sweep", "--data", "digits", "--weights", "examples/weights/mlp.safetensors", "--plot", plot.to_str().unwrap()]);
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 11 * 3, "{text}");
+    assert_eq!(rows.len(), 11 * 3 * 3, "{text}");
     assert!(rows.iter().any(|r| r.ends_with('*')), "{text}");
-    // Narrower formats move fewer bytes: e4m3 costs less energy than fp32 on the same array.
-    let energy = |label: &str| rows.iter().find(|r| r.starts_with(label) && r.contains("32x32")).unwrap().split_whitespace().nth(3).unwrap().parse::<f64>().unwrap();
-    assert!(energy("e4m3") < energy("fp32"), "{text}");
+    let energy = |label: &str, acc: &str, array: &str| {
+        let row = rows.iter().map(|r| r.split_whitespace().collect::<Vec<_>>()).find(|c| c[0] == label && c[1] == acc && c[2] == array).unwrap_or_else(|| panic!("{text}"));
+        row[4].parse::<f64>().unwrap()
+    };
+    // Narrower formats move fewer bytes: e4m3 costs less energy than fp32 on the same array;
+    // a narrower accumulator costs less than fp32's.
+    assert!(energy("e4m3", "fp32", "32x32") < energy("fp32", "fp32", "32x32"), "{text}");
+    assert!(energy("e4m3", "fp16", "8x8") < energy("e4m3", "fp32", "8x8"), "{text}");
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 33, "{svg}");
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 99, "{svg}");
     std::fs::remove_file(&plot).unwrap();
 }
 

@@ -8,7 +8,8 @@
 
 use super::CliError;
 use crate::report::table::{Align, Table};
-use qc_compiler::accel::{compile, layers_from_module, LayerSpec, MapMode};
+use qc_compiler::accel::{compile, layers_from_module, parse_round_to, with_accumulator, LayerSpec, MapMode};
+use qc_compiler::ir::RoundTo;
 use qc_runtime::accel::energy::EnergyTable;
 use qc_runtime::accel::isa::{reference_markdown, Program};
 use qc_runtime::accel::model::{parse_array, Arch, Dataflow, Mac};
@@ -85,10 +86,17 @@ pub struct Args {
     /// The run's seed for stochastic rounding (with --data).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Sweep the formats of `qc run --format-sweep` and the arrays 8x8, 16x16, 32x32: cycles,
-    /// energy and (with --data) accuracy, with the Pareto front.
+    /// Sweep the formats of `qc run --format-sweep`, the accumulators of --sweep-acc and the
+    /// arrays of --sweep-array: cycles, energy and (with --data) accuracy, with the Pareto front.
     #[arg(long, requires = "file")]
     pub sweep: bool,
+    /// With --sweep: an accumulator for every contraction, `FORMAT [@ ROUNDING]` (repeat the
+    /// flag for several).
+    #[arg(long, requires = "sweep", default_values = ["fp32", "fp16", "fp<6,5> @ stochastic:9"])]
+    pub sweep_acc: Vec<String>,
+    /// With --sweep: a PE array ROWSxCOLS (repeat the flag for several).
+    #[arg(long, requires = "sweep", default_values = ["8x8", "16x16", "32x32"])]
+    pub sweep_array: Vec<String>,
     /// With --sweep: write an SVG plot (energy against accuracy, or cycles) to this file.
     #[arg(long, requires = "sweep")]
     pub plot: Option<PathBuf>,
@@ -149,13 +157,17 @@ pub fn model_layers(path: &Path, batch: u64) -> Result<Vec<LayerSpec>, CliError>
         let first = diagnostics.first().map_or_else(String::new, |d| format!(": {}", d.message));
         return Err(CliError::new(format!("{shown} has errors{first} (see `qc check {shown}`)")));
     };
-    checked_layers(&model, batch).map_err(|e| CliError::new(format!("{shown}: {e}")))
+    checked_layers(&model, batch, None).map_err(|e| CliError::new(format!("{shown}: {e}")))
 }
 
-/// The layers of a checked model after the nn-level `optimize` pipeline.
-fn checked_layers(model: &qc_lang::CheckedModule, batch: u64) -> Result<Vec<LayerSpec>, CliError> {
+/// The layers of a checked model after the nn-level `optimize` pipeline, every contraction
+/// accumulating in `acc` when given.
+fn checked_layers(model: &qc_lang::CheckedModule, batch: u64, acc: Option<RoundTo>) -> Result<Vec<LayerSpec>, CliError> {
     let shown = "the model";
     let mut module = qc_compiler::lower::lower_model(model).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    if let Some(acc) = acc {
+        with_accumulator(&mut module, acc).map_err(CliError::new)?;
+    }
     let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
     qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
         .run(&mut module)
@@ -213,20 +225,25 @@ fn data_accuracy(file: &Path, data: &str, weights: Option<&Path>, seed: u64, arc
     let model = super::run::load_model(file)?;
     let weights = weights.map(|p| qc_runtime::io::WeightFile::open(p).map_err(CliError::new)).transpose()?;
     let test = super::run::load_test_data(data)?;
-    checked_accuracy(&model, weights.as_ref(), &test, seed, arch)
+    checked_accuracy(&model, weights.as_ref(), &test, seed, arch, None)
 }
 
-/// Correct predictions and samples of `test` for a checked model on the simulated array.
+/// Correct predictions and samples of `test` for a checked model on the simulated array,
+/// every contraction accumulating in `acc` when given.
 fn checked_accuracy(
     model: &qc_lang::CheckedModule,
     weights: Option<&qc_runtime::io::WeightFile>,
     test: &qc_runtime::data::Dataset,
     seed: u64,
     arch: &Arch,
+    acc: Option<RoundTo>,
 ) -> Result<(usize, usize), CliError> {
     let mut module = qc_compiler::lower::lower_model(model).map_err(CliError::new)?;
     if let Some(weights) = weights {
         qc_compiler::backend::program::bind_weights(&mut module, weights).map_err(CliError::new)?;
+    }
+    if let Some(acc) = acc {
+        with_accumulator(&mut module, acc).map_err(CliError::new)?;
     }
     let passes = qc_compiler::pass::parse_pipeline("optimize").map_err(CliError::new)?;
     qc_compiler::pass::PassManager::new(passes, qc_compiler::pass::PassOptions::default())
@@ -238,13 +255,12 @@ fn checked_accuracy(
     Ok((super::run::correct(test, &predictions), test.len()))
 }
 
-/// The arrays `--sweep` tries.
-const SWEEP_ARRAYS: [(u64, u64); 3] = [(8, 8), (16, 16), (32, 32)];
-
 /// One point of the sweep.
 struct Point {
     label: &'static str,
+    acc: String,
     rows: u64,
+    cols: u64,
     cycles: u64,
     energy_uj: f64,
     accuracy: Option<f64>,
@@ -252,30 +268,43 @@ struct Point {
 }
 
 /// `--sweep`: the model with weights and activations in each format of `qc run
-/// --format-sweep` (`format_sweep::with_formats`) on each array of [`SWEEP_ARRAYS`]; cycles,
-/// energy and, with `--data`, accuracy on the simulated array; points not dominated in
-/// (cycles, energy, accuracy) are marked as the Pareto front. Writes an SVG plot to `--plot`.
+/// --format-sweep` (`format_sweep::with_formats`), every contraction accumulating in each
+/// `--sweep-acc` (no chunks), on each `--sweep-array`; cycles, energy and, with `--data`,
+/// accuracy on the simulated array; points not dominated in (cycles, energy, accuracy) are
+/// marked as the Pareto front. Writes an SVG plot to `--plot`.
 fn sweep(args: &Args, file: &Path, arch: &Arch, table: &EnergyTable) -> Result<String, CliError> {
     let model = super::run::load_model(file)?;
     let weights = args.weights.as_deref().map(|p| qc_runtime::io::WeightFile::open(p).map_err(CliError::new)).transpose()?;
     let test = args.data.as_deref().map(super::run::load_test_data).transpose()?;
+    let accs: Vec<(String, RoundTo)> = args
+        .sweep_acc
+        .iter()
+        .map(|t| parse_round_to(t).map(|r| (t.split_whitespace().collect::<String>(), r)).map_err(|e| CliError::new(format!("--sweep-acc {e}"))))
+        .collect::<Result<_, _>>()?;
+    let arrays: Vec<(u64, u64)> = args
+        .sweep_array
+        .iter()
+        .map(|a| parse_array(a).ok_or_else(|| CliError::new(format!("--sweep-array `{a}`: expected ROWSxCOLS, e.g. 32x32, each 1..4096"))))
+        .collect::<Result<_, _>>()?;
     let mut points = Vec::new();
     for (label, w, a) in super::format_sweep::FORMATS {
         let parse = |t: &str| qc_runtime::numerics::Format::parse(t).map_err(CliError::new);
         let variant = super::format_sweep::with_formats(&model, parse(w)?, parse(a)?, false);
-        let layers = checked_layers(&variant, args.batch)?;
-        let accuracy = match &test {
-            Some(t) => {
-                let (right, n) = checked_accuracy(&variant, weights.as_ref(), t, args.seed, arch).map_err(|e| CliError::new(format!("{label}: {e}")))?;
-                Some(100.0 * right as f64 / n.max(1) as f64)
+        for (acc_label, acc) in &accs {
+            let layers = checked_layers(&variant, args.batch, Some(*acc))?;
+            let accuracy = match &test {
+                Some(t) => {
+                    let (right, n) = checked_accuracy(&variant, weights.as_ref(), t, args.seed, arch, Some(*acc)).map_err(|e| CliError::new(format!("{label}, {acc_label}: {e}")))?;
+                    Some(100.0 * right as f64 / n.max(1) as f64)
+                }
+                None => None,
+            };
+            for &(rows, cols) in &arrays {
+                let a = Arch { rows, cols, ..arch.clone() };
+                let program = compile(&layers, &a, MapMode::Fixed, table).map_err(CliError::new)?;
+                let t = simulate(&program, &a, table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?.total();
+                points.push(Point { label, acc: acc_label.clone(), rows, cols, cycles: t.total_cycles(), energy_uj: t.energy_pj() / 1e6, accuracy, pareto: false });
             }
-            None => None,
-        };
-        for (rows, cols) in SWEEP_ARRAYS {
-            let a = Arch { rows, cols, ..arch.clone() };
-            let program = compile(&layers, &a, MapMode::Fixed, table).map_err(CliError::new)?;
-            let t = simulate(&program, &a, table).map_err(|e| CliError::new(format!("simulation failed: {e}")))?.total();
-            points.push(Point { label, rows, cycles: t.total_cycles(), energy_uj: t.energy_pj() / 1e6, accuracy, pareto: false });
         }
     }
     for i in 0..points.len() {
@@ -288,14 +317,15 @@ fn sweep(args: &Args, file: &Path, arch: &Arch, table: &EnergyTable) -> Result<S
         points[i].pareto = !dominated;
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, svg(&points)).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, svg(&points, &arrays)).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
     }
     let (l, r) = (Align::Left, Align::Right);
-    let mut t = Table::new(&[("format", l), ("array", l), ("cycles", r), ("energy µJ", r), ("accuracy %", r), ("Pareto", l)]);
+    let mut t = Table::new(&[("format", l), ("accumulator", l), ("array", l), ("cycles", r), ("energy µJ", r), ("accuracy %", r), ("Pareto", l)]);
     for p in &points {
         t.row(vec![
             p.label.to_string(),
-            format!("{0}x{0}", p.rows),
+            p.acc.clone(),
+            format!("{}x{}", p.rows, p.cols),
             qc_lang::check::with_thousands(p.cycles),
             format!("{:.3}", p.energy_uj),
             p.accuracy.map_or("-".into(), |a| format!("{a:.2}")),
@@ -307,7 +337,7 @@ fn sweep(args: &Args, file: &Path, arch: &Arch, table: &EnergyTable) -> Result<S
 
 /// Energy (log scale) against accuracy (or cycles without data), one colour per array, the
 /// Pareto points ringed.
-fn svg(points: &[Point]) -> String {
+fn svg(points: &[Point], arrays: &[(u64, u64)]) -> String {
     let (w, h, m) = (640.0, 420.0, 60.0);
     let y_of = |p: &Point| p.accuracy.unwrap_or(p.cycles as f64);
     let y_label = if points.iter().any(|p| p.accuracy.is_some()) { "accuracy (%)" } else { "cycles" };
@@ -325,15 +355,15 @@ fn svg(points: &[Point]) -> String {
     out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">energy per inference (µJ, log scale: 10^{x0:.2} .. 10^{x1:.2})</text>\n", w / 2.0, h - 20.0);
     out += &format!("<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{y_label} ({y0:.1} .. {y1:.1})</text>\n", h / 2.0, h / 2.0);
     for (i, p) in points.iter().enumerate() {
-        let c = colours[SWEEP_ARRAYS.iter().position(|a| a.0 == p.rows).unwrap_or(0) % colours.len()];
+        let c = colours[arrays.iter().position(|a| *a == (p.rows, p.cols)).unwrap_or(0) % colours.len()];
         let (x, y) = (px(ex[i]), py(ey[i]));
-        out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n", x + 6.0, y - 4.0, p.label);
+        out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\">{} {}</text>\n", x + 6.0, y - 4.0, p.label, p.acc.replace('<', "&lt;").replace('>', "&gt;"));
         if p.pareto {
             out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"8\" fill=\"none\" stroke=\"black\"/>\n");
         }
     }
-    for (i, (rows, _)) in SWEEP_ARRAYS.iter().enumerate() {
-        out += &format!("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{rows}x{rows}</text>\n", w - 110.0, 20.0 + 15.0 * i as f64, colours[i], w - 100.0, 24.0 + 15.0 * i as f64);
+    for (i, (rows, cols)) in arrays.iter().enumerate() {
+        out += &format!("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{rows}x{cols}</text>\n", w - 110.0, 20.0 + 15.0 * i as f64, colours[i % colours.len()], w - 100.0, 24.0 + 15.0 * i as f64);
     }
     out += &format!("<circle cx=\"{}\" cy=\"65\" r=\"8\" fill=\"none\" stroke=\"black\"/><text x=\"{}\" y=\"69\">Pareto front</text>\n</svg>\n", w - 110.0, w - 100.0);
     out

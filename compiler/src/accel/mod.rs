@@ -7,7 +7,7 @@
 
 pub mod exec;
 
-use crate::ir::{Attr, Dim, Module, OpId, TensorType};
+use crate::ir::{Attr, Dim, Module, OpId, RoundTo, TensorType};
 use qc_runtime::accel::energy::EnergyTable;
 use qc_runtime::accel::isa::{vector_op, Instr, Program};
 use qc_runtime::accel::model::{Arch, Dataflow};
@@ -137,6 +137,41 @@ fn contraction(module: &Module, op: OpId, batch: u64) -> Result<Option<LayerSpec
     };
     let formats = [tensor(0)?.format.to_string(), tensor(1)?.format.to_string(), out.format.to_string()];
     Ok(Some(LayerSpec { gemm, repeat, formats, arith, vector: Vec::new() }))
+}
+
+/// Sets the accumulation of every contraction (dense, matmul, conv2d) of the first function
+/// of `module` (nn level, before `optimize`) to `acc`, without chunks: what `qc sim --sweep`
+/// varies. A stochastic `acc` gives each op its own random stream (numbered from 2^20, clear
+/// of the ones lowering assigns).
+pub fn with_accumulator(module: &mut Module, acc: RoundTo) -> Result<(), String> {
+    let f = module.funcs.first().ok_or("the module has no function")?;
+    let entry = module.entry_block(f.body).ok_or("the function has no body")?;
+    let ops = module.blocks[entry].ops.clone();
+    for (i, op) in ops.into_iter().enumerate() {
+        let o = &mut module.ops[op];
+        if !matches!(o.name(), "nn.dense" | "nn.matmul" | "nn.conv2d") {
+            continue;
+        }
+        if let Some(Attr::Arith(a)) = o.attrs.get_mut("arith") {
+            a.acc = acc;
+            a.chunk = None;
+            if a.is_stochastic() && a.stream.is_none() {
+                a.stream = Some((1 << 20) + i as u32);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `FORMAT [@ ROUNDING]` (nearest when omitted), e.g. `fp<6,5> @ stochastic:9`.
+pub fn parse_round_to(text: &str) -> Result<RoundTo, String> {
+    let (f, r) = text.split_once('@').unwrap_or((text, "nearest"));
+    let format = qc_runtime::numerics::Format::parse(f.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+    if !format.is_elementwise() {
+        return Err(format!("`{text}`: an accumulator has an element-wise format"));
+    }
+    let rounding = qc_runtime::numerics::Rounding::parse(r.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+    Ok(RoundTo { format, rounding })
 }
 
 /// Elements of an operand buffer's active half (the other half is being refilled).
