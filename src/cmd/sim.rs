@@ -2,9 +2,11 @@
 //! map its contractions onto the PE array and print per layer MACs, cycles, utilisation, SRAM
 //! and DRAM traffic and energy (MAC / SRAM / DRAM), with totals. On SCALE-Sim's own inputs
 //! (`--topology layers.csv --config arch.cfg [--gemm]`): the same figures for its layers, with
-//! one-byte integer operands. `--data` also runs labelled data through the simulated array
-//! (bit-exact) and prints the accuracy. `--json` prints the figures for scripts;
-//! `--isa-reference` prints the instruction reference of spec/isa.md.
+//! one-byte integer operands. `--mac` chooses the PEs' MAC unit (fixed, precision-scalable,
+//! bit-serial). `--data` also runs labelled data through the simulated array (bit-exact) and
+//! prints the accuracy. `--sweep` tabulates formats × accumulators × arrays with the Pareto
+//! front (and an SVG plot). `--json` prints the figures for scripts; `--isa-reference` prints
+//! the instruction reference of spec/isa.md.
 
 use super::CliError;
 use crate::report::table::{Align, Table};

@@ -25,7 +25,8 @@ pub struct PartialSum {
 /// (else `None`: the caller rounds exactly).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct FastNearest {
-    man_bits: i32,
+    /// `(52 − m) << 52`: added to an `f64`'s exponent field, `2^(52 − m)` times its binade.
+    c_shift: u64,
     min_normal: f64,
     max: f64,
     /// The format is IEEE binary32: `as f32` rounds to nearest-even.
@@ -36,7 +37,7 @@ impl FastNearest {
     fn of(rounder: &Rounder) -> Option<FastNearest> {
         match (rounder.target, rounder.rounding) {
             (Target::Float(f), Rounding::Nearest) => Some(FastNearest {
-                man_bits: f.man_bits as i32,
+                c_shift: u64::from(52 - f.man_bits.min(52)) << 52,
                 min_normal: f.min_normal(),
                 max: f.max(),
                 binary32: f.exp_bits == 8 && f.man_bits == 23 && f.bias == 127,
@@ -62,9 +63,9 @@ impl FastNearest {
         if self.binary32 {
             return x as f32 as f64;
         }
-        let e = ((x.to_bits() >> 52) & 0x7ff) as i64;
-        let c_exponent = (e - self.man_bits as i64 + 52).clamp(1, 2046) as u64;
-        let c = f64::from_bits(c_exponent << 52) * 1.5;
+        // c's exponent field is x's plus 52 − m (a huge x wraps it into garbage, but its
+        // rounding then fails `in_range`'s bound anyway); its fraction is 0.5.
+        let c = f64::from_bits(((x.to_bits() & EXPONENT_FIELD) + self.c_shift) | HALF_FRACTION);
         (x + c) - c
     }
 
@@ -75,6 +76,11 @@ impl FastNearest {
         (x.abs() >= self.min_normal) & (r.abs() <= self.max)
     }
 }
+
+/// The exponent field of an `f64`.
+const EXPONENT_FIELD: u64 = 0x7ff << 52;
+/// The top fraction bit of an `f64` (the significand 1.5).
+const HALF_FRACTION: u64 = 1 << 51;
 
 /// One rounded addition of the datapath: the exact rounder and, for nearest-even to a float
 /// format, its fast path.
