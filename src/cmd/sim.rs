@@ -99,7 +99,7 @@ pub struct Args {
     /// With --sweep: a PE array ROWSxCOLS (repeat the flag for several).
     #[arg(long, requires = "sweep", default_values = ["8x8", "16x16", "32x32"])]
     pub sweep_array: Vec<String>,
-    /// With --sweep: write an SVG plot (energy against accuracy, or cycles) to this file.
+    /// With --sweep: write an SVG plot (energy and cycles against accuracy) to this file.
     #[arg(long, requires = "sweep")]
     pub plot: Option<PathBuf>,
     /// Print the instruction reference (spec/isa.md's generated part) and exit.
@@ -337,25 +337,44 @@ fn sweep(args: &Args, file: &Path, arch: &Arch, table: &EnergyTable) -> Result<S
     Ok(t.render())
 }
 
-/// Energy (log scale) against accuracy (or cycles without data), one colour per array, the
-/// Pareto points ringed.
+/// Two panels side by side: energy, then cycles (both log scale) against accuracy (against
+/// each other without data), one colour per array, the Pareto points ringed.
 fn svg(points: &[Point], arrays: &[(u64, u64)]) -> String {
+    let (w, h) = (640.0, 420.0);
+    let with_data = points.iter().any(|p| p.accuracy.is_some());
+    let log = |v: f64| v.max(1e-9).log10();
+    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n", 2.0 * w);
+    out += &format!("<rect width=\"{}\" height=\"{h}\" fill=\"white\"/>\n", 2.0 * w);
+    let energy = |p: &Point| log(p.energy_uj);
+    let cycles = |p: &Point| log(p.cycles as f64);
+    let accuracy = |p: &Point| p.accuracy.unwrap_or(0.0);
+    if with_data {
+        out += &panel(points, arrays, 0.0, (&energy, "energy per inference (µJ, log10)"), (&accuracy, "accuracy (%)"));
+        out += &panel(points, arrays, w, (&cycles, "cycles (log10)"), (&accuracy, "accuracy (%)"));
+    } else {
+        out += &panel(points, arrays, 0.0, (&energy, "energy per inference (µJ, log10)"), (&cycles, "cycles (log10)"));
+    }
+    out + "</svg>\n"
+}
+
+/// The value of a point on one axis, and the axis's label.
+type Axis<'a> = (&'a dyn Fn(&Point) -> f64, &'a str);
+
+/// One 640×420 scatter panel at horizontal offset `dx`, with its legend.
+fn panel(points: &[Point], arrays: &[(u64, u64)], dx: f64, (x_of, x_label): Axis<'_>, (y_of, y_label): Axis<'_>) -> String {
     let (w, h, m) = (640.0, 420.0, 60.0);
-    let y_of = |p: &Point| p.accuracy.unwrap_or(p.cycles as f64);
-    let y_label = if points.iter().any(|p| p.accuracy.is_some()) { "accuracy (%)" } else { "cycles" };
-    let (ex, ey): (Vec<f64>, Vec<f64>) = points.iter().map(|p| (p.energy_uj.max(1e-9).log10(), y_of(p))).unzip();
+    let (ex, ey): (Vec<f64>, Vec<f64>) = points.iter().map(|p| (x_of(p), y_of(p))).unzip();
     let range = |v: &[f64]| {
         let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         if hi > lo { (lo, hi) } else { (lo - 1.0, hi + 1.0) }
     };
     let ((x0, x1), (y0, y1)) = (range(&ex), range(&ey));
-    let px = |x: f64| m + (x - x0) / (x1 - x0) * (w - 2.0 * m);
+    let px = |x: f64| dx + m + (x - x0) / (x1 - x0) * (w - 2.0 * m);
     let py = |y: f64| h - m - (y - y0) / (y1 - y0) * (h - 2.0 * m);
-    let colours = ["#1b9e77", "#d95f02", "#7570b3"];
-    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
-    out += &format!("<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<line x1=\"{m}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{0}\" stroke=\"black\"/>\n", h - m, w - m);
-    out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">energy per inference (µJ, log scale: 10^{x0:.2} .. 10^{x1:.2})</text>\n", w / 2.0, h - 20.0);
-    out += &format!("<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{y_label} ({y0:.1} .. {y1:.1})</text>\n", h / 2.0, h / 2.0);
+    let colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"];
+    let mut out = format!("<line x1=\"{}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n<line x1=\"{0}\" y1=\"{m}\" x2=\"{0}\" y2=\"{1}\" stroke=\"black\"/>\n", dx + m, h - m, dx + w - m);
+    out += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label} ({x0:.2} .. {x1:.2})</text>\n", dx + w / 2.0, h - 20.0);
+    out += &format!("<text x=\"{0}\" y=\"{1}\" transform=\"rotate(-90 {0} {1})\" text-anchor=\"middle\">{y_label} ({y0:.2} .. {y1:.2})</text>\n", dx + 15.0, h / 2.0);
     for (i, p) in points.iter().enumerate() {
         let c = colours[arrays.iter().position(|a| *a == (p.rows, p.cols)).unwrap_or(0) % colours.len()];
         let (x, y) = (px(ex[i]), py(ey[i]));
@@ -364,10 +383,12 @@ fn svg(points: &[Point], arrays: &[(u64, u64)]) -> String {
             out += &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"8\" fill=\"none\" stroke=\"black\"/>\n");
         }
     }
+    let lx = dx + w - 110.0;
     for (i, (rows, cols)) in arrays.iter().enumerate() {
-        out += &format!("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{rows}x{cols}</text>\n", w - 110.0, 20.0 + 15.0 * i as f64, colours[i % colours.len()], w - 100.0, 24.0 + 15.0 * i as f64);
+        out += &format!("<circle cx=\"{lx}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{rows}x{cols}</text>\n", 20.0 + 15.0 * i as f64, colours[i % colours.len()], lx + 10.0, 24.0 + 15.0 * i as f64);
     }
-    out += &format!("<circle cx=\"{}\" cy=\"65\" r=\"8\" fill=\"none\" stroke=\"black\"/><text x=\"{}\" y=\"69\">Pareto front</text>\n</svg>\n", w - 110.0, w - 100.0);
+    let ly = 35.0 + 15.0 * arrays.len() as f64;
+    out += &format!("<circle cx=\"{lx}\" cy=\"{ly}\" r=\"8\" fill=\"none\" stroke=\"black\"/><text x=\"{}\" y=\"{}\">Pareto front</text>\n", lx + 10.0, ly + 4.0);
     out
 }
 
