@@ -83,6 +83,18 @@ impl Backend for ArraySimulator {
                     concat(module, op, &operands)?
                 }
                 "nn.softmax" => softmax(module, op, &get(0, &values)?)?,
+                "nn.batchnorm" => {
+                    let x = get(0, &values)?;
+                    let params: Vec<Tensor> = (1..5).map(|i| get(i, &values)).collect::<Result<_, _>>()?;
+                    let format = module.ty(o.results[0]).as_tensor().map(|t| t.format).ok_or_else(|| err("nn.batchnorm makes a tensor"))?;
+                    if matches!(o.attr("arith"), Some(Attr::Arith(a)) if a.is_stochastic()) {
+                        return Err(err("`nn.batchnorm` with stochastic rounding is not supported yet"));
+                    }
+                    let values: Vec<f64> = x.data().iter().map(|&v| v as f64).collect();
+                    let channels = *x.shape().last().ok_or_else(|| err("a batch norm of a rank-0 tensor"))?;
+                    let data = batchnorm_epilogue(&o.attrs, &params.iter().collect::<Vec<_>>(), &values, &format, channels)?;
+                    Tensor::new(x.shape().to_vec(), data).map_err(|e| err(e.to_string()))?
+                }
                 "nn.layernorm" => layernorm(module, op, &get(0, &values)?, &get(1, &values)?, &get(2, &values)?)?,
                 "nn.relu" | "nn.leaky_relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.clip" | "nn.pact" | "nn.add" | "nn.mul" | "nn.cast" | "q.quantize" | "q.dequantize" => {
                     let operands: Vec<Tensor> = (0..o.operands.len()).map(|i| get(i, &values)).collect::<Result<_, _>>()?;
@@ -280,8 +292,8 @@ impl ArraySimulator {
     }
 }
 
-/// A fused batch norm applied to the accumulator values (spec/ir.md, "Lowering to kernel",
-/// batchnorm): `t = var + ε`, `r = √t`, `d = a − mean`, `q = d / r` in its accumulator `A`,
+/// A batch norm applied to the accumulator values of a contraction it is fused into, or to the
+/// input values of a standalone `nn.batchnorm` (spec/ir.md, "Lowering to kernel", batchnorm): `t = var + ε`, `r = √t`, `d = a − mean`, `q = d / r` in its accumulator `A`,
 /// then `shift + q·scale` rounded once to the result with its `out`; ε is the value of `A`
 /// nearest to the f32 nearest to `epsilon`. Channels index the last axis (`n` of them).
 fn batchnorm_epilogue(d: &std::collections::BTreeMap<String, Attr>, operands: &[&Tensor], acc: &[f64], out_format: &Format, n: usize) -> Result<Vec<f32>, ExecError> {
