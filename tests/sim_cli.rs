@@ -134,16 +134,52 @@ fn data_accuracy_on_the_simulated_array_equals_qc_run() {
 }
 
 #[test]
-fn the_sweep_tabulates_formats_and_arrays_with_a_pareto_front_and_a_plot() {
+fn the_sweep_tabulates_formats_accumulators_and_arrays_with_a_pareto_front_and_a_plot() {
     let plot = std::env::temp_dir().join(format!("qc-sweep-{}.svg", std::process::id()));
     let text = ok(&["sim", "examples/mlp.qnn", "--sweep", "--data", "digits", "--weights", "examples/weights/mlp.safetensors", "--plot", plot.to_str().unwrap()]);
     let rows: Vec<&str> = text.lines().skip(2).collect();
-    assert_eq!(rows.len(), 11 * 3, "{text}");
+    assert_eq!(rows.len(), 11 * 3 * 3, "{text}");
     assert!(rows.iter().any(|r| r.ends_with('*')), "{text}");
-    // Narrower formats move fewer bytes: e4m3 costs less energy than fp32 on the same array.
-    let energy = |label: &str| rows.iter().find(|r| r.starts_with(label) && r.contains("32x32")).unwrap().split_whitespace().nth(3).unwrap().parse::<f64>().unwrap();
-    assert!(energy("e4m3") < energy("fp32"), "{text}");
+    let energy = |label: &str, acc: &str, array: &str| {
+        let row = rows.iter().map(|r| r.split_whitespace().collect::<Vec<_>>()).find(|c| c[0] == label && c[1] == acc && c[2] == array).unwrap_or_else(|| panic!("{text}"));
+        row[4].parse::<f64>().unwrap()
+    };
+    // Narrower formats move fewer bytes: e4m3 costs less energy than fp32 on the same array;
+    // a narrower accumulator costs less than fp32's.
+    assert!(energy("e4m3", "fp32", "32x32") < energy("fp32", "fp32", "32x32"), "{text}");
+    assert!(energy("e4m3", "fp16", "8x8") < energy("e4m3", "fp32", "8x8"), "{text}");
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 33, "{svg}");
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 99, "{svg}");
     std::fs::remove_file(&plot).unwrap();
+}
+
+/// `qc sim --mac`: a 64×256 · 256×128 int layer on the 32x32 os array (8 folds of 256 streamed
+/// steps, 62 fill/drain cycles each). Bit-serial: the streamed steps take one cycle per weight
+/// bit, so int4 weights halve what int8 weights add over the fixed MAC; Bit Fusion: int8 × int4
+/// does two products per cycle. Energy per MAC moves with them.
+#[test]
+fn precision_scalable_and_bit_serial_macs_scale_the_cycles_with_the_operand_widths() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let model = |bits: u32| {
+        let path = dir.join(format!("mac_int{bits}.qnn"));
+        let source = format!(
+            "model t {{\n  defaults {{ mul = exact; acc = fixed<32,0>; rounding = nearest; }}\n  input x: [B, 256] int<8,noscale>;\n  param w: [128, 256] int<{bits},noscale> = he_normal;\n  let y = dense(x, w);\n  output y;\n}}\n"
+        );
+        std::fs::write(&path, source).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (int8, int4) = (model(8), model(4));
+    let sim = |file: &str, mac: &str, key: &str| total(&ok(&["sim", file, "--mac", mac, "--batch", "64", "--json"]), key);
+    let streamed = 8.0 * 256.0;
+    let fixed = sim(&int8, "fixed", "cycles");
+    assert_eq!(fixed, 8.0 * (256.0 + 62.0) - 1.0);
+    assert_eq!(sim(&int4, "fixed", "cycles"), fixed);
+    let (serial8, serial4) = (sim(&int8, "bit-serial", "cycles"), sim(&int4, "bit-serial", "cycles"));
+    assert_eq!((serial8 - fixed, serial4 - fixed), (7.0 * streamed, 3.0 * streamed));
+    assert_eq!(sim(&int8, "precision-scalable", "cycles"), fixed);
+    assert_eq!(fixed - sim(&int4, "precision-scalable", "cycles"), streamed / 2.0);
+    assert!(sim(&int4, "bit-serial", "energy_mac_pj") < sim(&int8, "bit-serial", "energy_mac_pj"));
+    assert!(sim(&int8, "bit-serial", "energy_mac_pj") > sim(&int8, "fixed", "energy_mac_pj"));
+    let (code, _, stderr) = qc(&["sim", &int8, "--mac", "serial"]);
+    assert_eq!((code, stderr.trim().lines().count() > 0), (2, true));
 }

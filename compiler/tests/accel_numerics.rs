@@ -46,9 +46,7 @@ fn check(arith: &str, weight: &str, bias: bool, seed: u64) {
         let arch = Arch { rows: 4, cols: 4, dataflow, ..Arch::default() };
         let mut isa = Program::default();
         emit_layer(&mut isa, &layer, &arch, dataflow);
-        let ifmap = |m: u64, k: u64| Some(x[m as usize * K + k as usize]);
-        let filter = |k: u64, n: u64| w[n as usize * K + k as usize];
-        let operands = Operands { m: M as u64, n: N as u64, ifmap: &ifmap, filter: &filter, bias: b.as_deref() };
+        let operands = Operands { m: M as u64, n: N as u64, ifmap: &x, present: None, filter: &w, bias: b.as_deref(), first: 0, row_stride: N as u64 };
         let accumulators = numerics.execute(&isa.instrs, &operands).unwrap();
         let ours: Vec<f32> = accumulators.iter().enumerate().map(|(e, a)| numerics.round_out(e as u64, *a)).collect();
         let theirs = reference.data();

@@ -1,10 +1,13 @@
 //! Bit-exact execution on the simulated accelerator: [`ArraySimulator`] runs a [`Program`]
 //! prepared from the `nn`-level module (after `optimize`; not the kernel dialect) op by op.
-//! Contractions are tiled with [`emit_layer`] and their `array.step`s executed by
-//! `ArrayNumerics` (the array); element-wise ops, max pooling and scaled quantization run on the
-//! vector unit with the kernel dialect's scalar arithmetic, one rounding per element drawing
-//! at counter `e` (spec/ir.md, "Lowering to kernel"). The results equal the reference
-//! interpreter's bit for bit; ops the accelerator does not execute yet are errors.
+//! Contractions are GEMMs on the array: dense as one, a matrix product (both operands
+//! activations) as one per batch element, a grouped convolution as one per group (im2col
+//! ifmap); each is tiled with [`emit_layer`] and its `array.step`s executed by
+//! `ArrayNumerics`. Everything else runs on the vector unit (`VECTOR_OPS`) with the kernel
+//! dialect's scalar arithmetic (spec/ir.md, "Lowering to kernel"): element-wise ops with one
+//! rounding per element drawing at counter `e`, pooling, softmax, layer norm, scaled
+//! quantization, and the moves (reshape, transpose, concat). The results equal the reference
+//! interpreter's bit for bit; ops the accelerator does not execute are errors.
 
 use super::{emit_layer, LayerSpec};
 use crate::backend::{Backend, ExecError, Program};
@@ -59,7 +62,7 @@ impl Backend for ArraySimulator {
             let result = match o.name() {
                 "func.return" => return o.operands.iter().map(|v| values.get(v).cloned().ok_or_else(|| err("a result was not computed"))).collect(),
                 "nn.param" | "nn.constant" => program.constants.get(&o.results[0]).cloned().ok_or_else(|| err("a parameter was not materialised"))?,
-                "nn.dense" | "nn.fused_dense" | "nn.conv2d" | "nn.fused_conv2d" => self.contraction(module, op, &values, program.seed)?,
+                "nn.dense" | "nn.fused_dense" | "nn.conv2d" | "nn.fused_conv2d" | "nn.matmul" => self.contraction(module, op, &values, program.seed)?,
                 "nn.reshape" | "nn.flatten" => {
                     let x = get(0, &values)?;
                     let shape = result_shape(module, o.results[0], &x)?;
@@ -74,7 +77,26 @@ impl Backend for ArraySimulator {
                     format.quantize(x.data(), x.shape(), rounding(module, op), &stream, &mut out).map_err(|e| err(e.to_string()))?;
                     Tensor::new(x.shape().to_vec(), out).map_err(|e| err(e.to_string()))?
                 }
-                "nn.relu" | "nn.clip" | "nn.pact" | "nn.add" | "nn.mul" | "nn.cast" | "q.quantize" | "q.dequantize" => {
+                "nn.transpose" => transpose(module, op, &get(0, &values)?)?,
+                "nn.concat" => {
+                    let operands: Vec<Tensor> = (0..o.operands.len()).map(|i| get(i, &values)).collect::<Result<_, _>>()?;
+                    concat(module, op, &operands)?
+                }
+                "nn.softmax" => softmax(module, op, &get(0, &values)?)?,
+                "nn.batchnorm" => {
+                    let x = get(0, &values)?;
+                    let params: Vec<Tensor> = (1..5).map(|i| get(i, &values)).collect::<Result<_, _>>()?;
+                    let format = module.ty(o.results[0]).as_tensor().map(|t| t.format).ok_or_else(|| err("nn.batchnorm makes a tensor"))?;
+                    if matches!(o.attr("arith"), Some(Attr::Arith(a)) if a.is_stochastic()) {
+                        return Err(err("`nn.batchnorm` with stochastic rounding is not supported yet"));
+                    }
+                    let values: Vec<f64> = x.data().iter().map(|&v| v as f64).collect();
+                    let channels = *x.shape().last().ok_or_else(|| err("a batch norm of a rank-0 tensor"))?;
+                    let data = batchnorm_epilogue(&o.attrs, &params.iter().collect::<Vec<_>>(), &values, &format, channels)?;
+                    Tensor::new(x.shape().to_vec(), data).map_err(|e| err(e.to_string()))?
+                }
+                "nn.layernorm" => layernorm(module, op, &get(0, &values)?, &get(1, &values)?, &get(2, &values)?)?,
+                "nn.relu" | "nn.leaky_relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.clip" | "nn.pact" | "nn.add" | "nn.mul" | "nn.cast" | "q.quantize" | "q.dequantize" => {
                     let operands: Vec<Tensor> = (0..o.operands.len()).map(|i| get(i, &values)).collect::<Result<_, _>>()?;
                     pointwise(module, op, &operands, program.seed)?
                 }
@@ -86,8 +108,16 @@ impl Backend for ArraySimulator {
     }
 }
 
-/// Reads the GEMM's input at (row, reduction index); `None` for a padded position.
-type IfmapReader<'a> = dyn Fn(u64, u64) -> Option<f32> + 'a;
+/// One GEMM of a contraction on the array: its operands, dense and row-major (the ifmap
+/// `m × k` with the terms that exist, the filter `n × k`), its bias, and where its outputs
+/// are in the result (`first + i·row_stride + j`).
+struct GemmPart {
+    ifmap: Vec<f32>,
+    present: Option<Vec<bool>>,
+    filter: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    first: u64,
+}
 
 /// The static shape of `v` with dynamic axes taken from `x`'s leading axis.
 fn result_shape(module: &Module, v: ValueId, x: &Tensor) -> Result<Vec<usize>, ExecError> {
@@ -97,6 +127,87 @@ fn result_shape(module: &Module, v: ValueId, x: &Tensor) -> Result<Vec<usize>, E
         _ => x.shape()[0],
     })
     .collect())
+}
+
+/// A contraction as GEMMs: `(m, n, k, result shape, row stride, parts)`.
+type Gemms = (usize, usize, usize, Vec<usize>, usize, Vec<GemmPart>);
+
+/// The GEMMs of a convolution `x [nb, h, w, c] ⊛ w [o, kh, kw, c/g]`, one per group `g`: rows
+/// the output positions, columns the group's `o/g` filters, terms `(kh, kw, c)` row-major
+/// (im2col; padded positions are absent terms).
+fn conv_gemms(module: &Module, op: OpId, x: &Tensor, w: &Tensor, bias: Option<&[f32]>) -> Result<Gemms, ExecError> {
+    let groups = module.ops[op].attr("groups").and_then(Attr::as_int).unwrap_or(1).max(1) as usize;
+    let [sh, sw] = ints(module, op, "stride", [1, 1]);
+    let [ph, pw] = ints(module, op, "padding", [0, 0]);
+    let [dh, dw] = ints(module, op, "dilation", [1, 1]);
+    let (xs, ws) = (x.shape(), w.shape());
+    let (nb, h, wd, c) = (xs[0], xs[1], xs[2], xs[3]);
+    let (o_ch, kh, kw, cg) = (ws[0], ws[1], ws[2], ws[3]);
+    if cg * groups != c || o_ch % groups != 0 {
+        return Err(err(format!("a convolution of {c} channels in {groups} groups with {o_ch} filters of {cg} channels")));
+    }
+    let span = |size: usize, pad: u64, dil: u64, k: usize, stride: u64| (size as u64 + 2 * pad).checked_sub(dil * (k as u64 - 1) + 1).map(|v| (v / stride + 1) as usize);
+    let (Some(oh), Some(ow)) = (span(h, ph, dh, kh, sh), span(wd, pw, dw, kw, sw)) else {
+        return Err(err("a convolution window larger than its padded input"));
+    };
+    let (m, og, k) = (nb * oh * ow, o_ch / groups, kh * kw * cg);
+    let data = x.data();
+    let mut parts = Vec::with_capacity(groups);
+    for g in 0..groups {
+        let mut ifmap = vec![0f32; m * k];
+        let mut present = vec![true; m * k];
+        let mut padded = false;
+        for row in 0..m {
+            let (b, rest) = (row / (oh * ow), row % (oh * ow));
+            let (y, xo) = (rest / ow, rest % ow);
+            for i in 0..kh {
+                let iy = (y as u64 * sh + i as u64 * dh) as i64 - ph as i64;
+                for j in 0..kw {
+                    let ix = (xo as u64 * sw + j as u64 * dw) as i64 - pw as i64;
+                    let at = row * k + (i * kw + j) * cg;
+                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                        present[at..at + cg].fill(false);
+                        padded = true;
+                        continue;
+                    }
+                    let from = ((b * h + iy as usize) * wd + ix as usize) * c + g * cg;
+                    ifmap[at..at + cg].copy_from_slice(&data[from..from + cg]);
+                }
+            }
+        }
+        parts.push(GemmPart {
+            ifmap,
+            present: padded.then_some(present),
+            filter: w.data()[g * og * k..(g + 1) * og * k].to_vec(),
+            bias: bias.map(|b| b[g * og..(g + 1) * og].to_vec()),
+            first: (g * og) as u64,
+        });
+    }
+    Ok((m, og, k, vec![nb, oh, ow, o_ch], o_ch, parts))
+}
+
+/// The GEMMs of a matrix product `a [..., m, k] · b [..., k, n]` (batch axes broadcast as
+/// numpy), one per batch element of the result.
+fn matmul_gemms(module: &Module, op: OpId, a: &Tensor, b: &Tensor) -> Result<Gemms, ExecError> {
+    let (ash, bsh) = (a.shape(), b.shape());
+    let (ra, rb) = (ash.len(), bsh.len());
+    if ra < 2 || rb < 2 || ash[ra - 1] != bsh[rb - 2] {
+        return Err(err("a matrix product of mismatched operands"));
+    }
+    let (m, k, n) = (ash[ra - 2], ash[ra - 1], bsh[rb - 1]);
+    let out_shape = result_shape(module, module.ops[op].results[0], a)?;
+    let batch_shape = &out_shape[..out_shape.len() - 2];
+    let batches: usize = batch_shape.iter().product();
+    let mut parts = Vec::with_capacity(batches);
+    for t in 0..batches {
+        let ia = broadcast_index(t, batch_shape, &ash[..ra - 2]);
+        let ib = broadcast_index(t, batch_shape, &bsh[..rb - 2]);
+        let ifmap = a.data()[ia * m * k..(ia + 1) * m * k].to_vec();
+        let bm = &b.data()[ib * k * n..(ib + 1) * k * n];
+        let filter = (0..n * k).map(|at| bm[(at % k) * n + at / k]).collect();
+        parts.push(GemmPart { ifmap, present: None, filter, bias: None, first: (t * m * n) as u64 });
+    }
+    Ok((m, n, k, out_shape, n, parts))
 }
 
 impl ArraySimulator {
@@ -114,40 +225,17 @@ impl ArraySimulator {
         let out_type = module.ty(o.results[0]).as_tensor().ok_or_else(|| err("a contraction makes a tensor"))?;
         let Some(Attr::Arith(arith)) = o.attr("arith") else { return Err(err("a contraction without #arith")) };
         let datapath = Datapath::parse(&arith.to_string()).map_err(err)?;
-        let conv = o.name().ends_with("conv2d");
-        let (xs, ws) = (x.shape(), w.shape());
-        // The GEMM and where its operands live.
-        let (m, n, k, out_shape, ifmap): (usize, usize, usize, Vec<usize>, Box<IfmapReader<'_>>) = if conv {
-            if o.attr("groups").and_then(Attr::as_int).unwrap_or(1) != 1 {
-                return Err(err("the accelerator does not execute grouped convolutions yet"));
+        let (m, n, k, out_shape, row_stride, parts) = match o.name() {
+            "nn.matmul" => matmul_gemms(module, op, x, w)?,
+            "nn.conv2d" | "nn.fused_conv2d" => conv_gemms(module, op, x, w, bias.as_deref())?,
+            _ => {
+                let (xs, ws) = (x.shape(), w.shape());
+                let k = *xs.last().ok_or_else(|| err("dense input of rank 0"))?;
+                let mut shape = xs.to_vec();
+                *shape.last_mut().expect("rank ≥ 1") = ws[0];
+                let part = GemmPart { ifmap: x.data().to_vec(), present: None, filter: w.data().to_vec(), bias: bias.clone(), first: 0 };
+                (x.len() / k.max(1), ws[0], k, shape, ws[0], vec![part])
             }
-            let [sh, sw] = ints(module, op, "stride", [1, 1]);
-            let [ph, pw] = ints(module, op, "padding", [0, 0]);
-            let [dh, dw] = ints(module, op, "dilation", [1, 1]);
-            let (nb, h, wd, c) = (xs[0], xs[1], xs[2], xs[3]);
-            let (o_ch, kh, kw) = (ws[0], ws[1], ws[2]);
-            let oh = ((h as u64 + 2 * ph - dh * (kh as u64 - 1) - 1) / sh + 1) as usize;
-            let ow = ((wd as u64 + 2 * pw - dw * (kw as u64 - 1) - 1) / sw + 1) as usize;
-            let data = x.data();
-            let ifmap = move |row: u64, kk: u64| {
-                let (b, rest) = (row as usize / (oh * ow), row as usize % (oh * ow));
-                let (y, xo) = (rest / ow, rest % ow);
-                let (i, rest) = (kk as usize / (kw * c), kk as usize % (kw * c));
-                let (j, ch) = (rest / c, rest % c);
-                let iy = (y as u64 * sh + i as u64 * dh) as i64 - ph as i64;
-                let ix = (xo as u64 * sw + j as u64 * dw) as i64 - pw as i64;
-                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
-                    return None;
-                }
-                Some(data[((b * h + iy as usize) * wd + ix as usize) * c + ch])
-            };
-            (nb * oh * ow, o_ch, kh * kw * c, vec![nb, oh, ow, o_ch], Box::new(ifmap))
-        } else {
-            let k = *xs.last().ok_or_else(|| err("dense input of rank 0"))?;
-            let mut shape = xs.to_vec();
-            *shape.last_mut().expect("rank ≥ 1") = ws[0];
-            let data = x.data();
-            (x.len() / k.max(1), ws[0], k, shape, Box::new(move |row: u64, kk: u64| Some(data[row as usize * k + kk as usize])))
         };
         let out_format = out_type.format;
         let numerics = ArrayNumerics::new(&datapath, &out_format, k as u64, seed).map_err(err)?;
@@ -160,13 +248,29 @@ impl ArraySimulator {
         };
         let mut isa = IsaProgram::default();
         emit_layer(&mut isa, &layer, &self.arch, self.arch.dataflow);
-        let wdata = w.data();
-        let filter = |kk: u64, col: u64| wdata[col as usize * k + kk as usize];
-        let operands = Operands { m: m as u64, n: n as u64, ifmap: &*ifmap, filter: &filter, bias: bias.as_deref() };
-        let accumulators = numerics.execute(&isa.instrs, &operands).map_err(err)?;
+        let total: usize = out_shape.iter().product();
+        let mut accumulators = vec![0f64; total];
+        for part in &parts {
+            let operands = Operands {
+                m: m as u64,
+                n: n as u64,
+                ifmap: &part.ifmap,
+                present: part.present.as_deref(),
+                filter: &part.filter,
+                bias: part.bias.as_deref(),
+                first: part.first,
+                row_stride: row_stride as u64,
+            };
+            let values = numerics.execute(&isa.instrs, &operands).map_err(err)?;
+            for (i, row) in values.chunks(n.max(1)).enumerate() {
+                let at = part.first as usize + i * row_stride;
+                accumulators[at..at + n].copy_from_slice(row);
+            }
+        }
+        let channels = *out_shape.last().ok_or_else(|| err("a contraction result has an axis"))?;
         let mut out: Vec<f32> = match norm {
             None => accumulators.iter().enumerate().map(|(e, a)| numerics.round_out(e as u64, *a)).collect(),
-            Some(d) => batchnorm_epilogue(d, &norm_operands, &accumulators, &out_format, n)?,
+            Some(d) => batchnorm_epilogue(d, &norm_operands, &accumulators, &out_format, channels)?,
         };
         let nearest = Rounder::new(Target::new(&out_format).ok_or_else(|| err("a contraction's result is element-wise"))?, Rounding::Nearest);
         if let Some(clip) = o.attr("clip") {
@@ -188,8 +292,8 @@ impl ArraySimulator {
     }
 }
 
-/// A fused batch norm applied to the accumulator values (spec/ir.md, "Lowering to kernel",
-/// batchnorm): `t = var + ε`, `r = √t`, `d = a − mean`, `q = d / r` in its accumulator `A`,
+/// A batch norm applied to the accumulator values of a contraction it is fused into, or to the
+/// input values of a standalone `nn.batchnorm` (spec/ir.md, "Lowering to kernel", batchnorm): `t = var + ε`, `r = √t`, `d = a − mean`, `q = d / r` in its accumulator `A`,
 /// then `shift + q·scale` rounded once to the result with its `out`; ε is the value of `A`
 /// nearest to the f32 nearest to `epsilon`. Channels index the last axis (`n` of them).
 fn batchnorm_epilogue(d: &std::collections::BTreeMap<String, Attr>, operands: &[&Tensor], acc: &[f64], out_format: &Format, n: usize) -> Result<Vec<f32>, ExecError> {
@@ -289,6 +393,14 @@ fn pointwise(module: &Module, op: OpId, operands: &[Tensor], seed: u64) -> Resul
         let draw = stream.at(e as u64);
         data.push(match o.name() {
             "nn.relu" => out.max(x, 0.0, draw),
+            "nn.sigmoid" => out.sigmoid(x, draw),
+            "nn.tanh" => out.tanh(x, draw),
+            "nn.gelu" => out.gelu(x, draw),
+            "nn.leaky_relu" => {
+                let alpha = float("alpha");
+                let ax = alpha as f32 as f64 * x;
+                if alpha <= 1.0 { out.max(x, ax, draw) } else { out.min(x, ax, draw) }
+            }
             "nn.clip" => {
                 let t = fp32.max(x, float("min") as f32 as f64, no_draw()) as f64;
                 out.min(t, float("max") as f32 as f64, draw)
@@ -337,4 +449,134 @@ fn broadcast_index(e: usize, full: &[usize], shape: &[usize]) -> usize {
         }
     }
     index
+}
+
+/// The row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// `nn.transpose`: result index `j` reads the input at axis `perm[j]`.
+fn transpose(module: &Module, op: OpId, x: &Tensor) -> Result<Tensor, ExecError> {
+    let perm: Vec<usize> = module.ops[op].attr("perm").and_then(Attr::as_int_array).unwrap_or_default().iter().map(|&p| p as usize).collect();
+    let xs = x.shape();
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    if sorted != (0..xs.len()).collect::<Vec<_>>() {
+        return Err(err(format!("transpose: `perm` is not a permutation of {} axes", xs.len())));
+    }
+    let shape: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+    let (in_strides, out_strides) = (strides(xs), strides(&shape));
+    let data = (0..x.len())
+        .map(|e| {
+            let at: usize = (0..shape.len()).map(|j| (e / out_strides[j] % shape[j]) * in_strides[perm[j]]).sum();
+            x.data()[at]
+        })
+        .collect();
+    Tensor::new(shape, data).map_err(|e| err(e.to_string()))
+}
+
+/// `nn.concat` along `axis`: the inputs' values side by side (no rounding).
+fn concat(module: &Module, op: OpId, operands: &[Tensor]) -> Result<Tensor, ExecError> {
+    let first = operands.first().ok_or_else(|| err("concat has no input"))?;
+    let rank = first.rank() as i64;
+    let raw = module.ops[op].attr("axis").and_then(Attr::as_int).unwrap_or(0);
+    let axis = if raw < 0 { raw + rank } else { raw };
+    if !(0..rank).contains(&axis) {
+        return Err(err(format!("concat: axis {raw} of a rank-{rank} tensor")));
+    }
+    let axis = axis as usize;
+    let outer: usize = first.shape()[..axis].iter().product();
+    let mut shape = first.shape().to_vec();
+    shape[axis] = operands.iter().map(|t| t.shape()[axis]).sum();
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for i in 0..outer {
+        for t in operands {
+            let inner: usize = t.shape()[axis..].iter().product();
+            data.extend_from_slice(&t.data()[i * inner..(i + 1) * inner]);
+        }
+    }
+    Tensor::new(shape, data).map_err(|e| err(e.to_string()))
+}
+
+/// The accumulator and output rounders of a softmax or norm (`arith`'s `acc`, the result
+/// with `out`); stochastic roundings are not supported there (as by `lower-kernel`).
+fn norm_rounders(module: &Module, op: OpId) -> Result<(Rounder, Rounder, crate::ir::Arith), ExecError> {
+    let o = &module.ops[op];
+    let Some(Attr::Arith(arith)) = o.attr("arith") else { return Err(err(format!("`{}` without #arith", o.name()))) };
+    if arith.is_stochastic() {
+        return Err(err(format!("`{}` with stochastic rounding is not supported yet", o.name())));
+    }
+    let rt = module.ty(o.results[0]).as_tensor().ok_or_else(|| err("a tensor result"))?;
+    let acc = Rounder::new(Target::new(&arith.acc.format).ok_or_else(|| err("an element-wise accumulator"))?, arith.acc.rounding);
+    let out = Rounder::new(Target::new(&rt.format).ok_or_else(|| err(format!("`{}` to the scaled format `{}`", o.name(), rt.format)))?, arith.out);
+    Ok((acc, out, *arith))
+}
+
+/// `nn.softmax` along `axis` (K terms): `m = max_k x_k`; `e_k = exp(x_k − m → A) → A`;
+/// `s = Σ_k e_k` from +0 in A; `y_i = e_i / s → Y`.
+fn softmax(module: &Module, op: OpId, x: &Tensor) -> Result<Tensor, ExecError> {
+    let (acc, out, _) = norm_rounders(module, op)?;
+    let rank = x.rank() as i64;
+    let raw = module.ops[op].attr("axis").and_then(Attr::as_int).unwrap_or(0);
+    let axis = if raw < 0 { raw + rank } else { raw };
+    if !(0..rank).contains(&axis) {
+        return Err(err(format!("softmax: axis {raw} of a rank-{rank} tensor")));
+    }
+    let axis = axis as usize;
+    let (len, inner) = (x.shape()[axis], x.shape()[axis + 1..].iter().product::<usize>());
+    let outer: usize = x.shape()[..axis].iter().product();
+    let mut data = vec![0f32; x.len()];
+    let mut e = vec![0f64; len];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let Some(&first) = x.data().get(at(0)) else { continue };
+            let m = (0..len).fold(first as f64, |best, k| maximum(best, x.data()[at(k)] as f64));
+            let mut s = 0.0;
+            for (k, ek) in e.iter_mut().enumerate() {
+                *ek = acc.exp(acc.sub(x.data()[at(k)] as f64, m, no_draw()) as f64, no_draw()) as f64;
+                s = acc.add(s, *ek, no_draw()) as f64;
+            }
+            for (k, ek) in e.iter().enumerate() {
+                data[at(k)] = out.div(*ek, s, no_draw());
+            }
+        }
+    }
+    Tensor::new(x.shape().to_vec(), data).map_err(|e| err(e.to_string()))
+}
+
+/// `nn.layernorm` over the last axis (D terms), in A: `μ = (Σ x_k) / D`; `v = (Σ (x_k − μ)²,
+/// squares exact) / D`; `r = √(v + ε)`; `n = (x − μ) / r`; `y = β + n·γ → Y` (one rounding).
+/// ε is the value of A nearest to the f32 nearest to `epsilon`.
+fn layernorm(module: &Module, op: OpId, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor, ExecError> {
+    let (acc, out, arith) = norm_rounders(module, op)?;
+    let d = *x.shape().last().ok_or_else(|| err("layernorm of a rank-0 tensor"))?;
+    if gamma.len() != d || beta.len() != d {
+        return Err(err("layernorm: γ and β must have the last axis's length"));
+    }
+    let epsilon = module.ops[op].attr("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
+    let mut eps = [0f32];
+    arith.acc.format.quantize(&[epsilon as f32], &[1], Rounding::Nearest, &RandomStream::new(0, 0), &mut eps).map_err(|e| err(e.to_string()))?;
+    let count = acc.from_index(d as u64, no_draw()) as f64;
+    let mut data = Vec::with_capacity(x.len());
+    for row in x.data().chunks(d.max(1)) {
+        let s1 = row.iter().fold(0.0, |s, &v| acc.add(s, v as f64, no_draw()) as f64);
+        let mu = acc.div(s1, count, no_draw()) as f64;
+        let s2 = row.iter().fold(0.0, |s, &v| {
+            let dv = acc.sub(v as f64, mu, no_draw()) as f64;
+            acc.add(s, dv * dv, no_draw()) as f64
+        });
+        let v = acc.div(s2, count, no_draw()) as f64;
+        let r = acc.sqrt(acc.add(v, eps[0] as f64, no_draw()) as f64, no_draw()) as f64;
+        for (i, &xi) in row.iter().enumerate() {
+            let n = acc.div(acc.sub(xi as f64, mu, no_draw()) as f64, r, no_draw()) as f64;
+            data.push(out.fma(beta.data()[i] as f64, n, gamma.data()[i] as f64, no_draw()).ok_or_else(|| err("a layer norm product is not exact"))?);
+        }
+    }
+    Tensor::new(x.shape().to_vec(), data).map_err(|e| err(e.to_string()))
 }

@@ -7,22 +7,23 @@
 
 pub mod exec;
 
-use crate::ir::{Attr, Dim, Module, OpId, TensorType};
+use crate::ir::{Attr, Dim, Module, OpId, RoundTo, TensorType};
 use qc_runtime::accel::energy::EnergyTable;
-use qc_runtime::accel::isa::{Instr, Program};
+use qc_runtime::accel::isa::{vector_op, Instr, Program};
 use qc_runtime::accel::model::{Arch, Dataflow};
 use qc_runtime::accel::scalesim::Gemm;
 use qc_runtime::accel::sim::simulate;
 
 /// One layer for the array: a GEMM (done `repeat` times: groups, batched matmuls), its
-/// operand formats (ifmap, filter, ofmap, as text), its `#arith` and the vector passes after it.
+/// operand formats (ifmap, filter, ofmap, as text), its `#arith` and the vector passes after
+/// it (index into `VECTOR_OPS`, result elements).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSpec {
     pub gemm: Gemm,
     pub repeat: u64,
     pub formats: [String; 3],
     pub arith: String,
-    pub vector: Vec<(String, u64)>,
+    pub vector: Vec<(u64, u64)>,
 }
 
 impl LayerSpec {
@@ -68,7 +69,7 @@ pub fn layers_from_module(module: &Module, batch: u64) -> Result<Vec<LayerSpec>,
     let f = module.funcs.first().ok_or("the module has no function")?;
     let entry = module.entry_block(f.body).ok_or("the function has no body")?;
     let mut layers: Vec<LayerSpec> = Vec::new();
-    let mut pending: Vec<(String, u64)> = Vec::new();
+    let mut pending: Vec<(u64, u64)> = Vec::new();
     for &op in &module.blocks[entry].ops {
         let o = &module.ops[op];
         let name = o.name();
@@ -82,7 +83,8 @@ pub fn layers_from_module(module: &Module, batch: u64) -> Result<Vec<LayerSpec>,
                 layers.push(layer);
             }
             None => {
-                let entry = (name.trim_start_matches("nn.").to_string(), elements(out, batch));
+                let op = vector_op(name).ok_or_else(|| format!("the accelerator has no vector operation for `{name}`"))?;
+                let entry = (op, elements(out, batch));
                 match layers.last_mut() {
                     Some(l) => l.vector.push(entry),
                     None => pending.push(entry),
@@ -137,6 +139,41 @@ fn contraction(module: &Module, op: OpId, batch: u64) -> Result<Option<LayerSpec
     Ok(Some(LayerSpec { gemm, repeat, formats, arith, vector: Vec::new() }))
 }
 
+/// Sets the accumulation of every contraction (dense, matmul, conv2d) of the first function
+/// of `module` (nn level, before `optimize`) to `acc`, without chunks: what `qc sim --sweep`
+/// varies. A stochastic `acc` gives each op its own random stream (numbered from 2^20, clear
+/// of the ones lowering assigns).
+pub fn with_accumulator(module: &mut Module, acc: RoundTo) -> Result<(), String> {
+    let f = module.funcs.first().ok_or("the module has no function")?;
+    let entry = module.entry_block(f.body).ok_or("the function has no body")?;
+    let ops = module.blocks[entry].ops.clone();
+    for (i, op) in ops.into_iter().enumerate() {
+        let o = &mut module.ops[op];
+        if !matches!(o.name(), "nn.dense" | "nn.matmul" | "nn.conv2d") {
+            continue;
+        }
+        if let Some(Attr::Arith(a)) = o.attrs.get_mut("arith") {
+            a.acc = acc;
+            a.chunk = None;
+            if a.is_stochastic() && a.stream.is_none() {
+                a.stream = Some((1 << 20) + i as u32);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `FORMAT [@ ROUNDING]` (nearest when omitted), e.g. `fp<6,5> @ stochastic:9`.
+pub fn parse_round_to(text: &str) -> Result<RoundTo, String> {
+    let (f, r) = text.split_once('@').unwrap_or((text, "nearest"));
+    let format = qc_runtime::numerics::Format::parse(f.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+    if !format.is_elementwise() {
+        return Err(format!("`{text}`: an accumulator has an element-wise format"));
+    }
+    let rounding = qc_runtime::numerics::Rounding::parse(r.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+    Ok(RoundTo { format, rounding })
+}
+
 /// Elements of an operand buffer's active half (the other half is being refilled).
 fn active_capacity(arch: &Arch, buffer: usize, format: &str) -> f64 {
     let bits = qc_runtime::numerics::Format::parse(format).map_or(8.0, |f| f.bits_per_element());
@@ -159,7 +196,7 @@ pub fn emit_layer(program: &mut Program, layer: &LayerSpec, arch: &Arch, dataflo
     let (row_folds, col_folds) = (sr.div_ceil(rows), sc.div_ceil(cols));
     let mut instrs = vec![
         Instr::Layer { name, macs: g.macs() * layer.repeat },
-        Instr::CfgArray { dataflow: dataflow.code(), rows, cols },
+        Instr::CfgArray { dataflow: dataflow.code(), rows, cols, mac: arch.mac.code() },
     ];
     for (buffer, f) in layer.formats.iter().enumerate() {
         instrs.push(Instr::CfgOperand { buffer: buffer as u64, format: program.intern(f) });
@@ -194,8 +231,8 @@ pub fn emit_layer(program: &mut Program, layer: &LayerSpec, arch: &Arch, dataflo
             }
         }
     }
-    for (kind, count) in &layer.vector {
-        instrs.push(Instr::Vector { kind: program.intern(kind), count: *count });
+    for &(op, count) in &layer.vector {
+        instrs.push(Instr::Vector { op, count });
     }
     let stored = if partial_sums_on_chip { g.ofmap_elems } else { g.ofmap_elems * row_folds };
     instrs.push(Instr::DmaStore { count: stored * layer.repeat });

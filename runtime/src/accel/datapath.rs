@@ -4,6 +4,7 @@
 //! formats.
 
 use super::energy::{EnergyTable, Operand};
+use super::model::Mac;
 use crate::numerics::{Format, Rounding};
 
 /// A format with the rounding that produces its values.
@@ -98,16 +99,25 @@ impl Datapath {
         Ok(Datapath { mul, acc, chunk, out, stream })
     }
 
-    /// The energy of one multiply-accumulate with operands `a` and `b`: the multiplier (on
-    /// the rounded product's significand too when `mul` rounds), the adder of the running sum
-    /// (the chunk format's when chunked, else the accumulator's), their random bits.
-    pub fn mac_energy(&self, table: &EnergyTable, a: &Format, b: &Format) -> f64 {
-        let mut e = table.multiply(Operand::of(a), Operand::of(b));
+    /// The energy of one multiply-accumulate with operands `a` and `b` on a `mac` unit: the
+    /// multiplier (on the rounded product's significand too when `mul` rounds), the adder of
+    /// the running sum (the chunk format's when chunked, else the accumulator's), their random
+    /// bits. A precision-scalable unit multiplies at the widths rounded up to its 2-bit
+    /// bricks; a bit-serial one does the same partial-product work but one shift-add of the
+    /// running sum per weight bit.
+    pub fn mac_energy(&self, table: &EnergyTable, a: &Format, b: &Format, mac: Mac) -> f64 {
+        let (oa, ob) = (Operand::of(a), Operand::of(b));
+        let brick = |o: Operand| Operand { significand_bits: o.significand_bits.clamp(2, 32).next_power_of_two(), ..o };
+        let mut e = match mac {
+            Mac::PrecisionScalable => table.multiply(brick(oa), brick(ob)),
+            Mac::Fixed | Mac::BitSerial => table.multiply(oa, ob),
+        };
         if let Some(m) = &self.mul {
             e += table.stochastic_rounding(EnergyTable::random_bits(m.rounding));
         }
         let running = self.chunk.as_ref().map_or(&self.acc, |(_, c)| c);
-        e + adder(table, running)
+        let additions = if mac == Mac::BitSerial { ob.significand_bits.max(1) } else { 1 };
+        e + f64::from(additions) * adder(table, running)
     }
 
     /// The energy spent once per chunk (adding a chunk sum into the accumulator), and the
@@ -143,6 +153,17 @@ mod tests {
         let e4m3 = Format::parse("e4m3").unwrap();
         let sr = Datapath::parse("#arith<mul=exact, acc=fp16 @ stochastic:9, stream=0>").unwrap();
         let rn = Datapath::parse("#arith<mul=exact, acc=fp16 @ nearest>").unwrap();
-        assert!(sr.mac_energy(&t, &e4m3, &e4m3) > rn.mac_energy(&t, &e4m3, &e4m3));
+        assert!(sr.mac_energy(&t, &e4m3, &e4m3, Mac::Fixed) > rn.mac_energy(&t, &e4m3, &e4m3, Mac::Fixed));
+    }
+
+    #[test]
+    fn bit_serial_pays_an_addition_per_weight_bit_and_bit_fusion_its_bricks() {
+        let t = EnergyTable::default();
+        let (i8f, i4f, i3f) = (Format::parse("int<8,noscale>").unwrap(), Format::parse("int<4,noscale>").unwrap(), Format::parse("int<3,noscale>").unwrap());
+        let d = Datapath::parse("#arith<mul=exact, acc=fixed<32,0> @ nearest>").unwrap();
+        let add = t.add(32, false);
+        let serial = |w: &Format| d.mac_energy(&t, &i8f, w, Mac::BitSerial);
+        assert!((serial(&i8f) - serial(&i4f) - (t.multiply(Operand::of(&i8f), Operand::of(&i8f)) - t.multiply(Operand::of(&i8f), Operand::of(&i4f))) - 4.0 * add).abs() < 1e-12);
+        assert_eq!(d.mac_energy(&t, &i8f, &i3f, Mac::PrecisionScalable), d.mac_energy(&t, &i8f, &i4f, Mac::Fixed));
     }
 }

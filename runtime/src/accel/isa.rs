@@ -78,10 +78,11 @@ isa! {
         name: 16, "string-pool index of the layer's name";
         macs: 48, "multiply-accumulates the layer performs (for utilisation)";
     }
-    CfgArray = 2, "cfg.array", "Configures the PE array for the following steps: its shape and dataflow (0 output-, 1 weight-, 2 input-stationary)." {
+    CfgArray = 2, "cfg.array", "Configures the PE array for the following steps: its shape, dataflow (0 output-, 1 weight-, 2 input-stationary) and MAC unit (0 fixed, 1 precision-scalable, 2 bit-serial; spec/isa.md, \"MAC units\")." {
         dataflow: 2, "0 = os, 1 = ws, 2 = is";
         rows: 16, "PE rows of the array the program was tiled for";
         cols: 16, "PE columns of the array the program was tiled for";
+        mac: 2, "0 = fixed, 1 = precision-scalable, 2 = bit-serial";
     }
     CfgOperand = 3, "cfg.operand", "Sets the number format of an operand buffer: `format` indexes the string pool (a format as spec/numerics.md writes it); memory traffic is counted in its storage bits, block scales included." {
         buffer: 2, "0 = ifmap, 1 = filter, 2 = ofmap";
@@ -105,11 +106,52 @@ isa! {
         n: 20, "output columns";
         k: 20, "reduction length";
     }
-    Vector = 8, "vector", "An element-wise or pooling pass of the vector unit over `count` results (one lane per array column; reads and writes the ofmap scratchpad)." {
-        kind: 16, "string-pool index of the operation's name";
+    Vector = 8, "vector", "A pass of the vector unit over `count` results (one lane per array column; reads and writes the ofmap scratchpad): `op` indexes the vector-operation table below, which gives each operation's steps per result." {
+        op: 8, "index into the vector-operation table";
         count: 48, "result elements";
     }
     Sync = 9, "sync", "Waits until every DMA transfer and array step issued before it has finished." {}
+}
+
+/// One operation of the vector unit: its name (the `nn`/`q` op it executes, without the
+/// dialect prefix), the steps it costs per result element (fp32 operations of one lane; an
+/// exponential, error function or square root counts as one step of the lane's function
+/// unit; moves cost none) and what it computes.
+#[derive(Debug)]
+pub struct VectorOpDef {
+    pub name: &'static str,
+    pub steps: u32,
+    pub doc: &'static str,
+}
+
+/// The vector unit's operations, in `vector`'s `op` order. Their numerics are the kernel
+/// dialect's (spec/ir.md, "Lowering to kernel").
+pub static VECTOR_OPS: &[VectorOpDef] = &[
+    VectorOpDef { name: "relu", steps: 1, doc: "`max(x, 0)`" },
+    VectorOpDef { name: "leaky_relu", steps: 2, doc: "`max(x, α·x)` (α ≤ 1, else `min`)" },
+    VectorOpDef { name: "clip", steps: 2, doc: "`min(max(x, lo), hi)`" },
+    VectorOpDef { name: "pact", steps: 2, doc: "`min(max(x, 0), α)`" },
+    VectorOpDef { name: "add", steps: 1, doc: "`x + y` (broadcast)" },
+    VectorOpDef { name: "mul", steps: 1, doc: "`x · y` (broadcast)" },
+    VectorOpDef { name: "sigmoid", steps: 3, doc: "`1 / (1 + exp(−x))`" },
+    VectorOpDef { name: "tanh", steps: 3, doc: "`tanh x`" },
+    VectorOpDef { name: "gelu", steps: 4, doc: "`0.5·x·(1 + erf(x/√2))`" },
+    VectorOpDef { name: "cast", steps: 1, doc: "one rounding to an element-wise format" },
+    VectorOpDef { name: "quantize", steps: 2, doc: "rounding to a format (a scaled one: the block's or tensor's maximum, then the rounding)" },
+    VectorOpDef { name: "dequantize", steps: 1, doc: "rounding back to an element-wise format" },
+    VectorOpDef { name: "maxpool2d", steps: 1, doc: "the window's maximum" },
+    VectorOpDef { name: "avgpool2d", steps: 2, doc: "the window's sum, divided by its count" },
+    VectorOpDef { name: "batchnorm", steps: 4, doc: "`shift + (x − mean)/√(var + ε)·scale`" },
+    VectorOpDef { name: "softmax", steps: 5, doc: "along an axis: maximum, `exp(x − max)`, sum, division" },
+    VectorOpDef { name: "layernorm", steps: 8, doc: "along the last axis: mean, squared deviations, `√(v + ε)`, division, `β + n·γ`" },
+    VectorOpDef { name: "transpose", steps: 0, doc: "a permutation of the axes (a move)" },
+    VectorOpDef { name: "concat", steps: 0, doc: "a concatenation along an axis (a move)" },
+];
+
+/// The index of the vector operation executing the IR op `op_name` (`nn.gelu`, `q.quantize`).
+pub fn vector_op(op_name: &str) -> Option<u64> {
+    let name = op_name.trim_start_matches("nn.").trim_start_matches("q.");
+    VECTOR_OPS.iter().position(|v| v.name == name).map(|i| i as u64)
 }
 
 impl Opcode {
@@ -403,6 +445,10 @@ pub fn reference_markdown() -> String {
                 at += f.bits;
             }
         }
+    }
+    out.push_str("\n## Vector operations\n\n`vector`'s `op` field indexes this table; steps are per result element.\n\n| op | name | steps | computes |\n|---|---|---|---|\n");
+    for (i, v) in VECTOR_OPS.iter().enumerate() {
+        out.push_str(&format!("| {i} | `{}` | {} | {} |\n", v.name, v.steps, v.doc));
     }
     out
 }

@@ -57,6 +57,65 @@ impl fmt::Display for Dataflow {
     }
 }
 
+/// The multiply-accumulate unit of every PE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mac {
+    /// One multiply-accumulate per cycle whatever the operand widths (SCALE-Sim's PE).
+    Fixed,
+    /// Bit Fusion (Sharma et al., ISCA 2018): 2-bit BitBricks fused into an 8×8 multiplier,
+    /// which does one 8×8, four 4×4 (or 8×2) or sixteen 2×2 products per cycle: a product of
+    /// `a`- and `b`-bit operands takes `a'·b'/64` of a cycle, `a'` and `b'` the widths rounded
+    /// up to 2, 4, 8, 16 or 32 bits (wider than 8: several cycles).
+    PrecisionScalable,
+    /// Weight-bit-serial (UNPU, Lee et al., ISSCC 2018; Stripes, Judd et al., MICRO 2016
+    /// serialises activations the same way): the weight's bits enter one per cycle, so a
+    /// multiply-accumulate takes as many cycles as the weight has (significand) bits.
+    BitSerial,
+}
+
+impl Mac {
+    pub const ALL: [Mac; 3] = [Mac::Fixed, Mac::PrecisionScalable, Mac::BitSerial];
+
+    pub fn parse(text: &str) -> Option<Mac> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "fixed" => Some(Mac::Fixed),
+            "precision-scalable" => Some(Mac::PrecisionScalable),
+            "bit-serial" => Some(Mac::BitSerial),
+            _ => None,
+        }
+    }
+
+    /// The code of `cfg.array`'s `mac` field.
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    pub fn from_code(code: u64) -> Option<Mac> {
+        Mac::ALL.get(code as usize).copied()
+    }
+
+    /// The cycles the array spends on `t` streamed steps of a fold (one MAC per PE each) with
+    /// `ifmap_bits`- and `weight_bits`-bit operands (significand bits for floats).
+    pub fn streamed_cycles(self, t: u64, ifmap_bits: u32, weight_bits: u32) -> u64 {
+        let brick = |bits: u32| u64::from(bits.clamp(2, 32).next_power_of_two());
+        match self {
+            Mac::Fixed => t,
+            Mac::PrecisionScalable => (t * brick(ifmap_bits) * brick(weight_bits)).div_ceil(64),
+            Mac::BitSerial => t * u64::from(weight_bits.max(1)),
+        }
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mac::Fixed => "fixed",
+            Mac::PrecisionScalable => "precision-scalable",
+            Mac::BitSerial => "bit-serial",
+        })
+    }
+}
+
 /// The accelerator: a rows × cols PE array with three scratchpads and a DRAM interface.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arch {
@@ -70,11 +129,13 @@ pub struct Arch {
     pub dram_gbps: Option<f64>,
     /// Clock frequency in GHz (turns the DRAM bandwidth into bytes per cycle).
     pub clock_ghz: f64,
+    /// The PEs' multiply-accumulate unit.
+    pub mac: Mac,
 }
 
 impl Default for Arch {
     fn default() -> Self {
-        Arch { rows: 32, cols: 32, dataflow: Dataflow::Os, sram_kb: [256, 256, 128], dram_gbps: None, clock_ghz: 1.0 }
+        Arch { rows: 32, cols: 32, dataflow: Dataflow::Os, sram_kb: [256, 256, 128], dram_gbps: None, clock_ghz: 1.0, mac: Mac::Fixed }
     }
 }
 
@@ -96,7 +157,8 @@ pub struct FoldCost {
 }
 
 /// The cost of the fold `m × n × k` (GEMM extents, each at most what the dataflow maps onto
-/// the array) on `rows × cols` PEs.
+/// the array) on `rows × cols` PEs of fixed MACs; [`FoldCost::with_streamed_cycles`] for
+/// others.
 pub fn fold_cost(dataflow: Dataflow, rows: u64, cols: u64, m: u64, n: u64, k: u64) -> FoldCost {
     let (r_used, c_used, t) = dataflow.spatial(m, n, k);
     let pes_used = r_used * c_used;
@@ -131,6 +193,15 @@ pub fn fold_cost(dataflow: Dataflow, rows: u64, cols: u64, m: u64, n: u64, k: u6
     }
 }
 
+impl FoldCost {
+    /// The cost when the fold's `t` streamed steps take `cycles` cycles instead of `t`
+    /// (precision-scalable or bit-serial MACs; fill and drain unchanged, SRAM reads unchanged:
+    /// an operand word is read once per step).
+    pub fn with_streamed_cycles(self, t: u64, cycles: u64) -> FoldCost {
+        FoldCost { cycles: self.cycles - t + cycles, util_cycles: self.util_cycles - t + cycles, ..self }
+    }
+}
+
 /// Parses `RxC` (`32x32`).
 pub fn parse_array(text: &str) -> Option<(u64, u64)> {
     let (r, c) = text.trim().split_once(['x', 'X'])?;
@@ -146,6 +217,18 @@ mod tests {
     fn an_os_fold_streams_k_through_a_full_array_diagonal() {
         let c = fold_cost(Dataflow::Os, 8, 8, 1, 8, 64);
         assert_eq!((c.cycles, c.ifmap_reads, c.filter_reads, c.ofmap_writes), (78, 64, 512, 24));
+    }
+
+    #[test]
+    fn bit_serial_time_follows_the_weight_bits_and_bit_fusion_the_brick_product() {
+        assert_eq!(Mac::BitSerial.streamed_cycles(100, 8, 4) * 2, Mac::BitSerial.streamed_cycles(100, 8, 8));
+        assert_eq!(Mac::PrecisionScalable.streamed_cycles(64, 8, 8), 64);
+        assert_eq!(Mac::PrecisionScalable.streamed_cycles(64, 4, 4), 16);
+        assert_eq!(Mac::PrecisionScalable.streamed_cycles(64, 2, 1), 4);
+        assert_eq!(Mac::PrecisionScalable.streamed_cycles(64, 8, 3), 32);
+        assert_eq!(Mac::Fixed.streamed_cycles(64, 32, 32), 64);
+        let f = fold_cost(Dataflow::Os, 8, 8, 8, 8, 64);
+        assert_eq!(f.with_streamed_cycles(64, 16).cycles, f.cycles - 48);
     }
 
     #[test]

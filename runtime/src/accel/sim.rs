@@ -4,8 +4,9 @@
 
 use super::datapath::Datapath;
 use super::energy::EnergyTable;
-use super::isa::{Instr, IsaError, Program};
-use super::model::{fold_cost, Arch, Dataflow};
+use super::isa::{Instr, IsaError, Program, VECTOR_OPS};
+use super::energy::Operand;
+use super::model::{fold_cost, Arch, Dataflow, Mac};
 use crate::numerics::Format;
 
 /// Counts of one layer (or the total).
@@ -111,6 +112,7 @@ impl Report {
 /// The machine state the configuration instructions set.
 struct State {
     dataflow: Dataflow,
+    mac: Mac,
     rows: u64,
     cols: u64,
     formats: [Format; 3],
@@ -122,6 +124,7 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
     let fp32 = Format::parse("fp32").expect("fp32 is a format");
     let mut state = State {
         dataflow: arch.dataflow,
+        mac: arch.mac,
         rows: arch.rows,
         cols: arch.cols,
         formats: [fp32; 3],
@@ -144,8 +147,9 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
                 let pes = state.rows * state.cols;
                 current = Some(LayerStats { name: program.string(name)?.to_string(), macs, pes, ..LayerStats::default() });
             }
-            Instr::CfgArray { dataflow, rows, cols } => {
+            Instr::CfgArray { dataflow, rows, cols, mac } => {
                 state.dataflow = Dataflow::from_code(dataflow).ok_or_else(|| IsaError(format!("cfg.array: unknown dataflow {dataflow}")))?;
+                state.mac = Mac::from_code(mac).ok_or_else(|| IsaError(format!("cfg.array: unknown MAC unit {mac}")))?;
                 if rows == 0 || cols == 0 {
                     return Err(IsaError("cfg.array: the array has no PEs".into()));
                 }
@@ -195,12 +199,14 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
                         state.rows, state.cols, state.dataflow
                     )));
                 }
-                let f = fold_cost(state.dataflow, state.rows, state.cols, m, n, k);
+                let time_steps = state.dataflow.spatial(m, n, k).2;
+                let [a_bits, w_bits] = [0, 1].map(|i| Operand::of(&state.formats[i]).significand_bits);
+                let streamed = state.mac.streamed_cycles(time_steps, a_bits, w_bits);
+                let f = fold_cost(state.dataflow, state.rows, state.cols, m, n, k).with_streamed_cycles(time_steps, streamed);
                 let pes = (state.rows * state.cols) as f64;
                 c.folds += 1;
                 c.cycles += f.cycles;
                 c.mapping_eff_sum += f.pes_used as f64 / pes;
-                let time_steps = state.dataflow.spatial(m, n, k).2;
                 c.compute_util_sum += (f.pes_used * time_steps) as f64 / (pes * f.util_cycles as f64);
                 c.sram_ifmap_reads += f.ifmap_reads;
                 c.sram_filter_reads += f.filter_reads;
@@ -211,21 +217,23 @@ pub fn simulate(program: &Program, arch: &Arch, table: &EnergyTable) -> Result<R
                     c.energy_sram_pj += read_bits[i] * sram_bit[i];
                 }
                 let macs = (m * n * k) as f64;
-                c.energy_mac_pj += macs * state.datapath.mac_energy(table, &state.formats[0], &state.formats[1]);
+                c.energy_mac_pj += macs * state.datapath.mac_energy(table, &state.formats[0], &state.formats[1], state.mac);
                 if let Some((size, e)) = state.datapath.chunk_energy(table) {
                     c.energy_mac_pj += (m * n * k.div_ceil(size)) as f64 * e;
                 }
             }
-            Instr::Vector { kind, count } => {
-                program.string(kind)?;
+            Instr::Vector { op, count } => {
+                let def = VECTOR_OPS.get(op as usize).ok_or_else(|| IsaError(format!("vector: no vector operation {op} ({} in the table)", VECTOR_OPS.len())))?;
                 need_layer(&mut current, "vector")?;
                 let c = current.as_mut().expect("checked");
-                c.vector_cycles += count.div_ceil(state.cols);
-                // Read and write each element in the output format, one fp32 operation each.
+                let steps = u64::from(def.steps);
+                c.vector_cycles += (count * steps.max(1)).div_ceil(state.cols);
+                // Read and write each element in the output format; each step one fp32
+                // operation of a lane.
                 let b = 2.0 * count as f64 * bits(&state, 2);
                 c.sram_bits[2] += b;
                 c.energy_sram_pj += b * sram_bit[2];
-                c.energy_mac_pj += count as f64 * table.add(32, true);
+                c.energy_mac_pj += (count * steps) as f64 * table.add(32, true);
             }
             Instr::Sync {} => {}
         }
