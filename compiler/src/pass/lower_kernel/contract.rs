@@ -455,6 +455,16 @@ pub fn avgpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
     })
 }
 
+/// The window `(oh, ow)` that places tap `k` (row-major over the window of `size`) on input
+/// position `(h, w)`, and whether that window exists (1) or not (0).
+fn window_of_tap(inner: &mut Body<'_>, k: ValueId, (h, w): (ValueId, ValueId), win: Window, size: [u64; 2], out_hw: [u64; 2]) -> (ValueId, ValueId, ValueId) {
+    let tw = inner.ix_const("kernel.index_rem", k, size[1]);
+    let th = inner.ix_const("kernel.index_div", k, size[1]);
+    let (oh, keep_h) = source_position(inner, h, th, win.stride[0], 1, win.padding[0], out_hw[0]);
+    let (ow, keep_w) = source_position(inner, w, tw, win.stride[1], 1, win.padding[1], out_hw[1]);
+    (oh, ow, inner.ix("kernel.index_mul", keep_h, keep_w))
+}
+
 /// How many of the positions `o·stride + t`, `t < size`, fall inside `[pad, pad + n)`.
 fn valid_count(body: &mut Body<'_>, o: ValueId, stride: u64, size: u64, pad: u64, n: u64) -> ValueId {
     let start = body.ix_const("kernel.index_mul", o, stride);
@@ -492,11 +502,7 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let lo = body.index(0);
         let hi = body.index(taps);
         let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
-            let tw = inner.ix_const("kernel.index_rem", k, size[1]);
-            let th = inner.ix_const("kernel.index_div", k, size[1]);
-            let (oh, keep_h) = source_position(inner, h, th, win.stride[0], 1, win.padding[0], out_hw[0]);
-            let (ow, keep_w) = source_position(inner, w, tw, win.stride[1], 1, win.padding[1], out_hw[1]);
-            let keep = inner.ix("kernel.index_mul", keep_h, keep_w);
+            let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let out = [n, oh, ow, c];
             let zero = inner.index(0);
             let (first, _) = pool_position(inner, &out, zero, win, &xt);
@@ -551,11 +557,7 @@ pub fn avgpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let lo = body.index(0);
         let hi = body.index(taps);
         let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
-            let tw = inner.ix_const("kernel.index_rem", k, size[1]);
-            let th = inner.ix_const("kernel.index_div", k, size[1]);
-            let (oh, keep_h) = source_position(inner, h, th, win.stride[0], 1, win.padding[0], out_hw[0]);
-            let (ow, keep_w) = source_position(inner, w, tw, win.stride[1], 1, win.padding[1], out_hw[1]);
-            let keep = inner.ix("kernel.index_mul", keep_h, keep_w);
+            let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let count = if win.padding == [0, 0] {
                 inner.index(taps)
             } else {
