@@ -109,7 +109,7 @@ fn opt_reports_malformed_and_invalid_ir_with_source_excerpts() {
 
 #[test]
 fn opt_failing_pass_exits_1_and_bad_input_exits_2() {
-    let (code, _, stderr) = qc(&["opt", "tests/compile/softmax_stochastic.qir", "--passes", "lower-kernel"]);
+    let (code, _, stderr) = qc(&["opt", "tests/compile/softmax_stochastic_dynamic_axis.qir", "--passes", "lower-kernel"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("pass `lower-kernel` failed") && stderr.contains("stochastic"), "{stderr}");
     let (code, _, stderr) = qc(&["opt", "no/such.qir"]);
