@@ -16,7 +16,7 @@
 //! `s` draw, for element `i` of parameter `p`, from `RandomStream::new(seed, 2^63 + s·2^16 +
 //! 2p)` (update) and `… + 2p + 1` (master) at index `i`: nothing depends on thread count.
 
-use crate::numerics::{Format, RandomStream, Rounding};
+use crate::numerics::{FloatFormat, Format, RandomStream, Rounding};
 
 /// The optimizer and its hyper-parameters (the learning rate is given per step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +64,10 @@ fn round_all(
     stream: &RandomStream,
 ) -> Result<Vec<f32>, String> {
     if let Some(f) = format.as_float() {
+        if *f == FloatFormat::ieee(8, 23) && rounding == Rounding::Nearest {
+            // Binary32 to nearest: the hardware conversion rounds exactly so.
+            return Ok(values.iter().map(|&x| x as f32).collect());
+        }
         return Ok(values
             .iter()
             .enumerate()
@@ -201,6 +205,27 @@ mod tests {
         UpdateFormats {
             update: (Format::parse(update).unwrap(), rounding),
             master: (fp32, Rounding::Nearest),
+        }
+    }
+
+    #[test]
+    fn binary32_nearest_conversion_equals_the_exact_rounding() {
+        // Ties at f32's last place (both parities), just off them, subnormals and their
+        // ties, the overflow threshold and past it, zeros and NaN.
+        let one_ulp = f64::from(f32::EPSILON);
+        let tiny = f64::from(f32::from_bits(1));
+        let max = f64::from(f32::MAX);
+        let mut values = vec![0.0, -0.0, f64::NAN, f64::INFINITY, -f64::INFINITY, max, max * (1.0 + one_ulp / 4.0), max * (1.0 + one_ulp / 2.0), max * 2.0, 1e-50];
+        for k in 0..64u32 {
+            let x = 1.0 + f64::from(k) * one_ulp / 2.0;
+            values.extend([x, -x, x + one_ulp / 1024.0, x - one_ulp / 1024.0, tiny * (f64::from(k) + 0.5), tiny * f64::from(k) / 3.0]);
+        }
+        let stream = RandomStream::new(1, 2);
+        let fast = round_all(&values, Format::parse("fp32").unwrap(), Rounding::Nearest, &stream).unwrap();
+        let f = FloatFormat::ieee(8, 23);
+        for (i, (&x, y)) in values.iter().zip(&fast).enumerate() {
+            let exact = f.round(x, Rounding::Nearest, stream.at(i as u64)) as f32;
+            assert!(y.to_bits() == exact.to_bits() || (y.is_nan() && exact.is_nan()), "{x:e}: {y:e} against {exact:e}");
         }
     }
 
