@@ -168,6 +168,9 @@ fn new_module() -> Result<JITModule, ExecError> {
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "is_pic", "false")?;
+    // Cranelift checks every generated function in debug builds (the tests); release builds
+    // skip it to compile faster.
+    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
     let isa = cranelift_native::builder()
         .map_err(|e| ExecError::new(format!("the JIT does not support this machine: {e}")))?
         .finish(settings::Flags::new(flags))
