@@ -7,6 +7,8 @@
 //!   and counted). `QC_DIFF_CASES=N` runs N networks instead of the default, `QC_DIFF_SEED=S`
 //!   runs only the network of seed S (to reproduce a failure: its seed and source are printed).
 
+mod common;
+
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::jit::Jit;
 use qc_compiler::backend::program::{compile_to_kernel, input_shapes};
@@ -14,7 +16,6 @@ use qc_compiler::backend::{Backend, Program};
 use qc_runtime::numerics::{RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 // ---------------------------------------------------------------- running and comparing
 
@@ -99,22 +100,11 @@ fn compare_backends(program: &Program, inputs: &[Tensor]) -> Result<bool, String
 
 // ---------------------------------------------------------------- the examples
 
-fn examples() -> Vec<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn every_example_gives_the_same_bits_on_the_interpreter_and_the_jit() {
     let mut failures = Vec::new();
     let mut ran = 0;
-    for path in examples() {
+    for path in common::examples() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let source = std::fs::read_to_string(&path).unwrap();
         let (model, diagnostics) = qc_lang::check_source(&source);

@@ -6,6 +6,8 @@
 //! order; a single value fills the tensor) and `// OUTPUT: [shape] v0 v1 ...` (one per result). Values are decimal or `nan`,
 //! `inf`, `-inf`, `-0`; expected outputs compare bit for bit (any NaN matches any NaN).
 
+mod common;
+
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::program::{compile_to_kernel, compile_with_weights, random_inputs};
 use qc_compiler::backend::{Backend, Program};
@@ -95,13 +97,7 @@ fn checked(path: &Path) -> qc_lang::check::CheckedModule {
 
 #[test]
 fn every_example_runs_on_random_inputs() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
-        .collect();
-    files.sort();
-    for file in files {
+    for file in common::examples() {
         let module = compile_to_kernel(&checked(&file), "optimize")
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let inputs = random_inputs(&module, 1, 2).unwrap();

@@ -1,24 +1,18 @@
 //! Every example network compiles through the JIT and runs on seeded random inputs, with the
 //! same bits on one and on two threads.
 
+mod common;
+
 use qc_compiler::backend::jit::Jit;
 use qc_compiler::backend::program::{compile_to_kernel, random_inputs};
 use qc_compiler::backend::{Backend, Program};
 use qc_runtime::tensor::Tensor;
-use std::path::PathBuf;
-
-fn examples() -> Vec<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "qnn")).collect();
-    files.sort();
-    files
-}
 
 
 #[test]
 fn every_example_compiles_and_runs_with_identical_bits_on_one_and_two_threads() {
     let mut ran = Vec::new();
-    for path in examples() {
+    for path in common::examples() {
         let source = std::fs::read_to_string(&path).unwrap();
         let (model, diagnostics) = qc_lang::check_source(&source);
         let model = model.unwrap_or_else(|| panic!("{}: {diagnostics:?}", path.display()));

@@ -2,6 +2,8 @@
 //! and round-trips, and lower-kernel with chunk expansion gives valid kernel IR that
 //! round-trips (snapshots of both stages are taken through the CLI, `tests/compile_cli.rs`).
 
+mod common;
+
 use qc_compiler::{lower::lower_model, parse_module, print_module, verify};
 
 fn lower(source: &str, name: &str) -> qc_compiler::Module {
@@ -15,9 +17,7 @@ fn lower(source: &str, name: &str) -> qc_compiler::Module {
 }
 
 fn examples() -> Vec<std::path::PathBuf> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
-    let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "qnn")).collect();
-    paths.sort();
+    let paths = common::examples();
     assert!(paths.len() >= 7, "{paths:?}");
     paths
 }

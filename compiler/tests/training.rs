@@ -6,6 +6,8 @@
 //!   stochastic roundings in the forward pass, the gradients and the update;
 //! - a short run on the digits reaches a reasonable test accuracy.
 
+mod common;
+
 use qc_compiler::autodiff::trainer::{compile_forward, compile_step, Overrides, Trainer};
 use qc_compiler::autodiff::{GradSpec, Loss};
 use qc_compiler::backend::interp::Interpreter;
@@ -61,21 +63,9 @@ fn loss_of(spec: &GradSpec, output: &Tensor, target: &[f32], labels: &[u32]) -> 
     }
 }
 
-/// The `.qnn` cases of `tests/autodiff/`, sorted.
-fn autodiff_cases() -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/autodiff");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "qnn"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn fp32_gradients_match_finite_differences() {
-    let files = autodiff_cases();
+    let files = common::qnn_cases("autodiff");
     let mut checked = 0;
     for path in files {
         let source = std::fs::read_to_string(&path).unwrap();
@@ -234,7 +224,7 @@ fn batch_statistics_update_the_running_ones() {
 /// and two threads) computes the interpreter's bits, gradients included.
 #[test]
 fn backward_programs_give_the_same_bits_on_the_interpreter_and_the_jit() {
-    let files = autodiff_cases();
+    let files = common::qnn_cases("autodiff");
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let model = check(&std::fs::read_to_string(path).unwrap());

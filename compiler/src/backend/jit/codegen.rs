@@ -310,29 +310,16 @@ impl Gen<'_, '_> {
 
     /// `for r = lo; r + LANES ≤ hi; r += LANES`: LANES rows at once. Returns where it stopped.
     fn row_lanes(&mut self, out: &TensorView, body: crate::ir::BlockId, lo: Value, hi: Value) -> Result<Value, String> {
-        let header = self.e.b.create_block();
-        let inner = self.e.b.create_block();
-        let exit = self.e.b.create_block();
-        self.e.b.append_block_param(header, types::I64);
-        self.e.b.append_block_param(exit, types::I64);
-        self.e.b.ins().jump(header, &[lo.into()]);
-        self.e.b.switch_to_block(header);
-        let r = self.e.b.block_params(header)[0];
-        let end = self.e.b.ins().iadd_imm_s(r, LANES as i64);
-        let fits = self.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, hi);
-        self.e.b.ins().brif(fits, inner, &[], exit, &[r.into()]);
-        self.e.b.switch_to_block(inner);
-        let split = out.dims.len();
-        let idx: Vec<Vec<Value>> = (0..LANES)
-            .map(|l| {
-                let rl = self.e.b.ins().iadd_imm_s(r, l as i64);
-                self.leading(out, rl, split)
-            })
-            .collect();
-        self.element(out, &idx, body)?;
-        self.e.b.ins().jump(header, &[end.into()]);
-        self.e.b.switch_to_block(exit);
-        Ok(self.e.b.block_params(exit)[0])
+        counted_loop(self, lo, hi, LANES as i64, true, |g, r| {
+            let split = out.dims.len();
+            let idx: Vec<Vec<Value>> = (0..LANES)
+                .map(|l| {
+                    let rl = g.e.b.ins().iadd_imm_s(r, l as i64);
+                    g.leading(out, rl, split)
+                })
+                .collect();
+            g.element(out, &idx, body)
+        })
     }
 
     /// Computes and stores the elements at `idx` (one index vector per lane).
@@ -828,4 +815,37 @@ impl From<Cv> for Lv {
     fn from(c: Cv) -> Lv {
         Lv::Shared(c)
     }
+}
+
+/// `for i in start..end step by step { body(i) }` over i64 indices; with `fits`, only while a
+/// whole step fits (`i + step ≤ end`). Returns where it stopped.
+pub(super) fn counted_loop(
+    g: &mut Gen,
+    start: Value,
+    end: Value,
+    step: i64,
+    fits: bool,
+    mut body: impl FnMut(&mut Gen, Value) -> Result<(), String>,
+) -> Result<Value, String> {
+    let header = g.e.b.create_block();
+    let inner = g.e.b.create_block();
+    let exit = g.e.b.create_block();
+    g.e.b.append_block_param(header, types::I64);
+    g.e.b.append_block_param(exit, types::I64);
+    g.e.b.ins().jump(header, &[start.into()]);
+    g.e.b.switch_to_block(header);
+    let i = g.e.b.block_params(header)[0];
+    let next = g.e.b.ins().iadd_imm_s(i, step);
+    // `fits`: while i + step ≤ end (whole blocks); else while i < end.
+    let more = if fits {
+        g.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, next, end)
+    } else {
+        g.e.b.ins().icmp(IntCC::UnsignedLessThan, i, end)
+    };
+    g.e.b.ins().brif(more, inner, &[], exit, &[i.into()]);
+    g.e.b.switch_to_block(inner);
+    body(g, i)?;
+    g.e.b.ins().jump(header, &[next.into()]);
+    g.e.b.switch_to_block(exit);
+    Ok(g.e.b.block_params(exit)[0])
 }

@@ -24,7 +24,7 @@
 //!
 //! Anything else (other shapes, formats or modes) is left to the scalar code (`codegen`).
 
-use super::codegen::{build_function, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
+use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::{overflow, Target};
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -408,38 +408,6 @@ pub(super) fn compile(
             floats,
         }),
     })
-}
-
-/// `for i in start..end step by step { body(i) }` over i64 indices.
-fn counted_loop(
-    g: &mut Gen,
-    start: Value,
-    end: Value,
-    step: i64,
-    fits: bool,
-    mut body: impl FnMut(&mut Gen, Value) -> Result<(), String>,
-) -> Result<Value, String> {
-    let header = g.e.b.create_block();
-    let inner = g.e.b.create_block();
-    let exit = g.e.b.create_block();
-    g.e.b.append_block_param(header, types::I64);
-    g.e.b.append_block_param(exit, types::I64);
-    g.e.b.ins().jump(header, &[start.into()]);
-    g.e.b.switch_to_block(header);
-    let i = g.e.b.block_params(header)[0];
-    let next = g.e.b.ins().iadd_imm_s(i, step);
-    // `fits`: while i + step ≤ end (whole blocks); else while i < end.
-    let more = if fits {
-        g.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, next, end)
-    } else {
-        g.e.b.ins().icmp(IntCC::UnsignedLessThan, i, end)
-    };
-    g.e.b.ins().brif(more, inner, &[], exit, &[i.into()]);
-    g.e.b.switch_to_block(inner);
-    body(g, i)?;
-    g.e.b.ins().jump(header, &[next.into()]);
-    g.e.b.switch_to_block(exit);
-    Ok(g.e.b.block_params(exit)[0])
 }
 
 fn emit_ops(g: &mut Gen, ops: &[OpId]) -> Result<(), String> {
