@@ -10,10 +10,10 @@
 //! | `nn.conv2d x, w, b` | `dx = nn.conv2d_grad_input dy, w`; `dw = nn.conv2d_grad_weight dy, x`; `db = nn.bias_grad dy` |
 //! | `nn.maxpool2d x` | `dx = nn.maxpool2d_grad dy, x` |
 //! | `nn.relu x` / `nn.clip x` | `dx = nn.clip_grad dy, x` (`[0, inf]` / `[min, max]`) |
+//! | `nn.leaky_relu x` | `dx = nn.leaky_relu_grad dy, x` (`dy` where x > 0, else `α·dy`) |
 //! | `nn.pact x, α` | `dx = nn.clip_grad dy, x, α` (`0 < x < α`); `dα = nn.pact_grad_alpha dy, x, α` (Σ dy where x ≥ α) |
 //! | `nn.cast`, `q.quantize`, `q.dequantize` | `dx = dy` (straight through) |
-//! | `nn.add a, b` | `da = dy`, `db = dy`; an operand broadcast along the last axis gets `nn.bias_grad dy` |
-//! | `nn.mul a, b` | `da = nn.mul dy, b`, `db = nn.mul dy, a` (same shapes, or a constant factor) |
+//! | `nn.add a, b` / `nn.mul a, b` | `da = dy` / `dy·b` (likewise b); an operand broadcast along leading axes gets that summed by `nn.bias_grad` (`keep` = its rank), in the weight-gradient format when it is a parameter |
 //! | `nn.flatten x` / `nn.reshape x` | `dx = nn.reshape dy` to x's shape |
 //! | `nn.transpose x` | `dx = nn.transpose dy` (the inverse permutation) |
 //! | `nn.concat xs` | `dx_i = nn.slice dy` (x_i's positions along the axis) |
@@ -227,7 +227,7 @@ impl Backward<'_, '_> {
                 }
                 if needs(self, 2) {
                     let bias = o.operands[2];
-                    let g = self.bias_grad(dy, bias, weight, &span);
+                    let g = self.bias_grad(dy, bias, 1, weight, &span);
                     self.add_to(bias, g, weight_post, &span);
                 }
             }
@@ -258,7 +258,7 @@ impl Backward<'_, '_> {
                 }
                 if needs(self, 2) {
                     let bias = o.operands[2];
-                    let g = self.bias_grad(dy, bias, weight, &span);
+                    let g = self.bias_grad(dy, bias, 1, weight, &span);
                     self.add_to(bias, g, weight_post, &span);
                 }
             }
@@ -317,34 +317,37 @@ impl Backward<'_, '_> {
                 let dx = self.emit("nn.clip_grad", vec![dy, x], ty, a, &span);
                 self.add_to(x, dx, act_post, &span);
             }
-            "nn.add" => {
-                let out = self.tensor(o.results[0]);
-                for i in 0..2 {
-                    if needs(self, i) {
-                        let v = o.operands[i];
-                        let g = if self.tensor(v).dims == out.dims {
-                            dy
-                        } else if self.tensor(v).rank() == 1 && self.tensor(v).dims.last() == out.dims.last() {
-                            self.bias_grad(dy, v, act, &span)
-                        } else {
-                            return Err(format!("the gradient of `nn.add` broadcasting {} to {} is not supported yet", show(&self.tensor(v)), show(&out)));
-                        };
-                        self.add_to(v, g, act_post, &span);
-                    }
-                }
+            "nn.leaky_relu" => {
+                let x = o.operands[0];
+                let mut a = self.round_attrs(act.rounding);
+                a.insert("alpha".into(), Attr::Float(o.attr("alpha").and_then(Attr::as_f64).unwrap_or(f64::NAN)));
+                let ty = self.tensor(x).with_format(act.format);
+                let dx = self.emit("nn.leaky_relu_grad", vec![dy, x], ty, a, &span);
+                self.add_to(x, dx, act_post, &span);
             }
-            "nn.mul" => {
+            "nn.add" | "nn.mul" => {
                 let out = self.tensor(o.results[0]);
                 for i in 0..2 {
-                    if needs(self, i) {
-                        let (v, other) = (o.operands[i], o.operands[1 - i]);
-                        if self.tensor(v).dims != out.dims {
-                            return Err(format!("the gradient of `nn.mul` broadcasting {} to {} is not supported yet", show(&self.tensor(v)), show(&out)));
-                        }
-                        let a = self.round_attrs(act.rounding);
-                        let g = self.emit("nn.mul", vec![dy, other], out.with_format(act.format), a, &span);
-                        self.add_to(v, g, act_post, &span);
+                    if !needs(self, i) {
+                        continue;
                     }
+                    let (v, other) = (o.operands[i], o.operands[1 - i]);
+                    let vt = self.tensor(v);
+                    let (to, post) = if self.is_param(v) && vt.dims != out.dims { (weight, weight_post) } else { (act, act_post) };
+                    let full = if name == "nn.add" {
+                        dy
+                    } else {
+                        let a = self.round_attrs(to.rounding);
+                        self.emit("nn.mul", vec![dy, other], out.with_format(to.format), a, &span)
+                    };
+                    let g = if vt.dims == out.dims {
+                        full
+                    } else if vt.rank() < out.rank() && out.dims.ends_with(&vt.dims) {
+                        self.bias_grad(full, v, vt.rank(), to, &span)
+                    } else {
+                        return Err(format!("the gradient of `{name}` broadcasting {} to {} is not supported yet (only along leading axes)", show(&vt), show(&out)));
+                    };
+                    self.add_to(v, g, post, &span);
                 }
             }
             "nn.flatten" | "nn.reshape" => {
@@ -472,9 +475,9 @@ impl Backward<'_, '_> {
                     let ty = self.tensor(x).with_format(fp32());
                     let n = self.emit(name, operands, ty.clone(), a, &span);
                     let p = self.emit("nn.mul", vec![dy, n], ty, Attrs::new(), &span);
-                    self.bias_grad(p, gamma, exact, &span)
+                    self.bias_grad(p, gamma, 1, exact, &span)
                 });
-                let sum_dy = (needs(self, 2) || batch_stats && needs(self, 0)).then(|| self.bias_grad(dy, beta, exact, &span));
+                let sum_dy = (needs(self, 2) || batch_stats && needs(self, 0)).then(|| self.bias_grad(dy, beta, 1, exact, &span));
                 if needs(self, 0) {
                     let mut a = self.reduction_arith(self.spec.backward.acc, act);
                     a.insert("epsilon".into(), epsilon.clone());
@@ -505,7 +508,7 @@ impl Backward<'_, '_> {
             }
             other => {
                 return Err(format!(
-                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose, concat and roundings)"
+                    "`{other}` has no gradient yet (training supports dense, conv2d, matmul, max and average pooling, relu, leaky_relu, clip, pact, sigmoid, tanh, gelu, softmax, batch and layer norm, add, mul, flatten, reshape, transpose, concat and roundings)"
                 ))
             }
         }
@@ -550,15 +553,20 @@ impl Backward<'_, '_> {
     }
 
     /// `nn.bias_grad dy` (the sum over every axis but the last) for `bias`, rounded as `to` says.
+    /// `dy` summed over its leading axes down to `bias`'s last `keep` axes.
     fn bias_grad(
         &mut self,
         dy: ValueId,
         bias: ValueId,
+        keep: usize,
         to: RoundTo,
         span: &Option<crate::ir::Span>,
     ) -> ValueId {
         let acc = self.spec.backward_at(span).acc;
-        let a = self.reduction_arith(acc, to);
+        let mut a = self.reduction_arith(acc, to);
+        if keep != 1 {
+            a.insert("keep".into(), Attr::Int(keep as i64));
+        }
         let ty = self.tensor(bias).with_format(to.format);
         self.emit("nn.bias_grad", vec![dy], ty, a, span)
     }

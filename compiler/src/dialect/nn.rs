@@ -294,11 +294,11 @@ pub const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "nn.bias_grad",
-        summary: "The bias gradient: dy[..., N] summed over every axis but the last -> [N], in the accumulator (a reduction).",
+        summary: "The gradient of an operand broadcast along leading axes: dy summed over every axis but the last `keep` (default 1) -> dy's last `keep` axes, in the accumulator (a reduction).",
         operands: Arity::Exactly(1),
         results: Arity::Exactly(1),
         regions: 0,
-        attrs: &ARITH,
+        attrs: &[req("arith", AttrKind::Arith), opt("keep", AttrKind::Int)],
         terminator: false,
         verify: verify_reduction_grad,
     },
@@ -311,6 +311,16 @@ pub const OPS: &[OpDef] = &[
         attrs: &[req("min", AttrKind::Float), req("max", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
         terminator: false,
         verify: verify_clip,
+    },
+    OpDef {
+        name: "nn.leaky_relu_grad",
+        summary: "The gradient of nn.leaky_relu: dy where x > 0, else alpha·dy, rounded once to the result.",
+        operands: Arity::Exactly(2),
+        results: Arity::Exactly(1),
+        regions: 0,
+        attrs: &[req("alpha", AttrKind::Float), opt("round", AttrKind::Rounding), opt("stream", AttrKind::Int)],
+        terminator: false,
+        verify: verify_elementwise_unary,
     },
     OpDef {
         name: "nn.softmax_xent_grad",
@@ -642,7 +652,7 @@ pub fn result_dims(v: &OpView<'_>) -> Option<Result<Vec<Dim>, Failure>> {
         "nn.batchnorm_grad" => batchnorm_grad_dims(v),
         "nn.softmax_grad" => softmax_grad_dims(v),
         "nn.layernorm_grad" => layernorm_grad_dims(v),
-        "nn.sigmoid_grad" | "nn.tanh_grad" | "nn.gelu_grad" => same_dims(v, 2),
+        "nn.sigmoid_grad" | "nn.tanh_grad" | "nn.gelu_grad" | "nn.leaky_relu_grad" => same_dims(v, 2),
         "nn.relu" | "nn.sigmoid" | "nn.tanh" | "nn.gelu" | "nn.leaky_relu" | "nn.cast" | "nn.clip" => {
             v.tensor(0, "the input").map(|x| x.dims.clone())
         }
@@ -1065,12 +1075,14 @@ fn dense_grad_weight_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     Ok(vec![n, k])
 }
 
+/// The last `keep` axes of the first operand (`keep` defaults to 1).
 fn bias_grad_dims(v: &OpView<'_>) -> Result<Vec<Dim>, Failure> {
     let dy = v.tensor(0, "the output gradient")?;
-    match dy.dims.last() {
-        Some(&n) => Ok(vec![n]),
-        None => fail("the output gradient needs at least one axis"),
+    let keep = v.attr("keep").and_then(|a| a.as_int()).unwrap_or(1);
+    if keep < 1 || keep as usize > dy.rank() {
+        return fail(format!("`keep` must be between 1 and the rank of the output gradient ({}), not {keep}", dy.rank()));
     }
+    Ok(dy.dims[dy.rank() - keep as usize..].to_vec())
 }
 
 /// Operands `0..count` have equal shapes; the result has that shape.

@@ -253,6 +253,7 @@ impl Lowering<'_, '_> {
             Op::Sigmoid => self.computed(node, "nn.sigmoid", operands, Attrs::new(), f32f),
             Op::Tanh => self.computed(node, "nn.tanh", operands, Attrs::new(), f32f),
             Op::Gelu => self.computed(node, "nn.gelu", operands, Attrs::new(), f32f),
+            Op::LeakyRelu { alpha } => self.computed(node, "nn.leaky_relu", operands, attrs([("alpha", Attr::Float(*alpha))]), f32f),
             Op::Relu6 => self.computed(node, "nn.clip", operands, clip_attrs(0.0, 6.0), f32f),
             Op::Clip { min, max } => self.computed(node, "nn.clip", operands, clip_attrs(*min, *max), f32f),
             Op::Pact => self.computed(node, "nn.pact", operands, Attrs::new(), f32f),

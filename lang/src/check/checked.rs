@@ -175,6 +175,8 @@ pub enum Op {
     GlobalAvgPool,
     Relu,
     Relu6,
+    /// `x ≥ 0 ? x : alpha·x`.
+    LeakyRelu { alpha: f64 },
     Clip { min: f64, max: f64 },
     Pact,
     Sigmoid,
@@ -206,6 +208,7 @@ impl Op {
             Op::GlobalAvgPool => "global_avg_pool",
             Op::Relu => "relu",
             Op::Relu6 => "relu6",
+            Op::LeakyRelu { .. } => "leaky_relu",
             Op::Clip { .. } => "clip",
             Op::Pact => "pact",
             Op::Sigmoid => "sigmoid",

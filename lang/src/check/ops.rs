@@ -33,6 +33,7 @@ const OPS: &[OpSpec] = &[
     op("global_avg_pool", 1, 1, &[], AttrScope::Reduce),
     op("relu", 1, 1, &[], AttrScope::Plain),
     op("relu6", 1, 1, &[], AttrScope::Plain),
+    op("leaky_relu", 1, 1, &["alpha"], AttrScope::Plain),
     op("clip", 1, 1, &["min", "max"], AttrScope::Plain),
     op("pact", 2, 2, &[], AttrScope::Plain),
     op("sigmoid", 1, 1, &[], AttrScope::Plain),
@@ -571,6 +572,13 @@ impl Checker {
                     _ => Op::Gelu,
                 };
                 (op, x, None)
+            }
+            "leaky_relu" => {
+                let alpha = match kw.get("alpha") {
+                    Some(a) => self.number_in(&a.value, -(f32::MAX as f64), f32::MAX as f64, false, "a number within binary32's range (|alpha| ≤ 3.4e38)")?,
+                    None => 0.01,
+                };
+                (Op::LeakyRelu { alpha }, x, None)
             }
             "clip" => {
                 let bound = |c: &mut Self, key: &str| -> Option<(f64, Span)> {

@@ -3,13 +3,15 @@
 //! `out` (or `round`), drawing at counter `e` (the element's row-major position) when
 //! stochastic.
 //!
-//! - `nn.bias_grad` (R rows): `s = Σ_r dy[r, n]` in A, sequential over the rows (draws at
+//! - `nn.bias_grad` (R rows: the product of the axes summed over): `s = Σ_r dy[r, n…]` in A, sequential over the rows (draws at
 //!   `e·(R+1) + r`), then `→ Y` (at `e·(R+1) + R`).
 //! - `nn.clip_grad`: `dy·mask → Y` with `mask = step(x − lo)·step(hi − x)` (an infinite bound
 //!   contributes no factor), `step(t) = max(min(t·2^100·2^100, 1), 0)`, every step in fp32.
 //!   The mask is exactly 1 when lo < x < hi and 0 otherwise: a difference of two f32 values
 //!   rounds to zero only when it is zero, and the two scalings lift the smallest positive
 //!   difference (2^-149) above 1.
+//! - `nn.leaky_relu_grad`: `fma(dy·m, α·(1 − m), dy) → Y` with `m = step(x)`, every other step
+//!   in fp32 and exact (m is 0 or 1): `dy` where x > 0, else `α·dy`, rounded once; draws at `e`.
 //! - `nn.softmax_xent_grad` (logits x, targets t, scale σ; B rows, C classes): `p` the
 //!   softmax steps of `nn.softmax` ending in A; `d = p − t → A`; `g = d·σ → A`;
 //!   `y = g / (B → A) → Y`.
@@ -65,38 +67,21 @@ pub fn bias_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     let dy = module.ops[op].operands[0];
     let dyt = operand_type(module, op, 0);
-    let rows = dyt.dims[..dyt.rank() - 1]
-        .iter()
-        .try_fold(1u64, |n, d| match d {
-            Dim::Fixed(k) => n.checked_mul(*k),
-            Dim::Dynamic => None,
-        });
-    let Some(rows) = rows else {
-        return error(
-            module,
-            op,
-            "the number of rows must be static (specialise the batch with `infer{batch=N}`)",
-        );
+    let kept = result_type(module, op).rank();
+    let leading = &dyt.dims[..dyt.rank() - kept];
+    let Some(rows) = leading.iter().try_fold(1u64, |n, d| match d {
+        Dim::Fixed(k) => n.checked_mul(*k),
+        Dim::Dynamic => None,
+    }) else {
+        return error(module, op, "the number of rows must be static (specialise the batch with `infer{batch=N}`)");
     };
+    let row_sizes: Vec<u64> = leading.iter().map(|d| if let Dim::Fixed(s) = d { *s } else { 1 }).collect();
     let rt = result_type(module, op);
-    let row_sizes: Vec<u64> = dyt.dims[..dyt.rank() - 1]
-        .iter()
-        .map(|d| if let Dim::Fixed(s) = d { *s } else { 1 })
-        .collect();
     generate(module, op, |body, sizes| {
-        let n = body.idx[0];
+        let kept_idx = body.idx.clone();
         let span = rows + 1;
-        let acc_draw = arith.acc.rounding.is_stochastic().then(|| {
-            (
-                arith.stream.unwrap_or(0),
-                draw_counter(body, sizes, span, 0),
-            )
-        });
-        let acc = Rnd {
-            format: arith.acc.format,
-            rounding: arith.acc.rounding,
-            draw: acc_draw,
-        };
+        let acc_draw = arith.acc.rounding.is_stochastic().then(|| (arith.stream.unwrap_or(0), draw_counter(body, sizes, span, 0)));
+        let acc = Rnd { format: arith.acc.format, rounding: arith.acc.rounding, draw: acc_draw };
         let lo = body.index(0);
         let hi = body.index(rows);
         let sum = body.accumulate(lo, hi, acc, None, |inner, r| {
@@ -109,7 +94,7 @@ pub fn bias_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
             if let Some(first) = at.first_mut() {
                 *first = rest;
             }
-            at.push(n);
+            at.extend_from_slice(&kept_idx);
             (inner.load(dy, at), None)
         });
         let out = output(body, sizes, rt.format, &arith, span, rows);
@@ -130,12 +115,8 @@ pub(super) fn step(body: &mut Body<'_>, t: ValueId) -> ValueId {
 }
 
 pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let attrs = round_attrs(module, op);
     let o = &module.ops[op];
-    let rounding = match o.attrs.get("round") {
-        Some(Attr::Rounding(r)) => *r,
-        _ => Rounding::Nearest,
-    };
-    let stream = o.attrs.get("stream").and_then(Attr::as_int).unwrap_or(0) as u32;
     let bound = |k: &str| o.attrs.get(k).and_then(Attr::as_f64).unwrap_or(f64::NAN);
     let (lo, hi) = (bound("min"), bound("max"));
     let (dy, x) = (o.operands[0], o.operands[1]);
@@ -175,18 +156,48 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
                 None => s,
             });
         }
-        let draw = rounding
-            .is_stochastic()
-            .then(|| (stream, draw_counter(body, sizes, 1, 0)));
-        let out = Rnd {
-            format: rt.format,
-            rounding,
-            draw,
-        };
+        let out = elementwise_output(body, sizes, attrs, rt.format);
         Ok(match mask {
             Some(m) => body.rounded("kernel.mul", vec![g, m], out),
             None => body.round(g, out),
         })
+    })
+}
+
+/// The rounding of a gradient op with `round` and `stream` attributes, drawing at `e`.
+fn elementwise_output(body: &mut Body<'_>, sizes: &[ValueId], (rounding, stream): (Rounding, u32), format: Format) -> Rnd {
+    let draw = rounding.is_stochastic().then(|| (stream, draw_counter(body, sizes, 1, 0)));
+    Rnd { format, rounding, draw }
+}
+
+fn round_attrs(module: &Module, op: OpId) -> (Rounding, u32) {
+    let o = &module.ops[op];
+    let rounding = match o.attrs.get("round") {
+        Some(Attr::Rounding(r)) => *r,
+        _ => Rounding::Nearest,
+    };
+    (rounding, o.attrs.get("stream").and_then(Attr::as_int).unwrap_or(0) as u32)
+}
+
+pub fn leaky_relu_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
+    let o = &module.ops[op];
+    let alpha = o.attrs.get("alpha").and_then(Attr::as_f64).unwrap_or(f64::NAN);
+    let (dy, x) = (o.operands[0], o.operands[1]);
+    let attrs = round_attrs(module, op);
+    let rt = result_type(module, op);
+    generate(module, op, |body, sizes| {
+        let idx = body.idx.clone();
+        let exact32 = Rnd::new(fp32(), Rounding::Nearest);
+        let g = body.load(dy, idx.clone());
+        let xv = body.load(x, idx);
+        let m = step(body, xv);
+        let one = body.constant(fp32(), 1.0);
+        let not_m = body.rounded("kernel.sub", vec![one, m], exact32);
+        let a = body.constant(fp32(), alpha as f32 as f64);
+        let slope = body.rounded("kernel.mul", vec![a, not_m], exact32);
+        let passed = body.rounded("kernel.mul", vec![g, m], exact32);
+        let out = elementwise_output(body, sizes, attrs, rt.format);
+        Ok(body.rounded("kernel.fma", vec![passed, slope, g], out))
     })
 }
 

@@ -72,6 +72,7 @@ fn lower_op(module: &mut Module, op: OpId) -> Result<(), PassError> {
         "nn.sigmoid_grad" | "nn.tanh_grad" | "nn.gelu_grad" => grad::activation_grad(module, op),
         "nn.bias_grad" => grad::bias_grad(module, op),
         "nn.clip_grad" => grad::clip_grad(module, op),
+        "nn.leaky_relu_grad" => grad::leaky_relu_grad(module, op),
         "nn.softmax_xent_grad" | "nn.mse_grad" => grad::loss_grad(module, op),
         "nn.avgpool2d" => contract::avgpool(module, op),
         "nn.maxpool2d" => contract::maxpool(module, op),
