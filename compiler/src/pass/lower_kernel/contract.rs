@@ -13,17 +13,11 @@
 use super::body::{Body, Rnd};
 use super::reduce::BatchNorm;
 use crate::dialect::nn::ContractionOperands;
+use super::draws::{arith_of, Draws};
 use super::{draw_counter, error, generate, operand_type, result_type};
 use crate::dialect::nn::Window;
-use crate::ir::{Arith, Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
+use crate::ir::{Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
 use crate::pass::PassError;
-
-fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
-    match module.ops[op].attrs.get("arith") {
-        Some(Attr::Arith(a)) => Ok(*a),
-        _ => error(module, op, "`arith` is missing"),
-    }
-}
 
 fn fixed(module: &Module, op: OpId, d: Dim, what: &str) -> Result<u64, PassError> {
     match d {
@@ -423,14 +417,10 @@ pub fn avgpool(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let x = module.ops[op].operands[0];
     let (h, w) = (fixed(module, op, xt.dims[1], "")?, fixed(module, op, xt.dims[2], "")?);
     let taps = win.size[0] * win.size[1];
-    let stream = arith.stream.unwrap_or(0);
     generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
-        let base = arith.is_stochastic().then(|| draw_counter(body, sizes, taps + 3, 0));
-        let draw = |body: &mut Body<'_>, r: Rnd, offset: u64| match base {
-            Some(b) if r.rounding.is_stochastic() => Rnd { draw: Some((stream, body.ix_const("kernel.index_add", b, offset))), ..r },
-            _ => r,
-        };
+        let counters = Draws::per_element(body, &arith, sizes, taps + 3);
+        let draw = |body: &mut Body<'_>, r: Rnd, offset: u64| counters.own(body, r, offset);
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
         let lo = body.index(0);
         let hi = body.index(taps);
@@ -482,9 +472,6 @@ fn valid_count(body: &mut Body<'_>, o: ValueId, stride: u64, size: u64, pad: u64
 /// (`1 − step(Σ_j [x_j = m])`, the count exact in fp32). Every indicator is an exact 0 or 1.
 pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
-    if arith.acc.rounding.is_stochastic() {
-        return error(module, op, "a stochastic accumulator in the max-pooling gradient is not supported by lower-kernel yet");
-    }
     let size = pair(module, op, "window", [1, 1]);
     let win = window(module, op, size, true);
     let (dy, x) = (module.ops[op].operands[0], module.ops[op].operands[1]);
@@ -493,11 +480,12 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     fixed(module, op, xt.dims[1], "the input height")?;
     fixed(module, op, xt.dims[2], "the input width")?;
     let taps = size[0] * size[1];
-    generate(module, op, |body, _| {
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let (n, h, w, c) = (idx[0], idx[1], idx[2], idx[3]);
         let fp32 = Rnd::new(qc_runtime::numerics::Format::parse("fp32").expect("named"), qc_runtime::numerics::Rounding::Nearest);
-        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let counters = Draws::per_element(body, &arith, sizes, taps + 1);
+        let acc = counters.own(body, Rnd::new(arith.acc.format, arith.acc.rounding), 0);
         let own = body.load(x, idx.clone());
         let lo = body.index(0);
         let hi = body.index(taps);
@@ -530,7 +518,8 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let g = inner.load(dy, out.to_vec());
             (inner.exact_mul(g, indicator), Some(keep))
         });
-        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
+        let out = counters.own(body, Rnd::new(rt.format, arith.out), taps);
+        Ok(body.round(sum, out))
     })
 }
 
@@ -540,9 +529,6 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// converted to A first, as `nn.avgpool2d` divides), in A; then `→ Y`.
 pub fn avgpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
-    if arith.is_stochastic() {
-        return error(module, op, "stochastic rounding in the average-pooling gradient is not supported by lower-kernel yet");
-    }
     let size = pair(module, op, "window", [1, 1]);
     let win = window(module, op, size, true);
     let in_hw = pair(module, op, "input_size", [1, 1]);
@@ -550,13 +536,15 @@ pub fn avgpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let (dyt, rt) = (operand_type(module, op, 0), result_type(module, op));
     let out_hw = [fixed(module, op, dyt.dims[1], "the output height")?, fixed(module, op, dyt.dims[2], "the output width")?];
     let taps = size[0] * size[1];
-    generate(module, op, |body, _| {
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let (n, h, w, c) = (idx[0], idx[1], idx[2], idx[3]);
+        let counters = Draws::per_element(body, &arith, sizes, 3 * taps + 1);
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
         let lo = body.index(0);
         let hi = body.index(taps);
-        let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
+        let sum_rounding = counters.own(body, acc, 0);
+        let sum = body.accumulate(lo, hi, sum_rounding, None, |inner, k| {
             let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let count = if win.padding == [0, 0] {
                 inner.index(taps)
@@ -565,10 +553,13 @@ pub fn avgpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
                 let cols = valid_count(inner, ow, win.stride[1], size[1], win.padding[1], in_hw[1]);
                 inner.ix("kernel.index_mul", rows, cols)
             };
-            let count = inner.rounded("kernel.from_index", vec![count], acc);
+            let converted = counters.own_term(inner, acc, taps, k);
+            let count = inner.rounded("kernel.from_index", vec![count], converted);
             let g = inner.load(dy, vec![n, oh, ow, c]);
-            (inner.rounded("kernel.div", vec![g, count], acc), Some(keep))
+            let divided = counters.own_term(inner, acc, 2 * taps, k);
+            (inner.rounded("kernel.div", vec![g, count], divided), Some(keep))
         });
-        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
+        let out = counters.own(body, Rnd::new(rt.format, arith.out), 3 * taps);
+        Ok(body.round(sum, out))
     })
 }

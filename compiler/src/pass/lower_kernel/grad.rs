@@ -21,10 +21,12 @@
 //! - `nn.clip_grad` with a third operand (PACT's bound α) takes `hi = α`.
 //! - `nn.pact_grad_alpha`: see [`pact_grad_alpha`].
 //!
-//! Stochastic accumulators are supported in `nn.bias_grad` only; the loss gradients accept a
-//! stochastic `out` (the rounding into the gradient format).
+//! Every op but the loss gradients (whose accumulator autodiff makes fp32) accepts stochastic
+//! roundings, drawing at the counters spec/ir.md lists ("Draw counters"): steps a row or
+//! channel shares from its first element's counters, the element's own steps from its own.
 
 use super::body::{nearest_value, Body, Rnd};
+use super::draws::{arith_of, Draws};
 use super::{draw_counter, error, generate, operand_type, result_type};
 use crate::ir::{Arith, Attr, Dim, Module, OpId, ValueId};
 use crate::pass::PassError;
@@ -32,13 +34,6 @@ use qc_runtime::numerics::{Format, Rounding};
 
 fn fp32() -> Format {
     Format::parse("fp32").expect("fp32 is a named format")
-}
-
-fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
-    match module.ops[op].attrs.get("arith") {
-        Some(Attr::Arith(a)) => Ok(*a),
-        _ => error(module, op, "`arith` is missing"),
-    }
 }
 
 /// The rounding to the result: `out`, drawing at the element's counter `e·span + offset`.
@@ -272,13 +267,6 @@ pub fn loss_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// A, the indicator `1 − step(α − x)` exact in fp32 and each product exact; then `→ Y`.
 pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
-    if arith.is_stochastic() {
-        return error(
-            module,
-            op,
-            "stochastic rounding in the PACT bound's gradient is not supported by lower-kernel yet",
-        );
-    }
     let o = module.ops[op].operands.clone();
     let (dy, x, alpha) = (o[0], o[1], o[2]);
     let (dyt, at) = (operand_type(module, op, 0), operand_type(module, op, 2));
@@ -291,8 +279,9 @@ pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
     };
     let count: u64 = dims.iter().product();
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
-        let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+    generate(module, op, |body, sizes| {
+        let draws = Draws::per_element(body, &arith, sizes, count + 1);
+        let acc = draws.own(body, Rnd::new(arith.acc.format, arith.acc.rounding), 0);
         let exact32 = Rnd::new(fp32(), Rounding::Nearest);
         let zero = body.index(0);
         let a = body.load(alpha, vec![zero; at.rank()]);
@@ -315,47 +304,77 @@ pub fn pact_grad_alpha(module: &mut Module, op: OpId) -> Result<(), PassError> {
             let g = inner.load(dy, at);
             (inner.exact_mul(g, mask), None)
         });
-        Ok(body.round(sum, Rnd::new(rt.format, arith.out)))
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), count);
+        Ok(body.round(sum, out))
     })
 }
 
-/// The arith of a multi-step gradient op, which must be deterministic.
-fn deterministic(module: &Module, op: OpId) -> Result<Arith, PassError> {
-    let arith = arith_of(module, op)?;
-    if arith.is_stochastic() {
-        return error(module, op, "stochastic rounding here is not supported by lower-kernel yet");
+/// The element's own draw counters `e·P + 0, 1, 2, ...`, taken in the order the steps round.
+struct InOrder {
+    draws: Draws,
+    next: u64,
+}
+
+impl InOrder {
+    fn new(body: &mut Body<'_>, arith: &Arith, sizes: &[ValueId], span: u64) -> InOrder {
+        InOrder { draws: Draws::per_element(body, arith, sizes, span), next: 0 }
     }
-    Ok(arith)
+
+    /// `r`, drawing at the next counter when stochastic.
+    fn next(&mut self, body: &mut Body<'_>, r: Rnd) -> Rnd {
+        let r = self.draws.own(body, r, self.next);
+        self.next += 1;
+        r
+    }
+}
+
+/// The static length of axis `axis` of `t` when some rounding is stochastic (it sizes the
+/// draw counters' span); 1 otherwise.
+fn counted_len(module: &Module, op: OpId, t: &crate::ir::TensorType, axis: usize, arith: &Arith) -> Result<u64, PassError> {
+    match t.dims[axis] {
+        Dim::Fixed(n) => Ok(n),
+        Dim::Dynamic if !arith.is_stochastic() => Ok(1),
+        Dim::Dynamic => error(module, op, "stochastic rounding here needs the reduced axis static (specialise the batch with `infer{batch=N}`)"),
+    }
 }
 
 /// `nn.softmax_grad dy, y` (axis a, K terms): `s = Σ_k dy_k·y_k` (exact products) in A;
 /// `d = dy_i − s → A`; `y_i·d → Y`.
 pub fn softmax_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let o = module.ops[op].operands.clone();
     let (dy, y) = (o[0], o[1]);
     let yt = operand_type(module, op, 1);
     let raw = module.ops[op].attrs.get("axis").and_then(Attr::as_int).unwrap_or(0);
     let axis = if raw < 0 { raw + yt.rank() as i64 } else { raw } as usize;
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    let terms = counted_len(module, op, &yt, axis, &arith)?;
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let zero = body.index(0);
+        let draws = Draws::new(body, &arith, sizes, terms + 2, |_, idx| {
+            let mut first = idx.to_vec();
+            first[axis] = zero;
+            first
+        });
         let at = |k: ValueId| {
             let mut at = idx.clone();
             at[axis] = k;
             at
         };
-        let zero = body.index(0);
         let len = body.size(y, &yt, axis);
-        let s = body.accumulate(zero, len, acc, None, |inner, k| {
+        let sum = draws.shared(body, acc, 0);
+        let s = body.accumulate(zero, len, sum, None, |inner, k| {
             let (g, p) = (inner.load(dy, at(k)), inner.load(y, at(k)));
             (inner.exact_mul(g, p), None)
         });
         let own = body.load(dy, idx.clone());
-        let d = body.rounded("kernel.sub", vec![own, s], acc);
+        let sub = draws.own(body, acc, terms);
+        let d = body.rounded("kernel.sub", vec![own, s], sub);
         let p = body.load(y, idx.clone());
-        Ok(body.rounded("kernel.mul", vec![p, d], Rnd::new(rt.format, arith.out)))
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), terms + 1);
+        Ok(body.rounded("kernel.mul", vec![p, d], out))
     })
 }
 
@@ -365,60 +384,87 @@ pub fn softmax_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// `m_1 = s_1 / D → A`, `m_2 = s_2 / D → A`; `t = g_i − m_1 → A`; `u = n_i·m_2 → A`;
 /// `v = t − u → A`; `v / r → Y`.
 pub fn layernorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
     let o = module.ops[op].operands.clone();
     let (dy, x, gamma) = (o[0], o[1], o[2]);
     let xt = operand_type(module, op, 1);
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    let last = xt.rank() - 1;
+    let d = counted_len(module, op, &xt, last, &arith)?;
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
-        let last = idx.len() - 1;
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let zero = body.index(0);
+        let draws = Draws::new(body, &arith, sizes, 7 * d + 11, |_, idx| {
+            let mut first = idx.to_vec();
+            first[last] = zero;
+            first
+        });
+        let shared = |body: &mut Body<'_>, offset: u64| draws.shared(body, acc, offset);
         let at = |k: ValueId| {
             let mut at = idx.clone();
             at[last] = k;
             at
         };
-        let zero = body.index(0);
         let len = body.size(x, &xt, last);
-        let count = body.rounded("kernel.from_index", vec![len], acc);
-        let s1 = body.accumulate(zero, len, acc, None, |inner, k| (inner.load(x, at(k)), None));
-        let mu = body.rounded("kernel.div", vec![s1, count], acc);
-        let s2 = body.accumulate(zero, len, acc, None, |inner, k| {
-            let xk = inner.load(x, at(k));
-            let d = inner.rounded("kernel.sub", vec![xk, mu], acc);
-            (inner.exact_mul(d, d), None)
+        let rnd = shared(body, 0);
+        let count = body.rounded("kernel.from_index", vec![len], rnd);
+        let rnd = shared(body, 1);
+        let s1 = body.accumulate(zero, len, rnd, None, |inner, k| (inner.load(x, at(k)), None));
+        let rnd = shared(body, d + 1);
+        let mu = body.rounded("kernel.div", vec![s1, count], rnd);
+        let centred = |body: &mut Body<'_>, k: ValueId| {
+            let xk = body.load(x, at(k));
+            let rnd = draws.shared_term(body, acc, d + 2, k);
+            body.rounded("kernel.sub", vec![xk, mu], rnd)
+        };
+        let rnd = shared(body, 2 * d + 2);
+        let s2 = body.accumulate(zero, len, rnd, None, |inner, k| {
+            let c = centred(inner, k);
+            (inner.exact_mul(c, c), None)
         });
-        let v = body.rounded("kernel.div", vec![s2, count], acc);
+        let rnd = shared(body, 3 * d + 2);
+        let v = body.rounded("kernel.div", vec![s2, count], rnd);
         let e = body.constant(acc.format, nearest_value(acc.format, eps));
-        let t = body.rounded("kernel.add", vec![v, e], acc);
-        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        let rnd = shared(body, 3 * d + 3);
+        let t = body.rounded("kernel.add", vec![v, e], rnd);
+        let rnd = shared(body, 3 * d + 4);
+        let r = body.rounded("kernel.sqrt", vec![t], rnd);
         // n_k and g_k, as every sum and the element itself compute them.
         let normalised = |body: &mut Body<'_>, k: ValueId| {
-            let xk = body.load(x, at(k));
-            let d = body.rounded("kernel.sub", vec![xk, mu], acc);
-            body.rounded("kernel.div", vec![d, r], acc)
+            let c = centred(body, k);
+            let rnd = draws.shared_term(body, acc, 3 * d + 5, k);
+            body.rounded("kernel.div", vec![c, r], rnd)
         };
         let scaled = |body: &mut Body<'_>, k: ValueId| {
             let (g, c) = (body.load(dy, at(k)), body.load(gamma, vec![k]));
-            body.rounded("kernel.mul", vec![g, c], acc)
+            let rnd = draws.shared_term(body, acc, 4 * d + 5, k);
+            body.rounded("kernel.mul", vec![g, c], rnd)
         };
-        let sum_g = body.accumulate(zero, len, acc, None, |inner, k| (scaled(inner, k), None));
-        let sum_gn = body.accumulate(zero, len, acc, None, |inner, k| {
+        let rnd = shared(body, 5 * d + 5);
+        let sum_g = body.accumulate(zero, len, rnd, None, |inner, k| (scaled(inner, k), None));
+        let rnd = shared(body, 6 * d + 5);
+        let sum_gn = body.accumulate(zero, len, rnd, None, |inner, k| {
             let g = scaled(inner, k);
             let n = normalised(inner, k);
             (inner.exact_mul(g, n), None)
         });
-        let m1 = body.rounded("kernel.div", vec![sum_g, count], acc);
-        let m2 = body.rounded("kernel.div", vec![sum_gn, count], acc);
+        let rnd = shared(body, 7 * d + 5);
+        let m1 = body.rounded("kernel.div", vec![sum_g, count], rnd);
+        let rnd = shared(body, 7 * d + 6);
+        let m2 = body.rounded("kernel.div", vec![sum_gn, count], rnd);
         let own = idx[last];
         let g = scaled(body, own);
         let n = normalised(body, own);
-        let t = body.rounded("kernel.sub", vec![g, m1], acc);
-        let u = body.rounded("kernel.mul", vec![n, m2], acc);
-        let v = body.rounded("kernel.sub", vec![t, u], acc);
-        Ok(body.rounded("kernel.div", vec![v, r], Rnd::new(rt.format, arith.out)))
+        let rnd = draws.own(body, acc, 7 * d + 7);
+        let t = body.rounded("kernel.sub", vec![g, m1], rnd);
+        let rnd = draws.own(body, acc, 7 * d + 8);
+        let u = body.rounded("kernel.mul", vec![n, m2], rnd);
+        let rnd = draws.own(body, acc, 7 * d + 9);
+        let v = body.rounded("kernel.sub", vec![t, u], rnd);
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), 7 * d + 10);
+        Ok(body.rounded("kernel.div", vec![v, r], out))
     })
 }
 
@@ -428,30 +474,39 @@ pub fn layernorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// - tanh: `t = tanh(x) → A`; `q = t·t → A`; `d = 1 − q → A`; `dy·d → Y`;
 /// - gelu: `d = Φ(x) + x·φ(x)` as [`gelu_slope`] computes it; `dy·d → Y`.
 pub fn activation_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let name = module.ops[op].name();
     let (dy, x) = (module.ops[op].operands[0], module.ops[op].operands[1]);
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    let span = if name == "nn.gelu_grad" { 11 } else { 4 };
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let mut order = InOrder::new(body, &arith, sizes, span);
         let xv = body.load(x, idx.clone());
         let one = body.constant(acc.format, 1.0);
         let slope = match name {
             "nn.sigmoid_grad" => {
-                let s = body.rounded("kernel.sigmoid", vec![xv], acc);
-                let c = body.rounded("kernel.sub", vec![one, s], acc);
-                body.rounded("kernel.mul", vec![s, c], acc)
+                let r = order.next(body, acc);
+                let s = body.rounded("kernel.sigmoid", vec![xv], r);
+                let r = order.next(body, acc);
+                let c = body.rounded("kernel.sub", vec![one, s], r);
+                let r = order.next(body, acc);
+                body.rounded("kernel.mul", vec![s, c], r)
             }
             "nn.tanh_grad" => {
-                let t = body.rounded("kernel.tanh", vec![xv], acc);
-                let q = body.rounded("kernel.mul", vec![t, t], acc);
-                body.rounded("kernel.sub", vec![one, q], acc)
+                let r = order.next(body, acc);
+                let t = body.rounded("kernel.tanh", vec![xv], r);
+                let r = order.next(body, acc);
+                let q = body.rounded("kernel.mul", vec![t, t], r);
+                let r = order.next(body, acc);
+                body.rounded("kernel.sub", vec![one, q], r)
             }
-            _ => gelu_slope(body, xv, acc),
+            _ => gelu_slope(body, xv, acc, &mut order),
         };
         let g = body.load(dy, idx);
-        Ok(body.rounded("kernel.mul", vec![g, slope], Rnd::new(rt.format, arith.out)))
+        let out = order.next(body, Rnd::new(rt.format, arith.out));
+        Ok(body.rounded("kernel.mul", vec![g, slope], out))
     })
 }
 
@@ -461,7 +516,7 @@ pub fn activation_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// → A` plus `(1 − z)·½` (exact: one of the two is 0); `φ = e^(x·x·(−½)) · c` with every
 /// product and the exponential → A and `c` the A value nearest to 1/√(2π); then
 /// `Φ + x·φ → A`.
-fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd) -> ValueId {
+fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd, order: &mut InOrder) -> ValueId {
     let exact32 = Rnd::new(fp32(), Rounding::Nearest);
     let one32 = body.constant(fp32(), 1.0);
     let zero32 = body.constant(fp32(), 0.0);
@@ -470,20 +525,30 @@ fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd) -> ValueId {
     let z = body.rounded("kernel.add", vec![above, below], exact32);
     let not_z = body.rounded("kernel.sub", vec![one32, z], exact32);
     let w = body.rounded("kernel.add", vec![x, not_z], exact32);
-    let gelu = body.rounded("kernel.gelu", vec![x], acc);
-    let ratio = body.rounded("kernel.div", vec![gelu, w], acc);
-    let kept = body.rounded("kernel.mul", vec![ratio, z], acc);
+    let r = order.next(body, acc);
+    let gelu = body.rounded("kernel.gelu", vec![x], r);
+    let r = order.next(body, acc);
+    let ratio = body.rounded("kernel.div", vec![gelu, w], r);
+    let r = order.next(body, acc);
+    let kept = body.rounded("kernel.mul", vec![ratio, z], r);
     let half = body.constant(fp32(), 0.5);
     let at_zero = body.rounded("kernel.mul", vec![not_z, half], exact32);
-    let cdf = body.rounded("kernel.add", vec![kept, at_zero], acc);
-    let square = body.rounded("kernel.mul", vec![x, x], acc);
+    let r = order.next(body, acc);
+    let cdf = body.rounded("kernel.add", vec![kept, at_zero], r);
+    let r = order.next(body, acc);
+    let square = body.rounded("kernel.mul", vec![x, x], r);
     let minus_half = body.constant(acc.format, nearest_value(acc.format, -0.5));
-    let exponent = body.rounded("kernel.mul", vec![square, minus_half], acc);
-    let e = body.rounded("kernel.exp", vec![exponent], acc);
+    let r = order.next(body, acc);
+    let exponent = body.rounded("kernel.mul", vec![square, minus_half], r);
+    let r = order.next(body, acc);
+    let e = body.rounded("kernel.exp", vec![exponent], r);
     let c = body.constant(acc.format, nearest_value(acc.format, 1.0 / (2.0 * std::f64::consts::PI).sqrt()));
-    let pdf = body.rounded("kernel.mul", vec![e, c], acc);
-    let tail = body.rounded("kernel.mul", vec![x, pdf], acc);
-    body.rounded("kernel.add", vec![cdf, tail], acc)
+    let r = order.next(body, acc);
+    let pdf = body.rounded("kernel.mul", vec![e, c], r);
+    let r = order.next(body, acc);
+    let tail = body.rounded("kernel.mul", vec![x, pdf], r);
+    let r = order.next(body, acc);
+    body.rounded("kernel.add", vec![cdf, tail], r)
 }
 
 /// The static row count of `t` (every axis but the last) and the sizes of those axes.
@@ -513,32 +578,39 @@ fn row_at(body: &mut Body<'_>, r: ValueId, row_sizes: &[u64], c: ValueId) -> Vec
 /// `nn.batch_mean x` (R rows): `s = Σ_r x[r, c]` in A (rows in order); `s / (R → A) → Y`.
 /// `nn.batch_var x, μ`: `s = Σ_r (x[r, c] − μ_c → A)²` (exact squares) in A; `s / (R → A) → Y`.
 pub fn batch_statistic(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let o = module.ops[op].operands.clone();
     let x = o[0];
     let mean = o.get(1).copied();
     let xt = operand_type(module, op, 0);
     let (rows, row_sizes) = rows_of(module, op, &xt)?;
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    // The variance's differences take the first R counters, then come the sum's additions.
+    let first_sum = if mean.is_some() { rows } else { 0 };
+    generate(module, op, |body, sizes| {
         let c = body.idx[0];
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let draws = Draws::per_element(body, &arith, sizes, first_sum + rows + 2);
         let mu = mean.map(|m| body.load(m, vec![c]));
         let (lo, hi) = (body.index(0), body.index(rows));
-        let sum = body.accumulate(lo, hi, acc, None, |inner, r| {
+        let sum_rounding = draws.own(body, acc, first_sum);
+        let sum = body.accumulate(lo, hi, sum_rounding, None, |inner, r| {
             let at = row_at(inner, r, &row_sizes, c);
             let xv = inner.load(x, at);
             match mu {
                 None => (xv, None),
                 Some(mu) => {
-                    let d = inner.rounded("kernel.sub", vec![xv, mu], acc);
+                    let sub = draws.own_term(inner, acc, 0, r);
+                    let d = inner.rounded("kernel.sub", vec![xv, mu], sub);
                     (inner.exact_mul(d, d), None)
                 }
             }
         });
         let count = body.index(rows);
-        let count = body.rounded("kernel.from_index", vec![count], acc);
-        Ok(body.rounded("kernel.div", vec![sum, count], Rnd::new(rt.format, arith.out)))
+        let converted = draws.own(body, acc, first_sum + rows);
+        let count = body.rounded("kernel.from_index", vec![count], converted);
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), first_sum + rows + 1);
+        Ok(body.rounded("kernel.div", vec![sum, count], out))
     })
 }
 
@@ -546,37 +618,57 @@ pub fn batch_statistic(module: &mut Module, op: OpId) -> Result<(), PassError> {
 /// `n = (x − μ_c → A) / r → A`; `a = S_c / (R → A) → A`; `b = T_c / (R → A) → A`;
 /// `t = dy − a → A`; `u = n·b → A`; `w = t − u → A`; `q = w / r → A`; `q·γ_c → Y`.
 pub fn batchnorm_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let arith = deterministic(module, op)?;
+    let arith = arith_of(module, op)?;
     let eps = module.ops[op].attrs.get("epsilon").and_then(Attr::as_f64).unwrap_or(0.0);
     let o = module.ops[op].operands.clone();
     let xt = operand_type(module, op, 1);
     let (rows, _) = rows_of(module, op, &xt)?;
     let rt = result_type(module, op);
-    generate(module, op, |body, _| {
+    generate(module, op, |body, sizes| {
         let idx = body.idx.clone();
         let c = *idx.last().expect("batch norm has a channel axis");
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
+        let draws = Draws::new(body, &arith, sizes, 12, |body, idx| {
+            let zero = body.index(0);
+            let mut first = vec![zero; idx.len()];
+            *first.last_mut().expect("batch norm has a channel axis") = c;
+            first
+        });
+        let shared = |body: &mut Body<'_>, offset: u64| draws.shared(body, acc, offset);
+        let own = |body: &mut Body<'_>, offset: u64| draws.own(body, acc, offset);
         let per_channel = |body: &mut Body<'_>, i: usize| body.load(o[i], vec![c]);
         let v = per_channel(body, 4);
         let e = body.constant(acc.format, nearest_value(acc.format, eps));
-        let t = body.rounded("kernel.add", vec![v, e], acc);
-        let r = body.rounded("kernel.sqrt", vec![t], acc);
+        let rnd = shared(body, 0);
+        let t = body.rounded("kernel.add", vec![v, e], rnd);
+        let rnd = shared(body, 1);
+        let r = body.rounded("kernel.sqrt", vec![t], rnd);
+        let count = body.index(rows);
+        let rnd = shared(body, 2);
+        let count = body.rounded("kernel.from_index", vec![count], rnd);
+        let (s, tn) = (per_channel(body, 5), per_channel(body, 6));
+        let rnd = shared(body, 3);
+        let a = body.rounded("kernel.div", vec![s, count], rnd);
+        let rnd = shared(body, 4);
+        let b = body.rounded("kernel.div", vec![tn, count], rnd);
         let xv = body.load(o[1], idx.clone());
         let mu = per_channel(body, 3);
-        let d = body.rounded("kernel.sub", vec![xv, mu], acc);
-        let n = body.rounded("kernel.div", vec![d, r], acc);
-        let count = body.index(rows);
-        let count = body.rounded("kernel.from_index", vec![count], acc);
-        let (s, tn) = (per_channel(body, 5), per_channel(body, 6));
-        let a = body.rounded("kernel.div", vec![s, count], acc);
-        let b = body.rounded("kernel.div", vec![tn, count], acc);
+        let rnd = own(body, 5);
+        let d = body.rounded("kernel.sub", vec![xv, mu], rnd);
+        let rnd = own(body, 6);
+        let n = body.rounded("kernel.div", vec![d, r], rnd);
         let g = body.load(o[0], idx);
-        let t = body.rounded("kernel.sub", vec![g, a], acc);
-        let u = body.rounded("kernel.mul", vec![n, b], acc);
-        let w = body.rounded("kernel.sub", vec![t, u], acc);
-        let q = body.rounded("kernel.div", vec![w, r], acc);
+        let rnd = own(body, 7);
+        let t = body.rounded("kernel.sub", vec![g, a], rnd);
+        let rnd = own(body, 8);
+        let u = body.rounded("kernel.mul", vec![n, b], rnd);
+        let rnd = own(body, 9);
+        let w = body.rounded("kernel.sub", vec![t, u], rnd);
+        let rnd = own(body, 10);
+        let q = body.rounded("kernel.div", vec![w, r], rnd);
         let gamma = per_channel(body, 2);
-        Ok(body.rounded("kernel.mul", vec![q, gamma], Rnd::new(rt.format, arith.out)))
+        let out = draws.own(body, Rnd::new(rt.format, arith.out), 11);
+        Ok(body.rounded("kernel.mul", vec![q, gamma], out))
     })
 }
 

@@ -16,6 +16,7 @@
 
 mod body;
 mod contract;
+mod draws;
 mod grad;
 mod pointwise;
 mod reduce;
@@ -24,6 +25,7 @@ use super::{Pass, PassArgs, PassError, PassInfo};
 use crate::ir::{Dim, Module, OpId, TensorType, Type, ValueId};
 use crate::lower::build::{At, Attrs, Builder};
 use body::Body;
+use draws::draw_counter;
 
 pub const INFO: PassInfo = PassInfo {
     name: "lower-kernel",
@@ -150,10 +152,3 @@ pub(crate) fn generate(
     Ok(())
 }
 
-/// The draw counter `e·span + offset` of the element being generated (`e` row-major).
-pub(crate) fn draw_counter(body: &mut Body<'_>, sizes: &[ValueId], span: u64, offset: u64) -> ValueId {
-    let idx = body.idx.clone();
-    let lin = body.linear(&idx, sizes);
-    let scaled = body.ix_const("kernel.index_mul", lin, span);
-    body.ix_const("kernel.index_add", scaled, offset)
-}

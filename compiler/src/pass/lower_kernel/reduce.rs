@@ -18,74 +18,10 @@
 //! counters").
 
 use super::body::{nearest_value, Body, Rnd};
+use super::draws::{arith_of, Draws};
 use super::{error, generate, operand_type, result_type};
 use crate::ir::{Arith, Attr, Module, OpId, ValueId};
 use crate::pass::PassError;
-
-fn arith_of(module: &Module, op: OpId) -> Result<Arith, PassError> {
-    match module.ops[op].attrs.get("arith") {
-        Some(Attr::Arith(a)) => Ok(*a),
-        _ => error(module, op, "`arith` is missing"),
-    }
-}
-
-/// Draw counters for one op's roundings: `first·span + offset` for the steps the row or
-/// channel shares (`first`: its first element's row-major position), `own·span + offset`
-/// for the element's own steps. Empty (every rounding deterministic) when the op has no
-/// stochastic rounding.
-struct Draws {
-    stream: u32,
-    span: u64,
-    bases: Option<(ValueId, ValueId)>,
-}
-
-impl Draws {
-    /// `first_at` gives the indices of the row's or channel's first element.
-    fn new(body: &mut Body<'_>, arith: &Arith, sizes: &[ValueId], span: u64, first_at: impl FnOnce(&mut Body<'_>, &[ValueId]) -> Vec<ValueId>) -> Draws {
-        let stream = arith.stream.unwrap_or(0);
-        if !arith.is_stochastic() {
-            return Draws { stream, span, bases: None };
-        }
-        let idx = body.idx.clone();
-        let own = body.linear(&idx, sizes);
-        let first_idx = first_at(body, &idx);
-        let first = body.linear(&first_idx, sizes);
-        let own = body.ix_const("kernel.index_mul", own, span);
-        let first = body.ix_const("kernel.index_mul", first, span);
-        Draws { stream, span, bases: Some((first, own)) }
-    }
-
-    /// The rounding `r` (format, mode) drawing, when stochastic, at the shared counter
-    /// `first·span + offset`.
-    fn shared(&self, body: &mut Body<'_>, r: Rnd, offset: u64) -> Rnd {
-        self.at(body, r, offset, |b| b.0)
-    }
-
-    /// The rounding `r` drawing, when stochastic, at the element's own `e·span + offset`.
-    fn own(&self, body: &mut Body<'_>, r: Rnd, offset: u64) -> Rnd {
-        self.at(body, r, offset, |b| b.1)
-    }
-
-    fn at(&self, body: &mut Body<'_>, r: Rnd, offset: u64, base: impl Fn((ValueId, ValueId)) -> ValueId) -> Rnd {
-        debug_assert!(offset < self.span, "draw offsets stay inside the element's span");
-        match self.bases {
-            Some(b) if r.rounding.is_stochastic() => Rnd { draw: Some((self.stream, body.ix_const("kernel.index_add", base(b), offset))), ..r },
-            _ => r,
-        }
-    }
-
-    /// [`Draws::shared`] for a term computed inside a reduction region at position `k`:
-    /// the counter `first·span + offset + k`.
-    fn shared_term(&self, inner: &mut Body<'_>, r: Rnd, offset: u64, k: ValueId) -> Rnd {
-        match self.bases {
-            Some((first, _)) if r.rounding.is_stochastic() => {
-                let base = inner.ix_const("kernel.index_add", first, offset);
-                Rnd { draw: Some((self.stream, inner.ix("kernel.index_add", base, k))), ..r }
-            }
-            _ => r,
-        }
-    }
-}
 
 fn epsilon(body: &mut Body<'_>, module_eps: f64, acc: Rnd) -> ValueId {
     body.constant(acc.format, nearest_value(acc.format, module_eps))
@@ -203,7 +139,7 @@ impl BatchNorm {
     /// [`BatchNorm::element`] as the epilogue of a contraction (fusion requires the batch
     /// norm's arith to be deterministic, so it draws nothing).
     pub fn epilogue(&self, body: &mut Body<'_>, x: ValueId, result: qc_runtime::numerics::Format) -> ValueId {
-        let none = Draws { stream: 0, span: Self::SPAN, bases: None };
+        let none = Draws::none(Self::SPAN);
         self.element(body, x, result, &none)
     }
 }
