@@ -311,6 +311,26 @@ fn round_ref(v: &Value, f: &Format, mode: Rounding, draw_index: u64) -> f32 {
             };
             (r.clamp(lo, hi) + 0.0) as f32
         }
+        Format::E8m0 => {
+            let r = match v {
+                Value::Inf(false) => pow2(127),
+                Value::Finite { v: real, .. } if !negative && !is_zero(v) => {
+                    let e = exponent(real);
+                    if e < -127 {
+                        pow2(-127)
+                    } else if e > 127 {
+                        pow2(127)
+                    } else {
+                        // The gap [2^e, 2^(e+1)], k = 1 (odd: ties go up).
+                        let k = floor_scaled(real, -e).0;
+                        let away = mode.away_from_zero(&Gap { v: real, s: e, k: k.clone() }, false, k.bit(0), draw);
+                        pow2((e as i32 + away as i32).min(127))
+                    }
+                }
+                _ => f64::NAN,
+            };
+            r as f32
+        }
         other => panic!("no reference for {other}"),
     }
 }
@@ -359,7 +379,7 @@ fn fmt(f: &str) -> Format {
     Format::parse(f).unwrap()
 }
 
-const RESULT_FORMATS: [&str; 9] = ["fp32", "fp16", "bf16", "e4m3", "e5m2", "fp<6,5>", "fp<6,5,nosub>", "int<8,noscale>", "fixed<8,8>"];
+const RESULT_FORMATS: [&str; 10] = ["fp32", "fp16", "bf16", "e4m3", "e5m2", "fp<6,5>", "fp<6,5,nosub>", "int<8,noscale>", "fixed<8,8>", "e8m0"];
 const MODES: [&str; 8] = ["nearest", "toward-zero", "up", "down", "nearest-away", "stochastic:9", "stochastic:4", "stochastic-unbiased:5"];
 
 /// An element-wise kernel over N elements: operands loaded from the arguments, `body` the op

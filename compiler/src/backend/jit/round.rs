@@ -13,6 +13,7 @@
 //!   `stochastic:R` reads the `R` bits after the kept ones (`p + R ≤ 52` keeps them exact),
 //!   `stochastic-unbiased:R` one more; [`odd_rounding_is_exact`] checks this per op. Exact
 //!   `stochastic` needs every bit of the fraction, so it is refused for odd-rounded inputs.
+//!   E8M0 rounds through a float format with no mantissa bits (`E8M0_MAGNITUDES`).
 //!
 //! The f64 never overflows or meets f64 subnormals on these inputs (every value is an f32
 //! value, products are within 2^±298), except for libm results, which the code handles too.
@@ -37,7 +38,15 @@ pub(super) enum Target {
     /// A uniform grid `2^s` saturating into `[lo, hi]` (fixed point, unscaled integers); the
     /// result has no negative zero.
     Grid { s: i32, lo: f64, hi: f64, precision: u32 },
+    /// E8M0: NaN for zero, negative and NaN inputs; otherwise the input raised to at least
+    /// 2^-127 and rounded to [`E8M0_MAGNITUDES`].
+    E8m0,
 }
+
+/// E8M0's positive values 2^-127 ..= 2^127 as a float format with no mantissa bits: every
+/// exponent field a value (bias 128), saturating. Its gap `[2^e, 2^(e+1)]` has `k = 1`, so
+/// ties go up, as spec/numerics.md §3.5 says; inputs below 2^-127 never reach it.
+const E8M0_MAGNITUDES: FloatFormat = FloatFormat { exp_bits: 8, man_bits: 0, bias: 128, subnormals: false, specials: Specials::None, saturate: true };
 
 impl Target {
     /// The target of an element-wise format, or why the JIT cannot round to it.
@@ -57,6 +66,7 @@ impl Target {
                 let (lo, hi) = int_range(i);
                 Ok(Target::Grid { s: 0, lo: lo as f64, hi: hi as f64, precision: i.bits })
             }
+            Format::E8m0 => Ok(Target::E8m0),
             other => Err(format!("the JIT cannot round a scalar to `{other}`")),
         }
     }
@@ -66,6 +76,7 @@ impl Target {
         match self {
             Target::Float(f) => f.man_bits + 1,
             Target::Grid { precision, .. } => *precision,
+            Target::E8m0 => 1,
         }
     }
 
@@ -212,6 +223,9 @@ impl Emit<'_, '_> {
     /// Rounds the f64 `x` (exact or odd-rounded, module doc) to `target` by `mode`, drawing
     /// from `stream` at `draw` when stochastic; returns the f32 value.
     pub fn round(&mut self, x: Value, target: &Target, mode: Rounding, stream: u64, draw: Option<Value>) -> Value {
+        if let Target::E8m0 = target {
+            return self.round_e8m0(x, mode, stream, draw);
+        }
         if let (Target::Float(f), Rounding::Nearest) = (target, mode) {
             if f.subnormals {
                 return self.round_nearest_with_subnormals(x, f);
@@ -244,6 +258,7 @@ impl Emit<'_, '_> {
                 self.b.ins().select(below, emin, normal_s)
             }
             Target::Grid { s, .. } => self.i64c(*s as i64),
+            Target::E8m0 => unreachable!("E8M0 rounds through E8M0_MAGNITUDES"),
         };
         let drop = self.b.ins().isub(s, lsb);
         // frac: the bits of sig below 2^drop as a 64-bit fraction — exact for drop ≤ 64; for
@@ -332,8 +347,24 @@ impl Emit<'_, '_> {
                 let z = self.f64c(0.0);
                 self.b.ins().fadd(r, z)
             }
+            Target::E8m0 => unreachable!("E8M0 rounds through E8M0_MAGNITUDES"),
         };
         self.b.ins().fdemote(types::F32, result)
+    }
+
+    /// [`Emit::round`] to E8M0 (spec/numerics.md §3.5): zero, negative and NaN inputs give
+    /// NaN; the rest is raised to at least 2^-127 (which every input below it becomes, in
+    /// every mode; an odd-rounded input is below 2^-127 exactly when the exact one is) and
+    /// rounded to [`E8M0_MAGNITUDES`], which saturates at 2^127.
+    fn round_e8m0(&mut self, x: Value, mode: Rounding, stream: u64, draw: Option<Value>) -> Value {
+        let zero = self.f64c(0.0);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        let least = self.f64c(2f64.powi(-127));
+        let small = self.b.ins().fcmp(FloatCC::LessThan, x, least);
+        let raised = self.b.ins().select(small, least, x);
+        let rounded = self.round(raised, &Target::Float(E8M0_MAGNITUDES), mode, stream, draw);
+        let nan = self.b.ins().f32const(f32::NAN);
+        self.b.ins().select(positive, rounded, nan)
     }
 
     /// [`Emit::round`] for `nearest` to a float format with subnormals, by floating-point
