@@ -197,10 +197,11 @@ struct Generator {
 
 impl Generator {
     fn rounding(&mut self) -> String {
-        match self.choices.range(0, 2) {
+        match self.choices.range(0, 3) {
             0 => "nearest".into(),
             1 => "toward-zero".into(),
-            _ => format!("stochastic:{}", self.choices.range(4, 13)),
+            2 => format!("stochastic:{}", self.choices.range(4, 13)),
+            _ => "stochastic".into(),
         }
     }
 

@@ -45,6 +45,11 @@ impl RandomStream {
         RandomStream { k0: key as u32, k1: (key >> 32) as u32 }
     }
 
+    /// The stream whose key halves are `(k0, k1)` (as [`RandomStream::key`] gives them).
+    pub const fn from_key(k0: u32, k1: u32) -> Self {
+        RandomStream { k0, k1 }
+    }
+
     /// Random word number `j` (0, 1, 2, ...) for element `index`.
     #[inline(always)]
     pub fn word(&self, index: u64, j: u32) -> u32 {

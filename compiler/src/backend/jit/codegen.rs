@@ -13,6 +13,7 @@
 //! straight-line code. Loads clamp each index to its axis (memory safety; the lowering
 //! never loads out of range).
 
+use super::exact_call::{encode_mode, encode_target, Inexact};
 use super::round::{odd_rounding_is_exact, Emit, Target};
 use crate::ir::{Attr, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -58,13 +59,15 @@ fn streams_of(ir: &Module, op: OpId) -> Vec<u64> {
     streams
 }
 
-/// The f64 → f64 functions kernels call (the libm reference values).
+/// The functions kernels call: the f64 → f64 libm reference values, and the runtime's exact
+/// rounding for what inline code cannot round (`exact_call`).
 #[derive(Clone, Copy)]
 pub(super) struct Helpers {
     pub exp: FuncId,
     pub tanh: FuncId,
     pub sigmoid: FuncId,
     pub gelu: FuncId,
+    pub exact: FuncId,
 }
 
 /// A value inside a region (for one output element).
@@ -173,7 +176,7 @@ pub(super) fn build_function(
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, id.as_u32());
     let mut funcs = HashMap::new();
-    for (key, fid) in [("exp", helpers.exp), ("tanh", helpers.tanh), ("sigmoid", helpers.sigmoid), ("gelu", helpers.gelu)] {
+    for (key, fid) in [("exp", helpers.exp), ("tanh", helpers.tanh), ("sigmoid", helpers.sigmoid), ("gelu", helpers.gelu), ("exact", helpers.exact)] {
         funcs.insert(key, jit.declare_func_in_func(fid, &mut ctx.func));
     }
     let frontend = jit.target_config();
@@ -514,9 +517,31 @@ impl Gen<'_, '_> {
         self.e.round(x, &r.0, r.1, r.2, r.3)
     }
 
-    fn round_odd(&mut self, x: Value, r: &(Target, Rounding, u64, Option<Value>)) -> Result<Value, String> {
-        odd_rounding_is_exact(&r.0, r.1)?;
-        Ok(self.e.round(x, &r.0, r.1, r.2, r.3))
+    /// The result of `kind` on `x` (and `y`), f64 values, rounded once: inline from the
+    /// odd-rounded f64 when that decides the rounding, else by the runtime (`exact_call`).
+    fn round_inexact(&mut self, kind: Inexact, x: Value, y: Value, r: &(Target, Rounding, u64, Option<Value>)) -> Result<Value, String> {
+        if odd_rounding_is_exact(&r.0, r.1) {
+            let v = match kind {
+                Inexact::Sum => self.e.sum_to_odd(x, y),
+                Inexact::Quotient => self.e.div_to_odd(x, y),
+                Inexact::Root => self.e.sqrt_to_odd(x),
+            };
+            return Ok(self.e.round(v, &r.0, r.1, r.2, r.3));
+        }
+        let (Some(mode), Some(index)) = (encode_mode(r.1), r.3) else {
+            return Err(format!("`{}` of a sum needs more exact bits than the JIT keeps", r.1));
+        };
+        let key = *self.e.keys.get(&r.2).ok_or("a random stream's key is missing")?;
+        let (tag, format, lo, hi) = encode_target(&r.0);
+        let op = self.e.i64c(kind as i64);
+        let tag = self.e.i64c(tag);
+        let format = self.e.i64c(format);
+        let lo = self.e.f64c(lo);
+        let hi = self.e.f64c(hi);
+        let mode = self.e.i64c(mode);
+        let f = self.funcs["exact"];
+        let call = self.e.b.ins().call(f, &[op, x, y, tag, format, lo, hi, mode, key, index]);
+        Ok(self.e.b.inst_results(call)[0])
     }
 
     /// `a + b` rounded once (a, b numbers).
@@ -531,8 +556,7 @@ impl Gen<'_, '_> {
         }
         let x = self.as_f64(a)?;
         let y = self.as_f64(b)?;
-        let s = self.e.sum_to_odd(x, y);
-        self.round_odd(s, r)
+        self.round_inexact(Inexact::Sum, x, y, r)
     }
 
     /// Emits a region-free op for the current lane and returns its value.
@@ -666,8 +690,7 @@ impl Gen<'_, '_> {
                 } else {
                     let x = self.as_f64(a)?;
                     let y = self.as_f64(b)?;
-                    let q = self.e.div_to_odd(x, y);
-                    Cv::F32(self.round_odd(q, &r)?)
+                    Cv::F32(self.round_inexact(Inexact::Quotient, x, y, &r)?)
                 }
             }
             "kernel.sqrt" => {
@@ -677,8 +700,7 @@ impl Gen<'_, '_> {
                     Cv::F32(self.e.b.ins().sqrt(x))
                 } else {
                     let x = self.as_f64(a)?;
-                    let s = self.e.sqrt_to_odd(x);
-                    Cv::F32(self.round_odd(s, &r)?)
+                    Cv::F32(self.round_inexact(Inexact::Root, x, x, &r)?)
                 }
             }
             "kernel.max" | "kernel.min" => {

@@ -33,6 +33,7 @@
 
 mod codegen;
 mod contract;
+mod exact_call;
 mod round;
 
 use super::{Backend, ExecError, Program};
@@ -180,6 +181,7 @@ fn new_module() -> Result<JITModule, ExecError> {
     builder.symbol("qc_libm_tanh", libm_tanh as *const u8);
     builder.symbol("qc_libm_sigmoid", libm_sigmoid as *const u8);
     builder.symbol("qc_libm_gelu", libm_gelu as *const u8);
+    builder.symbol("qc_round_exact", exact_call::qc_round_exact as *const u8);
     Ok(JITModule::new(builder))
 }
 
@@ -192,7 +194,14 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
     sig.params.push(AbiParam::new(types::F64));
     sig.returns.push(AbiParam::new(types::F64));
     let mut declare = |name: &str| module.declare_function(name, Linkage::Import, &sig).map_err(|e| ExecError::new(e.to_string()));
-    let helpers = Helpers { exp: declare("qc_libm_exp")?, tanh: declare("qc_libm_tanh")?, sigmoid: declare("qc_libm_sigmoid")?, gelu: declare("qc_libm_gelu")? };
+    let (exp, tanh, sigmoid, gelu) = (declare("qc_libm_exp")?, declare("qc_libm_tanh")?, declare("qc_libm_sigmoid")?, declare("qc_libm_gelu")?);
+    let mut exact_sig = module.make_signature();
+    for ty in [types::I64, types::F64, types::F64, types::I64, types::I64, types::F64, types::F64, types::I64, types::I64, types::I64] {
+        exact_sig.params.push(AbiParam::new(ty));
+    }
+    exact_sig.returns.push(AbiParam::new(types::F32));
+    let exact = module.declare_function("qc_round_exact", Linkage::Import, &exact_sig).map_err(|e| ExecError::new(e.to_string()))?;
+    let helpers = Helpers { exp, tanh, sigmoid, gelu, exact };
 
     let mut fctx = FunctionBuilderContext::new();
     let mut kernel_fns = Vec::new();

@@ -12,7 +12,8 @@
 //!   ones and the sticky bit below them is set exactly when the exact value has more.
 //!   `stochastic:R` reads the `R` bits after the kept ones (`p + R ≤ 52` keeps them exact),
 //!   `stochastic-unbiased:R` one more; [`odd_rounding_is_exact`] checks this per op. Exact
-//!   `stochastic` needs every bit of the fraction, so it is refused for odd-rounded inputs.
+//!   `stochastic` needs every bit of the fraction: those roundings call the runtime
+//!   (`exact_call`).
 //!   E8M0 rounds through a float format with no mantissa bits (`E8M0_MAGNITUDES`).
 //!
 //! The f64 never overflows or meets f64 subnormals on these inputs (every value is an f32
@@ -87,22 +88,16 @@ impl Target {
 }
 
 /// Whether rounding an odd-rounded (53-bit) value to `target` with `mode` gives the rounding
-/// of the exact value (module doc), or why not.
-pub(super) fn odd_rounding_is_exact(target: &Target, mode: Rounding) -> Result<(), String> {
+/// of the exact value (module doc); the rest goes through `exact_call`.
+pub(super) fn odd_rounding_is_exact(target: &Target, mode: Rounding) -> bool {
     let p = target.precision();
     let needed = match mode {
-        Rounding::Stochastic => {
-            return Err("exact `stochastic` rounding of a sum, quotient or square root is not supported by the JIT; use `stochastic:R`".into())
-        }
+        Rounding::Stochastic => return false,
         Rounding::StochasticBits(r) => p + r,
         Rounding::StochasticUnbiased(r) => p + r + 1,
         _ => p + 1,
     };
-    if needed <= 52 {
-        Ok(())
-    } else {
-        Err(format!("`{mode}` to a format of {p} significant bits needs {needed} exact bits of a sum; the JIT keeps 52"))
-    }
+    needed <= 52
 }
 
 /// Emits code into a function under construction; `keys` holds, per random stream, the
