@@ -110,40 +110,27 @@ pub(super) fn step(body: &mut Body<'_>, t: ValueId) -> ValueId {
 }
 
 pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let attrs = round_attrs(module, op);
     let o = &module.ops[op];
     let bound = |k: &str| o.attrs.get(k).and_then(Attr::as_f64).unwrap_or(f64::NAN);
     let (lo, hi) = (bound("min"), bound("max"));
-    let (dy, x) = (o.operands[0], o.operands[1]);
     let upper = o.operands.get(2).copied();
-    let upper_rank = if upper.is_some() {
-        operand_type(module, op, 2).rank()
-    } else {
-        0
-    };
-    let rt = result_type(module, op);
-    generate(module, op, |body, sizes| {
-        let idx = body.idx.clone();
+    let upper_rank = if upper.is_some() { operand_type(module, op, 2).rank() } else { 0 };
+    gated_grad(module, op, |body, g, xv, out| {
         let exact32 = Rnd::new(fp32(), Rounding::Nearest);
-        let g = body.load(dy, idx.clone());
-        let xv = body.load(x, idx);
         let mut mask = None;
         if lo.is_finite() {
             let l = body.constant(fp32(), nearest_value(fp32(), lo));
             let d = body.rounded("kernel.sub", vec![xv, l], exact32);
             mask = Some(step(body, d));
         }
-        if let Some(bound) = upper {
-            let zero = body.index(0);
-            let h = body.load(bound, vec![zero; upper_rank]);
-            let d = body.rounded("kernel.sub", vec![h, xv], exact32);
-            let s = step(body, d);
-            mask = Some(match mask {
-                Some(m) => body.rounded("kernel.mul", vec![m, s], exact32),
-                None => s,
-            });
-        } else if hi.is_finite() {
-            let h = body.constant(fp32(), nearest_value(fp32(), hi));
+        let h = match upper {
+            Some(bound) => {
+                let zero = body.index(0);
+                Some(body.load(bound, vec![zero; upper_rank]))
+            }
+            None => hi.is_finite().then(|| body.constant(fp32(), nearest_value(fp32(), hi))),
+        };
+        if let Some(h) = h {
             let d = body.rounded("kernel.sub", vec![h, xv], exact32);
             let s = step(body, d);
             mask = Some(match mask {
@@ -151,48 +138,44 @@ pub fn clip_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
                 None => s,
             });
         }
-        let out = elementwise_output(body, sizes, attrs, rt.format);
-        Ok(match mask {
+        match mask {
             Some(m) => body.rounded("kernel.mul", vec![g, m], out),
             None => body.round(g, out),
-        })
+        }
     })
 }
 
-/// The rounding of a gradient op with `round` and `stream` attributes, drawing at `e`.
-fn elementwise_output(body: &mut Body<'_>, sizes: &[ValueId], (rounding, stream): (Rounding, u32), format: Format) -> Rnd {
-    let draw = rounding.is_stochastic().then(|| (stream, draw_counter(body, sizes, 1, 0)));
-    Rnd { format, rounding, draw }
-}
-
-fn round_attrs(module: &Module, op: OpId) -> (Rounding, u32) {
-    let o = &module.ops[op];
-    let rounding = match o.attrs.get("round") {
-        Some(Attr::Rounding(r)) => *r,
-        _ => Rounding::Nearest,
-    };
-    (rounding, o.attrs.get("stream").and_then(Attr::as_int).unwrap_or(0) as u32)
-}
-
 pub fn leaky_relu_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
-    let o = &module.ops[op];
-    let alpha = o.attrs.get("alpha").and_then(Attr::as_f64).unwrap_or(f64::NAN);
-    let (dy, x) = (o.operands[0], o.operands[1]);
-    let attrs = round_attrs(module, op);
-    let rt = result_type(module, op);
-    generate(module, op, |body, sizes| {
-        let idx = body.idx.clone();
+    let alpha = module.ops[op].attrs.get("alpha").and_then(Attr::as_f64).unwrap_or(f64::NAN);
+    gated_grad(module, op, |body, g, xv, out| {
         let exact32 = Rnd::new(fp32(), Rounding::Nearest);
-        let g = body.load(dy, idx.clone());
-        let xv = body.load(x, idx);
         let m = step(body, xv);
         let one = body.constant(fp32(), 1.0);
         let not_m = body.rounded("kernel.sub", vec![one, m], exact32);
         let a = body.constant(fp32(), alpha as f32 as f64);
         let slope = body.rounded("kernel.mul", vec![a, not_m], exact32);
         let passed = body.rounded("kernel.mul", vec![g, m], exact32);
-        let out = elementwise_output(body, sizes, attrs, rt.format);
-        Ok(body.rounded("kernel.fma", vec![passed, slope, g], out))
+        body.rounded("kernel.fma", vec![passed, slope, g], out)
+    })
+}
+
+/// An element-wise gradient op `(dy, x, ...)` with `round` and `stream` attributes:
+/// `combine(body, dy, x, out)` yields the element, rounding once with `out` (drawing at `e`).
+fn gated_grad(module: &mut Module, op: OpId, combine: impl FnOnce(&mut Body<'_>, ValueId, ValueId, Rnd) -> ValueId) -> Result<(), PassError> {
+    let o = &module.ops[op];
+    let rounding = match o.attrs.get("round") {
+        Some(Attr::Rounding(r)) => *r,
+        _ => Rounding::Nearest,
+    };
+    let stream = o.attrs.get("stream").and_then(Attr::as_int).unwrap_or(0) as u32;
+    let (dy, x) = (o.operands[0], o.operands[1]);
+    let format = result_type(module, op).format;
+    generate(module, op, |body, sizes| {
+        let idx = body.idx.clone();
+        let g = body.load(dy, idx.clone());
+        let xv = body.load(x, idx);
+        let draw = rounding.is_stochastic().then(|| (stream, draw_counter(body, sizes, 1, 0)));
+        Ok(combine(body, g, xv, Rnd { format, rounding, draw }))
     })
 }
 
