@@ -309,6 +309,12 @@ impl InOrder {
         self.next += 1;
         r
     }
+
+    /// The op `name` on `operands`, rounded as `r` says at the next counter.
+    fn step(&mut self, body: &mut Body<'_>, name: &str, operands: Vec<ValueId>, r: Rnd) -> ValueId {
+        let r = self.next(body, r);
+        body.rounded(name, operands, r)
+    }
 }
 
 /// The static length of axis `axis` of `t` when some rounding is stochastic (it sizes the
@@ -470,26 +476,19 @@ pub fn activation_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let one = body.constant(acc.format, 1.0);
         let slope = match name {
             "nn.sigmoid_grad" => {
-                let r = order.next(body, acc);
-                let s = body.rounded("kernel.sigmoid", vec![xv], r);
-                let r = order.next(body, acc);
-                let c = body.rounded("kernel.sub", vec![one, s], r);
-                let r = order.next(body, acc);
-                body.rounded("kernel.mul", vec![s, c], r)
+                let s = order.step(body, "kernel.sigmoid", vec![xv], acc);
+                let c = order.step(body, "kernel.sub", vec![one, s], acc);
+                order.step(body, "kernel.mul", vec![s, c], acc)
             }
             "nn.tanh_grad" => {
-                let r = order.next(body, acc);
-                let t = body.rounded("kernel.tanh", vec![xv], r);
-                let r = order.next(body, acc);
-                let q = body.rounded("kernel.mul", vec![t, t], r);
-                let r = order.next(body, acc);
-                body.rounded("kernel.sub", vec![one, q], r)
+                let t = order.step(body, "kernel.tanh", vec![xv], acc);
+                let q = order.step(body, "kernel.mul", vec![t, t], acc);
+                order.step(body, "kernel.sub", vec![one, q], acc)
             }
             _ => gelu_slope(body, xv, acc, &mut order),
         };
         let g = body.load(dy, idx);
-        let out = order.next(body, Rnd::new(rt.format, arith.out));
-        Ok(body.rounded("kernel.mul", vec![g, slope], out))
+        Ok(order.step(body, "kernel.mul", vec![g, slope], Rnd::new(rt.format, arith.out)))
     })
 }
 
@@ -508,30 +507,20 @@ fn gelu_slope(body: &mut Body<'_>, x: ValueId, acc: Rnd, order: &mut InOrder) ->
     let z = body.rounded("kernel.add", vec![above, below], exact32);
     let not_z = body.rounded("kernel.sub", vec![one32, z], exact32);
     let w = body.rounded("kernel.add", vec![x, not_z], exact32);
-    let r = order.next(body, acc);
-    let gelu = body.rounded("kernel.gelu", vec![x], r);
-    let r = order.next(body, acc);
-    let ratio = body.rounded("kernel.div", vec![gelu, w], r);
-    let r = order.next(body, acc);
-    let kept = body.rounded("kernel.mul", vec![ratio, z], r);
+    let gelu = order.step(body, "kernel.gelu", vec![x], acc);
+    let ratio = order.step(body, "kernel.div", vec![gelu, w], acc);
+    let kept = order.step(body, "kernel.mul", vec![ratio, z], acc);
     let half = body.constant(fp32(), 0.5);
     let at_zero = body.rounded("kernel.mul", vec![not_z, half], exact32);
-    let r = order.next(body, acc);
-    let cdf = body.rounded("kernel.add", vec![kept, at_zero], r);
-    let r = order.next(body, acc);
-    let square = body.rounded("kernel.mul", vec![x, x], r);
+    let cdf = order.step(body, "kernel.add", vec![kept, at_zero], acc);
+    let square = order.step(body, "kernel.mul", vec![x, x], acc);
     let minus_half = body.constant(acc.format, nearest_value(acc.format, -0.5));
-    let r = order.next(body, acc);
-    let exponent = body.rounded("kernel.mul", vec![square, minus_half], r);
-    let r = order.next(body, acc);
-    let e = body.rounded("kernel.exp", vec![exponent], r);
+    let exponent = order.step(body, "kernel.mul", vec![square, minus_half], acc);
+    let e = order.step(body, "kernel.exp", vec![exponent], acc);
     let c = body.constant(acc.format, nearest_value(acc.format, 1.0 / (2.0 * std::f64::consts::PI).sqrt()));
-    let r = order.next(body, acc);
-    let pdf = body.rounded("kernel.mul", vec![e, c], r);
-    let r = order.next(body, acc);
-    let tail = body.rounded("kernel.mul", vec![x, pdf], r);
-    let r = order.next(body, acc);
-    body.rounded("kernel.add", vec![cdf, tail], r)
+    let pdf = order.step(body, "kernel.mul", vec![e, c], acc);
+    let tail = order.step(body, "kernel.mul", vec![x, pdf], acc);
+    order.step(body, "kernel.add", vec![cdf, tail], acc)
 }
 
 /// The static row count of `t` (every axis but the last) and the sizes of those axes.
