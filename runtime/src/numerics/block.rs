@@ -14,6 +14,7 @@ use super::format::{BlockElement, BlockFormat, BlockScale, QuantizeError, ScaleR
 use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
 use super::scaled::check_lengths;
+use super::simd::{self, Level};
 
 /// The E4M3 format of NVFP4 scales (OCP E4M3: no infinities, NaN at all ones).
 const E4M3: FloatFormat = FloatFormat::ieee(4, 3).with_specials(Specials::Fn);
@@ -192,24 +193,35 @@ fn magnitude_max(block: &[f32]) -> u32 {
 }
 
 /// [`magnitude_max`] of each block of `block` elements of `data`, into `out`, in one pass
-/// compiled for AVX2 too (the baseline x86-64 target has no 32-bit unsigned maximum
-/// instruction).
+/// compiled for each level of [`simd`] (the baseline x86-64 target has no 32-bit unsigned
+/// maximum instruction).
 fn block_magnitude_maxima(data: &[f32], block: usize, out: &mut Vec<u32>) {
     out.clear();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { block_magnitude_maxima_avx2(data, block, out) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { block_magnitude_maxima_avx512(data, block, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { block_magnitude_maxima_avx2(data, block, out) },
+        _ => block_magnitude_maxima_inline(data, block, out),
     }
-    out.extend(data.chunks_exact(block).map(magnitude_max));
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn block_magnitude_maxima_avx512(data: &[f32], block: usize, out: &mut Vec<u32>) {
+    block_magnitude_maxima_inline(data, block, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn block_magnitude_maxima_avx2(data: &[f32], block: usize, out: &mut Vec<u32>) {
+    block_magnitude_maxima_inline(data, block, out)
+}
+
+#[inline(always)]
+fn block_magnitude_maxima_inline(data: &[f32], block: usize, out: &mut Vec<u32>) {
     if block == 32 {
         // The OCP default as fixed-size arrays: straight-line vector code.
         out.extend(data.chunks_exact(32).map(|b| magnitude_max(<&[f32; 32]>::try_from(b).expect("chunks_exact(32)"))));

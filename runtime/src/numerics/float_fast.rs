@@ -1,5 +1,5 @@
 //! Fast rounding of `f32` slices to float formats: branch-free integer code per element that
-//! the compiler vectorises (compiled twice, for AVX2 and for the baseline target).
+//! the compiler vectorises (compiled for each level of [`simd`]).
 //!
 //! Agrees to the bit with the exact path in `float`: an element whose rounding needs more
 //! than the first 32 bits of its fraction (a stochastic rounding of a value more than 2^8
@@ -8,6 +8,7 @@
 use super::float::{FloatFormat, Specials};
 use super::rng::RandomStream;
 use super::rounding::Rounding;
+use super::simd::{self, Level};
 
 /// Per-format constants of the kernel.
 #[derive(Clone, Copy, Debug)]
@@ -87,15 +88,15 @@ pub fn quantize_slice(f: &FloatFormat, rounding: Rounding, rng: &RandomStream, b
         return;
     };
     let job = Job { f: *f, c, rounding, rng, base, shift: 0 };
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { job.run_avx2(src, dst) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { job.run_avx512(src, dst) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { job.run_avx2(src, dst) },
+        _ => job.run_inline::<false>(src, dst),
     }
-    job.run_inline::<false>(src, dst);
 }
 
 /// The exact path, element by element.
@@ -138,15 +139,15 @@ pub(crate) fn quantize_uniform_blocks(elem: &FloatFormat, rounding: Rounding, rn
         return;
     }
     let job = Job { f: *elem, c: Consts::new(elem, rounding), rounding, rng, base, shift: 0 };
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { job.run_blocks_avx2(block, exps, src, dst) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { job.run_blocks_avx512(block, exps, src, dst) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { job.run_blocks_avx2(block, exps, src, dst) },
+        _ => job.run_blocks_inline(block, exps, src, dst),
     }
-    job.run_blocks_inline(block, exps, src, dst);
 }
 
 /// One block of a power-of-two-scaled block format: `len` elements from `start`, scaled by
@@ -162,19 +163,25 @@ pub(crate) struct ScaledBlock {
 /// `elem` with its bias lowered by the exponent — into `dst`. Element `i` draws at index `i`.
 /// Every shifted format must be valid (`FloatFormat::validate`).
 pub(crate) fn quantize_pow2_blocks(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { pow2_blocks_avx2(elem, rounding, rng, blocks, src, dst) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { pow2_blocks_avx512(elem, rounding, rng, blocks, src, dst) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { pow2_blocks_avx2(elem, rounding, rng, blocks, src, dst) },
+        _ => pow2_blocks(elem, rounding, rng, blocks, src, dst),
     }
-    pow2_blocks(elem, rounding, rng, blocks, src, dst);
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn pow2_blocks_avx512(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
+    pow2_blocks(elem, rounding, rng, blocks, src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn pow2_blocks_avx2(elem: &FloatFormat, rounding: Rounding, rng: &RandomStream, blocks: &[ScaledBlock], src: &[f32], dst: &mut [f32]) {
     pow2_blocks(elem, rounding, rng, blocks, src, dst)
 }
@@ -271,7 +278,13 @@ fn stochastic_unbiased(frac32: u32, sticky: bool, _: bool, _: bool, word: u32, r
 
 impl Job<'_> {
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+    unsafe fn run_avx512(&self, src: &[f32], dst: &mut [f32]) {
+        self.run_inline::<false>(src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, src: &[f32], dst: &mut [f32]) {
         self.run_inline::<false>(src, dst)
     }
@@ -291,7 +304,13 @@ impl Job<'_> {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+    unsafe fn run_blocks_avx512(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+        self.run_blocks_inline(block, exps, src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn run_blocks_avx2(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
         self.run_blocks_inline(block, exps, src, dst)
     }
@@ -537,16 +556,16 @@ mod tests {
         let index = (0..1u64 << 26).find(|&i| rng.word(i, 0) & ((1 << 19) - 1) == 0).expect("a word with 19 low zero bits");
         let w = rng.word(index, 0);
         let x = f32::from_bits((130 << 23) | (7 << 13) | (w >> 19)); // frac·2^32 = w exactly
-        for lane in 0..16u64 {
+        for (level, lane) in simd::supported().into_iter().flat_map(|l| (0..16u64).map(move |j| (l, j))) {
             for mixed in [false, true] {
                 let mut src = [x; 16];
                 if mixed {
                     src[(lane as usize + 1) % 16] = 1e-30; // below the normal range
                 }
                 let mut out = [0f32; 16];
-                quantize_slice(&f, Rounding::Stochastic, &rng, index - lane, &src, &mut out);
+                simd::with_level(level, || quantize_slice(&f, Rounding::Stochastic, &rng, index - lane, &src, &mut out));
                 let want = f.round(x as f64, Rounding::Stochastic, rng.at(index)) as f32;
-                assert_eq!(out[lane as usize].to_bits(), want.to_bits(), "lane {lane}, mixed {mixed}");
+                assert_eq!(out[lane as usize].to_bits(), want.to_bits(), "lane {lane}, mixed {mixed}, {level:?}");
                 assert_eq!(want.to_bits(), x.to_bits() & !((1 << 13) - 1), "u = frac keeps the lower neighbour");
             }
         }
@@ -588,13 +607,13 @@ mod tests {
             }
             inputs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0, f32::MAX, f32::MIN_POSITIVE, 1e-45]);
             let mut out = vec![0f32; inputs.len()];
-            for mode in modes {
-                quantize_slice(f, mode, &rng, 100, &inputs, &mut out);
+            for (level, mode) in simd::supported().into_iter().flat_map(|l| modes.map(|m| (l, m))) {
+                simd::with_level(level, || quantize_slice(f, mode, &rng, 100, &inputs, &mut out));
                 for (i, (x, y)) in inputs.iter().zip(&out).enumerate() {
                     let want = f.round(*x as f64, mode, rng.at(100 + i as u64)) as f32;
                     assert!(
                         want.to_bits() == y.to_bits() || (want.is_nan() && y.is_nan()),
-                        "{f} {mode}: {x:e} ({:#010x}) -> fast {y:e}, exact {want:e}",
+                        "{f} {mode} {level:?}: {x:e} ({:#010x}) -> fast {y:e}, exact {want:e}",
                         x.to_bits()
                     );
                 }

@@ -9,6 +9,7 @@ use super::fixed::map_rounded;
 use super::format::{Granularity, IntFormat, QuantizeError};
 use super::rng::RandomStream;
 use super::rounding::Rounding;
+use super::simd::{self, Level};
 
 /// Which scale group each element of a row-major tensor belongs to: the tensor splits into
 /// runs of consecutive elements (the product of the dimensions after the channel axis), and
@@ -87,21 +88,28 @@ fn from_order_key(k: i32) -> f32 {
 
 /// The least and greatest values of `chunk` and whether it holds a NaN or ±∞, by integer
 /// reductions that vectorise (a NaN or ∞ makes the extremes meaningless, and the caller
-/// ignores them then). Compiled for AVX2 too: the baseline x86-64 target has no 32-bit
-/// integer min/max instructions.
+/// ignores them then). Compiled for each level of [`simd`]: the baseline x86-64 target has
+/// no 32-bit integer min/max instructions.
 fn min_max(chunk: &[f32]) -> (f32, f32, bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { min_max_avx2(chunk) };
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { min_max_avx512(chunk) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { min_max_avx2(chunk) },
+        _ => min_max_inline(chunk),
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn min_max_avx512(chunk: &[f32]) -> (f32, f32, bool) {
     min_max_inline(chunk)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn min_max_avx2(chunk: &[f32]) -> (f32, f32, bool) {
     min_max_inline(chunk)
 }
@@ -237,15 +245,21 @@ const LANES: usize = 16;
 /// within 2^−30 of p (p is finite: x is, and `1/s ≤ 2^149`). A unit of [`LANES`] elements
 /// with such a p is redone with the exact quotient.
 fn divide_and_round<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { divide_and_round_avx2(rounding, data, out, scale, finish) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { divide_and_round_avx512(rounding, data, out, scale, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { divide_and_round_avx2(rounding, data, out, scale, finish) },
+        _ => divide_and_round_portable(rounding, data, out, scale, finish),
     }
-    divide_and_round_portable(rounding, data, out, scale, finish);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn divide_and_round_avx512<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
+    divide_and_round_portable(rounding, data, out, scale, finish)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -319,9 +333,9 @@ mod tests {
             }
             data.extend((0..64u64).map(|i| (rng.word(i, 1) as f32 / u32::MAX as f32 - 0.5) * 300.0 * scale));
             let finish = |q: f64| q as f32;
-            for mode in modes {
+            for (level, mode) in simd::supported().into_iter().flat_map(|l| modes.map(|m| (l, m))) {
                 let mut fast = vec![0.0; data.len()];
-                divide_and_round(mode, &data, &mut fast, scale as f64, &finish);
+                simd::with_level(level, || divide_and_round(mode, &data, &mut fast, scale as f64, &finish));
                 let round = |v: f64| match mode {
                     Rounding::NearestAway => v.round(),
                     Rounding::TowardZero => v.trunc(),
@@ -331,7 +345,7 @@ mod tests {
                 };
                 for (x, got) in data.iter().zip(&fast) {
                     let want = round(*x as f64 / scale as f64) as f32;
-                    assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e} in {mode}");
+                    assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e} in {mode} ({level:?})");
                 }
             }
         }
