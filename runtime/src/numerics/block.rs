@@ -468,6 +468,61 @@ pub fn encode_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::numerics::format::Format;
+    use crate::numerics::simd;
+
+    /// The tile path (every vector level) against the encoding, which rounds element by
+    /// element on the exact path: blocks whose scales sit at E8M0's extremes and near them
+    /// (amax from 2^-149 up to f32's maximum), huge dynamic ranges inside a block, ties of
+    /// the element grid, zeros and NaN blocks, in every mode.
+    #[test]
+    fn tiles_agree_with_the_encoding_at_every_level() {
+        let rng = RandomStream::new(5, 5);
+        let (rows, row) = (96, 64);
+        let mut data = Vec::with_capacity(rows * row);
+        for i in 0..(rows * row) as u64 {
+            let (r, u) = (i / row as u64, rng.word(i, 0));
+            // Each block's binade: rows sweep f32's exponent range, both ends included.
+            let top = ((r * 255 / rows as u64) as u32).clamp(0, 254);
+            let x = match i % 32 {
+                0 => f32::from_bits((top << 23) | (u & 0x7F_FFFF)),
+                // Element-grid ties and their neighbours below the block maximum.
+                1..=8 => f32::from_bits(((top.saturating_sub(i as u32 % 5)) << 23) | (0x40_0000 >> (i % 4)) | (u & (i as u32 % 3))),
+                _ => match r % 8 {
+                    0 => 0.0,
+                    1 => f32::from_bits(u & 0x7FFF_FFFF).min(f32::from_bits(top << 23)),
+                    _ => f32::from_bits((top.saturating_sub(u % 30) << 23) | (u >> 9)),
+                },
+            };
+            let x = if r == 7 && i % 64 == 9 { f32::NAN } else { x };
+            data.push(if u >> 31 == 1 { -x } else { x });
+        }
+        let shape = [rows, row];
+        let modes = [
+            Rounding::Nearest,
+            Rounding::NearestAway,
+            Rounding::TowardZero,
+            Rounding::Up,
+            Rounding::Down,
+            Rounding::Stochastic,
+            Rounding::StochasticBits(3),
+            Rounding::StochasticUnbiased(5),
+        ];
+        for name in ["mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp8_e4m3<scale=ceil>", "mxfp4<scale=even,block=16>"] {
+            let Ok(Format::Block(f)) = Format::parse(name) else { panic!("{name} is a block format") };
+            for mode in modes {
+                let stream = RandomStream::new(9, 1);
+                let want = encode_blocks(&f, &data, &shape, mode, &stream).expect("shapes fit").decode();
+                for level in simd::supported() {
+                    let mut got = vec![0f32; data.len()];
+                    simd::with_level(level, || quantize_blocks(&f, &data, &shape, mode, &stream, &mut got)).expect("shapes fit");
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{name} {mode} {level:?} [{i}] {:e}: {g:e}, encoding {w:e}", data[i]);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn integer_element_codes_round_trip() {

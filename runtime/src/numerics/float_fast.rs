@@ -43,6 +43,26 @@ struct Consts {
 }
 
 impl Consts {
+    /// The constants of [`round_lane_nearest`] for the format with its bias lowered by `e`,
+    /// when they are f32 normal numbers: its grid below the normal range 2^(low_exp + e) at
+    /// least 2^-126, and `low_magic` (2^(low_exp + e + 23)) and its maximum finite. Only for
+    /// saturating formats (as block elements are) and finite inputs.
+    fn shifted(&self, e: i32) -> Option<Consts> {
+        let moved = |bits: u32| bits.wrapping_add((e as u32) << 23);
+        let exponent = |bits: u32| (bits >> 23) as i32 + e;
+        let saturating = self.overflow_pos == self.max_bits && self.overflow_neg == self.max_bits;
+        let ok = self.low_grid - 150 + e >= -126 && exponent(self.low_magic.to_bits()) < 255 && exponent(self.max_bits) < 255 && saturating;
+        ok.then(|| Consts {
+            e_norm: (self.e_norm as i32 + e) as u32,
+            low_grid: self.low_grid + e,
+            low_magic: f32::from_bits(moved(self.low_magic.to_bits())),
+            max_bits: moved(self.max_bits),
+            overflow_pos: moved(self.max_bits),
+            overflow_neg: moved(self.max_bits),
+            ..*self
+        })
+    }
+
     fn new(f: &FloatFormat, rounding: Rounding) -> Self {
         let m = f.man_bits as i32;
         let max_bits = (f.max() as f32).to_bits();
@@ -384,7 +404,7 @@ impl Job<'_> {
     #[inline(always)]
     fn run_blocks_inline(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
         match self.rounding {
-            Rounding::Nearest => self.blocks_kernel(block, exps, src, dst, NearestEven),
+            Rounding::Nearest => self.blocks_nearest(block, exps, src, dst),
             Rounding::NearestAway => self.blocks_kernel(block, exps, src, dst, Decided(nearest_away)),
             Rounding::TowardZero => self.blocks_kernel(block, exps, src, dst, Decided(toward_zero)),
             Rounding::Up => self.blocks_kernel(block, exps, src, dst, Decided(up)),
@@ -401,6 +421,30 @@ impl Job<'_> {
         }
     }
 
+    /// Nearest-even on uniform blocks: with the constants of each block's shifted format
+    /// ([`Consts::shifted`]) every lane is [`round_lane_nearest`] on the element itself; a
+    /// block whose shifted format has no such constants takes [`Job::blocks_kernel`]'s path.
+    #[inline(always)]
+    fn blocks_nearest(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32]) {
+        for (b, (&exp, (xs, ys))) in exps.iter().zip(src.chunks_exact(block).zip(dst.chunks_exact_mut(block))).enumerate() {
+            let BlockExp::Pow2(e) = exp else {
+                ys.fill(f32::NAN);
+                continue;
+            };
+            if let Some(c) = self.c.shifted(e) {
+                for (xs, ys) in xs.chunks_exact(LANES).zip(ys.chunks_exact_mut(LANES)) {
+                    let xs: &[f32; LANES] = xs.try_into().expect("chunks_exact yields whole chunks");
+                    let ys: &mut [f32; LANES] = ys.try_into().expect("chunks_exact yields whole chunks");
+                    for j in 0..LANES {
+                        ys[j] = f32::from_bits(round_lane_nearest(&c, xs[j].to_bits()));
+                    }
+                }
+            } else {
+                self.shifted_block(b * block, e, xs, ys, NearestEven);
+            }
+        }
+    }
+
     /// Uniform blocks, chunk by chunk, each rounded with its block's exponent shift.
     #[inline(always)]
     fn blocks_kernel<R: LaneRule>(&self, block: usize, exps: &[BlockExp], src: &[f32], dst: &mut [f32], rule: R) {
@@ -409,12 +453,18 @@ impl Job<'_> {
                 ys.fill(f32::NAN);
                 continue;
             };
-            let job = Job { shift: e, ..*self };
-            for (c, (xs, ys)) in xs.chunks_exact(LANES).zip(ys.chunks_exact_mut(LANES)).enumerate() {
-                let xs: &[f32; LANES] = xs.try_into().expect("chunks_exact yields whole chunks");
-                let ys: &mut [f32; LANES] = ys.try_into().expect("chunks_exact yields whole chunks");
-                job.chunk::<true, _>(b * block + c * LANES, xs, ys, rule);
-            }
+            self.shifted_block(b * block, e, xs, ys, rule);
+        }
+    }
+
+    /// One block of elements from index `start`, scaled by 2^e, chunk by chunk.
+    #[inline(always)]
+    fn shifted_block<R: LaneRule>(&self, start: usize, e: i32, xs: &[f32], ys: &mut [f32], rule: R) {
+        let job = Job { shift: e, ..*self };
+        for (c, (xs, ys)) in xs.chunks_exact(LANES).zip(ys.chunks_exact_mut(LANES)).enumerate() {
+            let xs: &[f32; LANES] = xs.try_into().expect("chunks_exact yields whole chunks");
+            let ys: &mut [f32; LANES] = ys.try_into().expect("chunks_exact yields whole chunks");
+            job.chunk::<true, _>(start + c * LANES, xs, ys, rule);
         }
     }
 
