@@ -229,8 +229,8 @@ pub fn quantize_int(
         } else if f.bits > SINGLE_BITS || !(1.0 / p.scale).is_normal() {
             divide_and_round(rounding, chunk, dst, scale, &finish);
         } else {
-            let single = Single { inv: 1.0 / p.scale, scale: p.scale, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
-            divide_and_round_single(rounding, chunk, dst, &single, scale, &finish);
+            let single = Single { inv: 1.0 / p.scale, scale: p.scale, exact: scale, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
+            divide_and_round_single(rounding, chunk, dst, &single, &finish);
         }
     }
     Ok(())
@@ -317,6 +317,8 @@ const SINGLE_BITS: u32 = 8;
 struct Single {
     inv: f32,
     scale: f32,
+    /// The scale in f64, for the exact quotient.
+    exact: f64,
     z: f32,
     lo: f32,
     hi: f32,
@@ -331,34 +333,34 @@ struct Single {
 /// quotient in f64 (`finish` there). The result (clamp(RNE(p) + z) − z)·s is an integer of
 /// at most 9 bits times s: exact before its one rounding in f32 as in f64, so it equals
 /// `finish`'s.
-fn divide_and_round_single<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, scale: f64, finish: &G) {
+fn divide_and_round_single<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
     match simd::level() {
         // SAFETY: `simd::level` returns only levels the CPU supports.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { divide_and_round_single_avx512(rounding, data, out, single, scale, finish) },
+        Level::Avx512 => unsafe { divide_and_round_single_avx512(rounding, data, out, single, finish) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { divide_and_round_single_avx2(rounding, data, out, single, scale, finish) },
-        _ => divide_and_round_single_portable(rounding, data, out, single, scale, finish),
+        Level::Avx2 => unsafe { divide_and_round_single_avx2(rounding, data, out, single, finish) },
+        _ => divide_and_round_single_portable(rounding, data, out, single, finish),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn divide_and_round_single_avx512<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, scale: f64, finish: &G) {
-    divide_and_round_single_portable(rounding, data, out, single, scale, finish)
+unsafe fn divide_and_round_single_avx512<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    divide_and_round_single_portable(rounding, data, out, single, finish)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn divide_and_round_single_avx2<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, scale: f64, finish: &G) {
-    divide_and_round_single_portable(rounding, data, out, single, scale, finish)
+unsafe fn divide_and_round_single_avx2<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    divide_and_round_single_portable(rounding, data, out, single, finish)
 }
 
 #[inline(always)]
-fn divide_and_round_single_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, scale: f64, finish: &G) {
+fn divide_and_round_single_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
     #[inline(always)]
-    fn each<G: Fn(f64) -> f32>(data: &[f32], out: &mut [f32], c: &Single, scale: f64, finish: &G, round: impl Fn(f32) -> f32, round64: impl Fn(f64) -> f64, boundary: f32) {
+    fn each<G: Fn(f64) -> f32>(data: &[f32], out: &mut [f32], c: &Single, finish: &G, round: impl Fn(f32) -> f32, round64: impl Fn(f64) -> f64, boundary: f32) {
         const NEAR: f32 = 1.0 / (1u32 << 13) as f32;
         let mut units_in = data.chunks_exact(LANES);
         let mut units_out = out.chunks_exact_mut(LANES);
@@ -373,21 +375,21 @@ fn divide_and_round_single_portable<G: Fn(f64) -> f32>(rounding: Rounding, data:
             }
             if near {
                 for (x, y) in src.iter().zip(dst.iter_mut()) {
-                    *y = finish(round64(*x as f64 / scale));
+                    *y = finish(round64(*x as f64 / c.exact));
                 }
             }
         }
         for (x, y) in units_in.remainder().iter().zip(units_out.into_remainder()) {
-            *y = finish(round64(*x as f64 / scale));
+            *y = finish(round64(*x as f64 / c.exact));
         }
     }
     match rounding {
-        Rounding::NearestAway => each(data, out, single, scale, finish, f32::round, f64::round, 0.5),
-        Rounding::TowardZero => each(data, out, single, scale, finish, f32::trunc, f64::trunc, 0.0),
-        Rounding::Up => each(data, out, single, scale, finish, f32::ceil, f64::ceil, 0.0),
-        Rounding::Down => each(data, out, single, scale, finish, f32::floor, f64::floor, 0.0),
+        Rounding::NearestAway => each(data, out, single, finish, f32::round, f64::round, 0.5),
+        Rounding::TowardZero => each(data, out, single, finish, f32::trunc, f64::trunc, 0.0),
+        Rounding::Up => each(data, out, single, finish, f32::ceil, f64::ceil, 0.0),
+        Rounding::Down => each(data, out, single, finish, f32::floor, f64::floor, 0.0),
         // Nearest (the stochastic modes never come here).
-        _ => each(data, out, single, scale, finish, f32::round_ties_even, f64::round_ties_even, 0.5),
+        _ => each(data, out, single, finish, f32::round_ties_even, f64::round_ties_even, 0.5),
     }
 }
 
@@ -420,10 +422,10 @@ mod tests {
             data.extend((0..200u64).map(|i| (rng.word(i, 1) as f32 / u32::MAX as f32 - 0.5) * 500.0 * scale));
             for (z, qmin, qmax) in [(0.0, -127.0, 127.0), (-3.0, -128.0, 127.0), (128.0, 0.0, 255.0)] {
                 let finish = |q: f64| (((q + z).clamp(qmin, qmax) - z) * scale as f64 + 0.0) as f32;
-                let single = Single { inv: 1.0 / scale, scale, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
+                let single = Single { inv: 1.0 / scale, scale, exact: scale as f64, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
                 for (level, mode) in simd::supported().into_iter().flat_map(|l| modes.map(|m| (l, m))) {
                     let mut fast = vec![0.0; data.len()];
-                    simd::with_level(level, || divide_and_round_single(mode, &data, &mut fast, &single, scale as f64, &finish));
+                    simd::with_level(level, || divide_and_round_single(mode, &data, &mut fast, &single, &finish));
                     let round = |v: f64| match mode {
                         Rounding::NearestAway => v.round(),
                         Rounding::TowardZero => v.trunc(),
