@@ -9,11 +9,12 @@
 use super::fixed::{map_rounded, round_to_grid};
 use super::float::{exponent_of, pow2, FloatFormat, Specials};
 use super::float_extra::{decode_e8m0, encode_e8m0};
-use super::float_fast::{quantize_pow2_blocks, quantize_uniform_blocks, BlockExp, ScaledBlock};
+use super::float_fast::{quantize_pow2_blocks, quantize_slice, quantize_uniform_blocks, BlockExp, ScaledBlock};
 use super::format::{BlockElement, BlockFormat, BlockScale, QuantizeError, ScaleRule};
 use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
 use super::scaled::check_lengths;
+use super::simd::{self, Level};
 
 /// The E4M3 format of NVFP4 scales (OCP E4M3: no infinities, NaN at all ones).
 const E4M3: FloatFormat = FloatFormat::ieee(4, 3).with_specials(Specials::Fn);
@@ -192,24 +193,35 @@ fn magnitude_max(block: &[f32]) -> u32 {
 }
 
 /// [`magnitude_max`] of each block of `block` elements of `data`, into `out`, in one pass
-/// compiled for AVX2 too (the baseline x86-64 target has no 32-bit unsigned maximum
-/// instruction).
+/// compiled for each level of [`simd`] (the baseline x86-64 target has no 32-bit unsigned
+/// maximum instruction).
 fn block_magnitude_maxima(data: &[f32], block: usize, out: &mut Vec<u32>) {
     out.clear();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { block_magnitude_maxima_avx2(data, block, out) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { block_magnitude_maxima_avx512(data, block, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { block_magnitude_maxima_avx2(data, block, out) },
+        _ => block_magnitude_maxima_inline(data, block, out),
     }
-    out.extend(data.chunks_exact(block).map(magnitude_max));
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn block_magnitude_maxima_avx512(data: &[f32], block: usize, out: &mut Vec<u32>) {
+    block_magnitude_maxima_inline(data, block, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn block_magnitude_maxima_avx2(data: &[f32], block: usize, out: &mut Vec<u32>) {
+    block_magnitude_maxima_inline(data, block, out)
+}
+
+#[inline(always)]
+fn block_magnitude_maxima_inline(data: &[f32], block: usize, out: &mut Vec<u32>) {
     if block == 32 {
         // The OCP default as fixed-size arrays: straight-line vector code.
         out.extend(data.chunks_exact(32).map(|b| magnitude_max(<&[f32; 32]>::try_from(b).expect("chunks_exact(32)"))));
@@ -252,18 +264,12 @@ fn element_value(element: &Element, scale: Scale, x: f32, rounding: Rounding, dr
 }
 
 /// The rows of a tensor (its last axis) split into blocks: `(first index, block)` in order.
-fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<Vec<(usize, &'a [f32])>, QuantizeError> {
+fn blocks<'a>(f: &BlockFormat, data: &'a [f32], shape: &[usize]) -> Result<impl Iterator<Item = (usize, &'a [f32])> + 'a, QuantizeError> {
     let row = *shape.last().ok_or(QuantizeError::Scalar)?;
-    if row == 0 {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::with_capacity(data.len() / f.block + 1);
-    for (r, row_data) in data.chunks(row).enumerate() {
-        for (b, block) in row_data.chunks(f.block).enumerate() {
-            out.push((r * row + b * f.block, block));
-        }
-    }
-    Ok(out)
+    let block = f.block;
+    // An empty row has no blocks (and `chunks` needs a positive size).
+    let rows = if row == 0 { [].chunks(1) } else { data.chunks(row) };
+    Ok(rows.enumerate().flat_map(move |(r, row_data)| row_data.chunks(block).enumerate().map(move |(b, x)| (r * row + b * block, x))))
 }
 
 /// Blocks per tile of the uniform path: a tile's input and output stay in the L1/L2 caches
@@ -318,6 +324,85 @@ fn uniform_exponents(f: &BlockFormat, elem: &FloatFormat, maxima: &[u32], exps: 
     true
 }
 
+/// Elements per tile of [`quantize_quotients`].
+const QUOTIENT_TILE: usize = 2048;
+
+/// Float elements under E4M3 scales (NVFP4) in the deterministic modes, tile by tile: each
+/// quotient RN64(x/s) rounded to odd in f32 ([`round_to_odd`]), then the whole tile rounded
+/// to the element by the vectorised float path, then multiplied by its block's scale (exact:
+/// an element value times an E4M3 value has at most 8 significant bits, and is normal).
+/// Returns false, having written only part of `out`, for other formats and modes and for
+/// data with a scale beyond E4M3's range.
+fn quantize_quotients(f: &BlockFormat, elem: &FloatFormat, data: &[f32], shape: &[usize], rounding: Rounding, rng: &RandomStream, out: &mut [f32]) -> Result<bool, QuantizeError> {
+    if f.scale != BlockScale::E4m3 || rounding.is_stochastic() || elem.man_bits > 21 || f.block > QUOTIENT_TILE {
+        return Ok(false);
+    }
+    let max = Element::Float(*elem).max();
+    let mut tile: Vec<(usize, &[f32])> = Vec::with_capacity(QUOTIENT_TILE);
+    let (mut ratios, mut scales) = (Vec::with_capacity(QUOTIENT_TILE), vec![0f32; QUOTIENT_TILE]);
+    let mut quotients = [0f32; QUOTIENT_TILE];
+    let mut blocks = blocks(f, data, shape)?.peekable();
+    while let Some(first) = blocks.next() {
+        // A tile: whole blocks, consecutive in index order, at most QUOTIENT_TILE elements.
+        tile.clear();
+        tile.push(first);
+        let tile_start = first.0;
+        while let Some(&(start, block)) = blocks.peek() {
+            if start + block.len() - tile_start > QUOTIENT_TILE {
+                break;
+            }
+            tile.push((start, block));
+            blocks.next();
+        }
+        // The scales RNE_E4M3(RN64(amax / max)), all at once (0 marks a NaN block, whose
+        // ratio is NaN).
+        ratios.clear();
+        ratios.extend(tile.iter().map(|(_, block)| {
+            let amax = f32::from_bits(magnitude_max(block));
+            if amax.is_finite() { round_to_odd(amax as f64 / max) } else { f32::NAN }
+        }));
+        let scales = &mut scales[..tile.len()];
+        quantize_slice(&E4M3, Rounding::Nearest, rng, 0, &ratios, scales);
+        for (&(start, block), (&s, r)) in tile.iter().zip(scales.iter().zip(&ratios)) {
+            if s.is_nan() && !r.is_nan() {
+                return Ok(false); // a scale beyond E4M3's range: the general path
+            }
+            let q = &mut quotients[start - tile_start..start - tile_start + block.len()];
+            if s > 0.0 {
+                let s = s as f64;
+                for (x, q) in block.iter().zip(q.iter_mut()) {
+                    *q = round_to_odd(*x as f64 / s);
+                }
+            } else {
+                q.fill(0.0);
+            }
+        }
+        let tile_len = tile.last().map_or(0, |(start, block)| start + block.len()) - tile_start;
+        let dst = &mut out[tile_start..tile_start + tile_len];
+        quantize_slice(elem, rounding, rng, tile_start as u64, &quotients[..tile_len], dst);
+        for (&(start, block), &s) in tile.iter().zip(scales.iter()) {
+            let dst = &mut dst[start - tile_start..start - tile_start + block.len()];
+            if s > 0.0 {
+                dst.iter_mut().for_each(|y| *y *= s);
+            } else {
+                dst.fill(s); // NaN or 0
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `q` rounded to f32 to odd: truncated, with the last bit set when inexact. Rounding that
+/// to a format with at most 22 significant bits, in any deterministic mode, gives what
+/// rounding `q` itself gives: the format's values and midpoints are even f32 values, and
+/// the odd result lies strictly between the same two of them as `q` (or equals `q`).
+#[inline(always)]
+fn round_to_odd(q: f64) -> f32 {
+    let r = q as f32;
+    let t = if (r as f64).abs() > q.abs() { f32::from_bits(r.to_bits() - 1) } else { r };
+    f32::from_bits(t.to_bits() | ((t as f64) != q) as u32)
+}
+
 /// Quantizes `data` (row-major, `shape`) to the block format into `out`: each value is the
 /// block's scale times the element its scaled value rounds to. Element `i` draws from `rng`
 /// at index `i`.
@@ -332,7 +417,7 @@ pub fn quantize_blocks(
     check_lengths(data, shape, out)?;
     let element = Element::of(f);
     if let Element::Float(elem) = element {
-        if quantize_uniform(f, &elem, data, shape, rounding, rng, out) {
+        if quantize_uniform(f, &elem, data, shape, rounding, rng, out) || quantize_quotients(f, &elem, data, shape, rounding, rng, out)? {
             return Ok(());
         }
     }
@@ -456,6 +541,141 @@ pub fn encode_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::numerics::format::Format;
+    use crate::numerics::simd;
+
+    /// Rounding to odd in f32 and then to a narrower format gives the direct rounding of
+    /// the f64, in every deterministic mode: at each value and midpoint of several formats
+    /// and f64 steps either side far below f32's precision, and at zeros and tiny values.
+    #[test]
+    fn rounding_to_odd_then_to_the_element_is_rounding_once() {
+        let draw = RandomStream::new(0, 0);
+        let formats = [FloatFormat::ieee(2, 1), FloatFormat::ieee(4, 3).with_specials(Specials::Fn), FloatFormat::ieee(5, 10), FloatFormat::ieee(8, 7), FloatFormat::ieee(3, 12)];
+        let modes = [Rounding::Nearest, Rounding::NearestAway, Rounding::TowardZero, Rounding::Up, Rounding::Down];
+        for f in formats {
+            let f = FloatFormat { saturate: true, ..f };
+            let mut centres = vec![0.0, f64::MIN_POSITIVE, 1e-50, 1e-300];
+            let values: Vec<f64> = f.all_encodings().unwrap().map(|(_, v)| v).filter(|v| v.is_finite() && *v >= 0.0).take(4000).collect();
+            centres.extend(values.windows(2).flat_map(|w| [w[0], (w[0] + w[1]) / 2.0]));
+            for c in centres {
+                for d in [0.0, 1e-12, -1e-12, 1e-30, -1e-30] {
+                    for q in [c + d * c.max(1e-40), -(c + d * c.max(1e-40))] {
+                        let r = round_to_odd(q);
+                        let inexact = r as f64 != q;
+                        assert!(!inexact || r.to_bits() & 1 == 1, "{q:e}: {r:e} is even");
+                        assert!((r.next_down() as f64) < q && q < r.next_up() as f64, "{q:e}: {r:e} is not a neighbour");
+                        for mode in modes {
+                            let once = f.round(q, mode, draw.at(0));
+                            let twice = f.round(r as f64, mode, draw.at(0));
+                            assert_eq!(once.to_bits(), twice.to_bits(), "{f} {mode}: {q:e} via {r:e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// NVFP4's quotient path (every vector level, every deterministic mode) against the
+    /// encoding, which divides and rounds element by element: quotients exactly at the
+    /// element's midpoints and values and one f32 ulp either side, for scales across E4M3's
+    /// range (subnormal scales included); zeros and NaN blocks; rows that end in a partial
+    /// block; and data whose scale overflows E4M3 (the general path).
+    #[test]
+    fn nvfp4_quotients_agree_with_the_encoding_at_every_level() {
+        let e4m3 = FloatFormat::ieee(4, 3).with_specials(Specials::Fn);
+        let scales: Vec<f32> = e4m3.all_encodings().unwrap().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|(_, v)| v as f32).collect();
+        let points = [0.0f32, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0];
+        let mut data = Vec::new();
+        for (b, &s0) in scales.iter().enumerate() {
+            // The first element sets amax = 6·s0, so the block's scale is s0.
+            data.push(6.0 * s0);
+            for j in 1..16 {
+                let x = points[(b + j) % points.len()] * s0;
+                let x = match (b + j) % 3 {
+                    0 => x,
+                    1 => x.next_up(),
+                    _ => x.next_down().max(0.0),
+                };
+                data.push(if (b * 7 + j) % 5 == 0 { -x } else { x });
+            }
+        }
+        let mut tail = vec![0.0f32; 16];
+        tail[3] = f32::NAN;
+        tail.extend([0.0; 16]);
+        tail.extend([1e-40, -3e-39, 1.0e-45, 0.0, 2.0e-38, 0.0, 0.0, 0.0, 5e-39, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        data.extend(tail);
+        let modes = [Rounding::Nearest, Rounding::NearestAway, Rounding::TowardZero, Rounding::Up, Rounding::Down];
+        let Ok(Format::Block(f)) = Format::parse("nvfp4") else { panic!("nvfp4 is a block format") };
+        let huge: Vec<f32> = data.iter().map(|x| x * 1e30).collect();
+        for (values, row) in [(&data, 16), (&data, 40), (&huge, 16)] {
+            let values = &values[..values.len() / row * row];
+            let shape = [values.len() / row, row];
+            for mode in modes {
+                let stream = RandomStream::new(1, 1);
+                let want = encode_blocks(&f, values, &shape, mode, &stream).expect("shapes fit").decode();
+                for level in simd::supported() {
+                    let mut got = vec![0f32; values.len()];
+                    simd::with_level(level, || quantize_blocks(&f, values, &shape, mode, &stream, &mut got)).expect("shapes fit");
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "row {row} {mode} {level:?} [{i}] {:e}: {g:e}, encoding {w:e}", values[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tile path (every vector level) against the encoding, which rounds element by
+    /// element on the exact path: blocks whose scales sit at E8M0's extremes and near them
+    /// (amax from 2^-149 up to f32's maximum), huge dynamic ranges inside a block, ties of
+    /// the element grid, zeros and NaN blocks, in every mode.
+    #[test]
+    fn tiles_agree_with_the_encoding_at_every_level() {
+        let rng = RandomStream::new(5, 5);
+        let (rows, row) = (96, 64);
+        let mut data = Vec::with_capacity(rows * row);
+        for i in 0..(rows * row) as u64 {
+            let (r, u) = (i / row as u64, rng.word(i, 0));
+            // Each block's binade: rows sweep f32's exponent range, both ends included.
+            let top = ((r * 255 / rows as u64) as u32).clamp(0, 254);
+            let x = match i % 32 {
+                0 => f32::from_bits((top << 23) | (u & 0x7F_FFFF)),
+                // Element-grid ties and their neighbours below the block maximum.
+                1..=8 => f32::from_bits(((top.saturating_sub(i as u32 % 5)) << 23) | (0x40_0000 >> (i % 4)) | (u & (i as u32 % 3))),
+                _ => match r % 8 {
+                    0 => 0.0,
+                    1 => f32::from_bits(u & 0x7FFF_FFFF).min(f32::from_bits(top << 23)),
+                    _ => f32::from_bits((top.saturating_sub(u % 30) << 23) | (u >> 9)),
+                },
+            };
+            let x = if r == 7 && i % 64 == 9 { f32::NAN } else { x };
+            data.push(if u >> 31 == 1 { -x } else { x });
+        }
+        let shape = [rows, row];
+        let modes = [
+            Rounding::Nearest,
+            Rounding::NearestAway,
+            Rounding::TowardZero,
+            Rounding::Up,
+            Rounding::Down,
+            Rounding::Stochastic,
+            Rounding::StochasticBits(3),
+            Rounding::StochasticUnbiased(5),
+        ];
+        for name in ["mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp8_e4m3<scale=ceil>", "mxfp4<scale=even,block=16>"] {
+            let Ok(Format::Block(f)) = Format::parse(name) else { panic!("{name} is a block format") };
+            for mode in modes {
+                let stream = RandomStream::new(9, 1);
+                let want = encode_blocks(&f, &data, &shape, mode, &stream).expect("shapes fit").decode();
+                for level in simd::supported() {
+                    let mut got = vec![0f32; data.len()];
+                    simd::with_level(level, || quantize_blocks(&f, &data, &shape, mode, &stream, &mut got)).expect("shapes fit");
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{name} {mode} {level:?} [{i}] {:e}: {g:e}, encoding {w:e}", data[i]);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn integer_element_codes_round_trip() {

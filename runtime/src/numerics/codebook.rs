@@ -40,14 +40,28 @@ fn abs_means(data: &[f32], groups: &Groups, threshold: Option<&[f32]>) -> Vec<f3
     for (g, _, chunk) in groups.runs(data) {
         let s = &mut sums[g];
         let above = threshold.map_or(f32::NEG_INFINITY, |t| t[g]);
-        for &w in chunk {
-            if !w.is_finite() {
-                s.invalid = true;
-            } else if w.abs() > above {
-                s.total += w.abs() as f64;
-                s.count += 1;
+        // Branch-free: a skipped element adds +0.0, which leaves the (non-negative) total
+        // unchanged, so the sum is the sequential one. A NaN or ±∞ spoils the total, but
+        // its group's mean is NaN anyway.
+        // The terms are prepared 64 at a time in a loop that vectorises; the sum itself is
+        // one chain of additions.
+        let (mut total, mut count, mut special) = (s.total, 0u64, false);
+        let mut terms = [0f64; 64];
+        for ws in chunk.chunks(64) {
+            for (w, t) in ws.iter().zip(terms.iter_mut()) {
+                let a = w.abs();
+                special |= !w.is_finite();
+                let take = a > above;
+                *t = if take { a as f64 } else { 0.0 };
+                count += take as u64;
+            }
+            for t in &terms[..ws.len()] {
+                total += t;
             }
         }
+        s.total = total;
+        s.count += count;
+        s.invalid |= special;
     }
     sums.iter().map(Sum::mean).collect()
 }
@@ -93,6 +107,16 @@ pub fn quantize_codebook(
         let dst = &mut out[start..start + chunk.len()];
         if alpha.is_nan() || alpha == 0.0 {
             dst.fill(if alpha == 0.0 { 0.0 } else { f32::NAN });
+            continue;
+        }
+        if let (Codebook::Ternary(_), Rounding::Nearest | Rounding::NearestAway, Some(t)) = (c, rounding, &thresholds) {
+            // The TWN rule: sign(w)·α above the threshold (or at it, for nearest-away).
+            let (delta, at) = (t[g], rounding == Rounding::NearestAway);
+            for (w, y) in chunk.iter().zip(dst.iter_mut()) {
+                let a = w.abs();
+                let on = (a > delta || (at && a == delta)) && a != 0.0;
+                *y = if on { alpha.copysign(*w) } else { 0.0 };
+            }
             continue;
         }
         for (j, (w, y)) in chunk.iter().zip(dst.iter_mut()).enumerate() {
@@ -205,5 +229,53 @@ fn round_log2(x: f32, low: i32, top: i32, rounding: Rounding, draw: Draw<'_>) ->
         // Directed modes pick 2^e or 2^(e+1) as on the grid of spacing 2^e; stochastic modes
         // round up with probability (a − 2^e)/2^e, so the expected value is a.
         _ => round_to_grid(v, e, rounding, draw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TWN loop for the nearest modes against the per-element rule (`twn_level`): ±0,
+    /// elements exactly at the threshold and one ulp either side, a threshold that rounds
+    /// to zero (a subnormal mean), groups with a NaN or ±∞, per tensor and per channel.
+    #[test]
+    fn twn_nearest_loop_agrees_with_the_element_rule() {
+        let rng = RandomStream::new(2, 2);
+        let tiny = f32::from_bits(1);
+        let mut data: Vec<f32> = (0..64u64).map(|i| (rng.word(i, 0) as f32 / u32::MAX as f32 - 0.5) * 4.0).collect();
+        data.extend([0.0, -0.0, tiny, -tiny, 0.0, tiny, 0.0, 0.0]); // a channel with Δ = 0
+        data.extend([1.0, f32::NAN, 2.0, 3.0, -1.0, 0.5, 0.25, 0.0]);
+        data.extend([1.0, f32::NEG_INFINITY, 2.0, 3.0, -1.0, 0.5, 0.25, 0.0]);
+        for granularity in [Granularity::PerTensor, Granularity::PerChannel(0)] {
+            let shape = [data.len() / 8, 8];
+            let groups = Groups::new(granularity, &shape).unwrap();
+            let c = Codebook::Ternary(granularity);
+            // Put elements at the threshold of the first channel and one ulp either side.
+            let (_, t) = scales_of(&c, &data, &groups);
+            let delta = t.unwrap()[0];
+            let mut data = data.clone();
+            data[1..7].copy_from_slice(&[delta, -delta, delta.next_up(), -delta.next_down(), delta.next_down(), -delta.next_up()]);
+            let (scales, thresholds) = scales_of(&c, &data, &groups);
+            let thresholds = thresholds.unwrap();
+            for mode in [Rounding::Nearest, Rounding::NearestAway] {
+                let mut out = vec![0f32; data.len()];
+                quantize_codebook(&c, &data, &shape, mode, &rng, &mut out).unwrap();
+                for (g, start, chunk) in groups.runs(&data) {
+                    let alpha = scales[g];
+                    for (j, w) in chunk.iter().enumerate() {
+                        let want = if alpha.is_nan() {
+                            f32::NAN
+                        } else if alpha == 0.0 {
+                            0.0
+                        } else {
+                            (twn_level(*w, alpha, thresholds[g], mode, rng.at(0)) * alpha as f64 + 0.0) as f32
+                        };
+                        let got = out[start + j];
+                        assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{granularity:?} {mode} [{}] {w:e}: {got:e}, rule {want:e}", start + j);
+                    }
+                }
+            }
+        }
     }
 }

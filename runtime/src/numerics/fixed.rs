@@ -10,6 +10,7 @@ use super::float::{pow2, round_magnitude_to_grid, significand};
 use super::format::FixedFormat;
 use super::rng::{Draw, RandomStream};
 use super::rounding::Rounding;
+use super::simd::{self, Level};
 
 /// `v` rounded to an integer multiple of `2^s` by `rounding`, exactly, keeping its sign.
 ///
@@ -86,7 +87,7 @@ pub fn fixed_range(f: &FixedFormat) -> (f64, f64) {
 
 /// `out[j] = finish(round(prepare(data[j])))` where `round` rounds to an integer by
 /// `rounding`; element `j` draws from `rng` at index `base + j`. The deterministic modes run
-/// a loop the compiler vectorises (compiled for AVX2 when the CPU has it).
+/// a loop the compiler vectorises (compiled for each level of `simd`).
 #[inline(always)]
 pub(crate) fn map_rounded<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(
     rounding: Rounding,
@@ -103,19 +104,25 @@ pub(crate) fn map_rounded<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(
         }
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { deterministic_avx2(rounding, data, out, &prepare, &finish) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { deterministic_avx512(rounding, data, out, &prepare, &finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { deterministic_avx2(rounding, data, out, &prepare, &finish) },
+        _ => deterministic(rounding, data, out, &prepare, &finish),
     }
-    deterministic(rounding, data, out, &prepare, &finish);
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn deterministic_avx512<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], prepare: &P, finish: &G) {
+    deterministic(rounding, data, out, prepare, finish)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn deterministic_avx2<P: Fn(f32) -> f64, G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], prepare: &P, finish: &G) {
     deterministic(rounding, data, out, prepare, finish)
 }

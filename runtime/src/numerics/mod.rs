@@ -14,6 +14,7 @@ pub mod relations;
 pub mod rng;
 pub mod rounding;
 pub mod scaled;
+pub(crate) mod simd;
 pub mod suggest;
 
 pub use float::{FloatFormat, Specials};

@@ -9,6 +9,7 @@ use super::fixed::map_rounded;
 use super::format::{Granularity, IntFormat, QuantizeError};
 use super::rng::RandomStream;
 use super::rounding::Rounding;
+use super::simd::{self, Level};
 
 /// Which scale group each element of a row-major tensor belongs to: the tensor splits into
 /// runs of consecutive elements (the product of the dimensions after the channel axis), and
@@ -87,21 +88,28 @@ fn from_order_key(k: i32) -> f32 {
 
 /// The least and greatest values of `chunk` and whether it holds a NaN or ±∞, by integer
 /// reductions that vectorise (a NaN or ∞ makes the extremes meaningless, and the caller
-/// ignores them then). Compiled for AVX2 too: the baseline x86-64 target has no 32-bit
-/// integer min/max instructions.
+/// ignores them then). Compiled for each level of [`simd`]: the baseline x86-64 target has
+/// no 32-bit integer min/max instructions.
 fn min_max(chunk: &[f32]) -> (f32, f32, bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { min_max_avx2(chunk) };
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { min_max_avx512(chunk) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { min_max_avx2(chunk) },
+        _ => min_max_inline(chunk),
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn min_max_avx512(chunk: &[f32]) -> (f32, f32, bool) {
     min_max_inline(chunk)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn min_max_avx2(chunk: &[f32]) -> (f32, f32, bool) {
     min_max_inline(chunk)
 }
@@ -218,8 +226,11 @@ pub fn quantize_int(
         let finish = |q: f64| (((q + z).clamp(qmin, qmax) - z) * scale + 0.0) as f32;
         if rounding.is_stochastic() {
             map_rounded(rounding, rng, start as u64, chunk, dst, |x| x as f64 / scale, finish);
-        } else {
+        } else if f.bits > SINGLE_BITS || !(1.0 / p.scale).is_normal() {
             divide_and_round(rounding, chunk, dst, scale, &finish);
+        } else {
+            let single = Single { inv: 1.0 / p.scale, scale: p.scale, exact: scale, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
+            divide_and_round_single(rounding, chunk, dst, &single, &finish);
         }
     }
     Ok(())
@@ -237,15 +248,21 @@ const LANES: usize = 16;
 /// within 2^−30 of p (p is finite: x is, and `1/s ≤ 2^149`). A unit of [`LANES`] elements
 /// with such a p is redone with the exact quotient.
 fn divide_and_round<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { divide_and_round_avx2(rounding, data, out, scale, finish) };
-            return;
-        }
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { divide_and_round_avx512(rounding, data, out, scale, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { divide_and_round_avx2(rounding, data, out, scale, finish) },
+        _ => divide_and_round_portable(rounding, data, out, scale, finish),
     }
-    divide_and_round_portable(rounding, data, out, scale, finish);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn divide_and_round_avx512<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], scale: f64, finish: &G) {
+    divide_and_round_portable(rounding, data, out, scale, finish)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -291,9 +308,139 @@ fn divide_and_round_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32]
     }
 }
 
+/// Formats of at most this many bits round by [`divide_and_round_single`].
+const SINGLE_BITS: u32 = 8;
+
+/// The constants of [`divide_and_round_single`]: `inv` = RN32(1/s), a normal f32; the zero
+/// point; the clamp bounds of q + z (the integer range).
+#[derive(Clone, Copy, Debug)]
+struct Single {
+    inv: f32,
+    scale: f32,
+    /// The scale in f64, for the exact quotient.
+    exact: f64,
+    z: f32,
+    lo: f32,
+    hi: f32,
+}
+
+/// [`divide_and_round`] in f32, for formats of at most [`SINGLE_BITS`] bits: |q| ≤ 2^8 + 1
+/// (q = x/s as there), and p = RN32(x·inv) lies within |q|·2^−22.9 < 2^−14 of q (two
+/// relative errors of 2^−24; an underflowing product errs by 2^−150 at most). p rounds like
+/// q unless a boundary lies within 2^−13 of p: the distance d = |p − RNE(p)| is exact in f32
+/// (Sterbenz), boundaries are at d = 1/2 for the nearest modes and d = 0 for the directed
+/// ones, and `d − 1/2` is exact for d ≥ 1/4. A unit with such a p is redone by the exact
+/// quotient in f64 (`finish` there). The result (clamp(RNE(p) + z) − z)·s is an integer of
+/// at most 9 bits times s: exact before its one rounding in f32 as in f64, so it equals
+/// `finish`'s.
+fn divide_and_round_single<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    match simd::level() {
+        // SAFETY: `simd::level` returns only levels the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { divide_and_round_single_avx512(rounding, data, out, single, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { divide_and_round_single_avx2(rounding, data, out, single, finish) },
+        _ => divide_and_round_single_portable(rounding, data, out, single, finish),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn divide_and_round_single_avx512<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    divide_and_round_single_portable(rounding, data, out, single, finish)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn divide_and_round_single_avx2<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    divide_and_round_single_portable(rounding, data, out, single, finish)
+}
+
+#[inline(always)]
+fn divide_and_round_single_portable<G: Fn(f64) -> f32>(rounding: Rounding, data: &[f32], out: &mut [f32], single: &Single, finish: &G) {
+    #[inline(always)]
+    fn each<G: Fn(f64) -> f32>(data: &[f32], out: &mut [f32], c: &Single, finish: &G, round: impl Fn(f32) -> f32, round64: impl Fn(f64) -> f64, boundary: f32) {
+        const NEAR: f32 = 1.0 / (1u32 << 13) as f32;
+        let mut units_in = data.chunks_exact(LANES);
+        let mut units_out = out.chunks_exact_mut(LANES);
+        for (src, dst) in (&mut units_in).zip(&mut units_out) {
+            let src: &[f32; LANES] = src.try_into().expect("chunks_exact yields whole units");
+            let dst: &mut [f32; LANES] = dst.try_into().expect("chunks_exact yields whole units");
+            let mut near = false;
+            for j in 0..LANES {
+                let p = src[j] * c.inv;
+                near |= ((p - p.round_ties_even()).abs() - boundary).abs() < NEAR;
+                dst[j] = ((round(p) + c.z).clamp(c.lo, c.hi) - c.z) * c.scale + 0.0;
+            }
+            if near {
+                for (x, y) in src.iter().zip(dst.iter_mut()) {
+                    *y = finish(round64(*x as f64 / c.exact));
+                }
+            }
+        }
+        for (x, y) in units_in.remainder().iter().zip(units_out.into_remainder()) {
+            *y = finish(round64(*x as f64 / c.exact));
+        }
+    }
+    match rounding {
+        Rounding::NearestAway => each(data, out, single, finish, f32::round, f64::round, 0.5),
+        Rounding::TowardZero => each(data, out, single, finish, f32::trunc, f64::trunc, 0.0),
+        Rounding::Up => each(data, out, single, finish, f32::ceil, f64::ceil, 0.0),
+        Rounding::Down => each(data, out, single, finish, f32::floor, f64::floor, 0.0),
+        // Nearest (the stochastic modes never come here).
+        _ => each(data, out, single, finish, f32::round_ties_even, f64::round_ties_even, 0.5),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The f32 path for 8-bit formats agrees with the exact quotient in f64 and the f64
+    /// finish: at, and a few ulps around, every integer and half-integer quotient up to
+    /// ±260 of many scales (extremes whose reciprocal is still normal included), at tiny and
+    /// zero inputs, with zero points, in every deterministic mode and at every vector level.
+    #[test]
+    fn single_precision_rounding_agrees_with_the_exact_quotient() {
+        let rng = RandomStream::new(4, 0);
+        let modes = [Rounding::Nearest, Rounding::NearestAway, Rounding::TowardZero, Rounding::Up, Rounding::Down];
+        let mut scales: Vec<f32> = (0..120u64).map(|i| f32::from_bits(0x0100_0000 + rng.word(i, 0) % 0x7D00_0000)).collect();
+        scales.extend([1.0, 0.1, 1.0 / 127.0, 3.0 / 255.0, f32::from_bits(0x0080_0001), 2f32.powi(-126) * 4.0, 2f32.powi(125)]);
+        for &scale in scales.iter().filter(|s| (1.0 / **s).is_normal()) {
+            let mut data = vec![0.0, -0.0, f32::from_bits(1), -f32::from_bits(1), scale * 1e-30];
+            for k in -520..=520 {
+                let center = (k as f64 * 0.5 * scale as f64) as f32;
+                let (mut below, mut above) = (center, center);
+                data.push(center);
+                for _ in 0..3 {
+                    below = below.next_down();
+                    above = above.next_up();
+                    data.extend([below, above]);
+                }
+            }
+            data.extend((0..200u64).map(|i| (rng.word(i, 1) as f32 / u32::MAX as f32 - 0.5) * 500.0 * scale));
+            for (z, qmin, qmax) in [(0.0, -127.0, 127.0), (-3.0, -128.0, 127.0), (128.0, 0.0, 255.0)] {
+                let finish = |q: f64| (((q + z).clamp(qmin, qmax) - z) * scale as f64 + 0.0) as f32;
+                let single = Single { inv: 1.0 / scale, scale, exact: scale as f64, z: z as f32, lo: qmin as f32, hi: qmax as f32 };
+                for (level, mode) in simd::supported().into_iter().flat_map(|l| modes.map(|m| (l, m))) {
+                    let mut fast = vec![0.0; data.len()];
+                    simd::with_level(level, || divide_and_round_single(mode, &data, &mut fast, &single, &finish));
+                    let round = |v: f64| match mode {
+                        Rounding::NearestAway => v.round(),
+                        Rounding::TowardZero => v.trunc(),
+                        Rounding::Up => v.ceil(),
+                        Rounding::Down => v.floor(),
+                        _ => v.round_ties_even(),
+                    };
+                    for (x, got) in data.iter().zip(&fast) {
+                        let want = finish(round(*x as f64 / scale as f64));
+                        assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e}, z {z}, in {mode} ({level:?})");
+                    }
+                }
+            }
+        }
+    }
 
     /// The reciprocal path agrees with the exact quotient on values at, and a few ulps
     /// around, every integer and half-integer multiple of many scales (where it must take its
@@ -319,9 +466,9 @@ mod tests {
             }
             data.extend((0..64u64).map(|i| (rng.word(i, 1) as f32 / u32::MAX as f32 - 0.5) * 300.0 * scale));
             let finish = |q: f64| q as f32;
-            for mode in modes {
+            for (level, mode) in simd::supported().into_iter().flat_map(|l| modes.map(|m| (l, m))) {
                 let mut fast = vec![0.0; data.len()];
-                divide_and_round(mode, &data, &mut fast, scale as f64, &finish);
+                simd::with_level(level, || divide_and_round(mode, &data, &mut fast, scale as f64, &finish));
                 let round = |v: f64| match mode {
                     Rounding::NearestAway => v.round(),
                     Rounding::TowardZero => v.trunc(),
@@ -331,7 +478,7 @@ mod tests {
                 };
                 for (x, got) in data.iter().zip(&fast) {
                     let want = round(*x as f64 / scale as f64) as f32;
-                    assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e} in {mode}");
+                    assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {scale:e} in {mode} ({level:?})");
                 }
             }
         }
