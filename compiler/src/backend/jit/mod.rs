@@ -10,8 +10,9 @@
 //!   stream)` with the word hash emitted inline; the streams' keys for the run's seed are
 //!   inputs of each kernel (in its `env`), so one compiled program serves every seed.
 //! - **Cache**: [`Backend::run`] keeps the most recently compiled programs, keyed by the
-//!   printed module, so running a program again (a training step, the next batch) does not
-//!   compile it again.
+//!   program's fingerprint (a hash of its printed module, taken once when it is prepared),
+//!   so running a program again (a training step, the next batch) neither compiles nor
+//!   prints it again.
 //! - **Rounding** (`round`): every rounding is inline integer code specialised to its
 //!   format and mode; exact sums, quotients and roots are carried as odd-rounded f64 values,
 //!   which round like the exact value (the proof is in `round`'s doc). Binary32 with
@@ -76,13 +77,10 @@ impl Jit {
     }
 
     /// The compiled form of `program`, from the cache or compiled now. The key is the
-    /// program's printed module (which shows everything the code depends on; constants and
-    /// the seed are read at run time).
+    /// program's fingerprint, the hash of its printed module (which shows everything the code
+    /// depends on; constants and the seed are read at run time).
     fn compiled(&self, program: &Program) -> Result<std::rc::Rc<Compiled>, ExecError> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        crate::print_module(&program.module).hash(&mut h);
-        let key = h.finish();
+        let key = program.fingerprint();
         let mut cache = self.cache.borrow_mut();
         if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
             let entry = cache.remove(i);
