@@ -9,11 +9,14 @@
 //! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
 //! (each exact, the bounds being values of the result format; infinite bounds are omitted).
 //! `nn.dense_grad_weight` is a contraction over the rows (the leading axes, row-major).
+//! `nn.conv2d_grad_weight` is computed in the layout `[KH, KW, C, O]` and then transposed
+//! (`generate_permuted`): the same elements and draw counters, with the output gradient
+//! varying along the last axis.
 
 use super::body::{Body, Rnd};
 use super::reduce::BatchNorm;
 use crate::dialect::nn::ContractionOperands;
-use super::{draw_counter, error, generate, operand_type, result_type};
+use super::{draw_counter, error, generate, generate_permuted, operand_type, result_type};
 use crate::dialect::nn::Window;
 use crate::ir::{Arith, Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
 use crate::pass::PassError;
@@ -129,7 +132,7 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
     };
     let stochastic = arith.is_stochastic();
     let stream = arith.stream.unwrap_or(0);
-    generate(module, op, |body, sizes| {
+    let element = |body: &mut Body<'_>, sizes: &[ValueId]| {
         let span = 3 * k_len + 2;
         let base = stochastic.then(|| draw_counter(body, sizes, span, 0));
         let at = |body: &mut Body<'_>, offset: u64| base.map(|b| (stream, body.ix_const("kernel.index_add", b, offset)));
@@ -181,7 +184,14 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             }
         }
         Ok(y)
-    })
+    };
+    if name == "conv2d_grad_weight" {
+        // Computed as [KH, KW, C, O]: the output gradient, read along O, is what the rows
+        // share, so backends can pack it (module doc).
+        generate_permuted(module, op, &[1, 2, 3, 0], element)
+    } else {
+        generate(module, op, element)
+    }
 }
 
 fn dense_factors(idx: &[ValueId], k: ValueId) -> Factors {
