@@ -328,7 +328,10 @@ impl Gen<'_, '_> {
         let args = self.ir.blocks[body].args.clone();
         for (axis, a) in args.iter().enumerate() {
             let per_lane: Vec<Cv> = idx.iter().map(|i| Cv::Index(i[axis])).collect();
-            self.vals.insert(*a, if lanes == 1 { per_lane[0].into() } else { Lv::Lanes(per_lane) });
+            // An index every lane shares (all but the innermost axis) is one value, so the
+            // code depending only on it runs once for the lanes.
+            let shared = idx.iter().all(|i| i[axis] == idx[0][axis]);
+            self.vals.insert(*a, if shared { per_lane[0].into() } else { Lv::Lanes(per_lane) });
         }
         let yielded = self.emit_block(body, lanes)?;
         for (l, i) in idx.iter().enumerate() {

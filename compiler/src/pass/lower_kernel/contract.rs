@@ -509,8 +509,20 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let fp32 = Rnd::new(qc_runtime::numerics::Format::parse("fp32").expect("named"), qc_runtime::numerics::Rounding::Nearest);
         let acc = Rnd::new(arith.acc.format, arith.acc.rounding);
         let own = body.load(x, idx.clone());
-        let lo = body.index(0);
-        let hi = body.index(taps);
+        let (lo, hi) = if win.stride == size && win.dilation == [1, 1] {
+            // Windows that tile the input: only tap ((h + pad) mod size) of each axis can
+            // place a window on (h, w), every other tap is a skipped term, so the sum runs
+            // over that one tap.
+            let th = body.ix_const("kernel.index_add", h, win.padding[0]);
+            let th = body.ix_const("kernel.index_rem", th, size[0]);
+            let tw = body.ix_const("kernel.index_add", w, win.padding[1]);
+            let tw = body.ix_const("kernel.index_rem", tw, size[1]);
+            let row = body.ix_const("kernel.index_mul", th, size[1]);
+            let k = body.ix("kernel.index_add", row, tw);
+            (k, body.ix_const("kernel.index_add", k, 1))
+        } else {
+            (body.index(0), body.index(taps))
+        };
         let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
             let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let out = [n, oh, ow, c];
