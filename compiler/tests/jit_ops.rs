@@ -13,7 +13,6 @@ use qc_runtime::numerics::scaled::int_range;
 use qc_runtime::numerics::{fixed::fixed_range, Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 const SEED: u64 = 11;
 const STREAM: u64 = 5;
@@ -344,7 +343,7 @@ fn run(text: &str, inputs: Vec<Tensor>, threads: usize) -> Result<Vec<f32>, Stri
     }
     let passes = parse_pipeline("chunking").unwrap();
     PassManager::new(passes, PassOptions { verify_each: true, ..PassOptions::default() }).run(&mut module).map_err(|e| e.to_string())?;
-    let program = Program { module, constants: HashMap::new(), seed: SEED };
+    let program = Program::prepare(module, SEED).map_err(|e| e.to_string())?;
     let out = Jit::with_threads(threads).run(&program, &inputs).map_err(|e| e.to_string())?;
     Ok(out[0].data().to_vec())
 }

@@ -38,6 +38,10 @@ pub struct Program {
     /// The run's seed: stochastic roundings with `stream = S` draw from
     /// `RandomStream::new(seed, S)`.
     pub seed: u64,
+    /// A hash of the printed module, taken by [`Program::prepare`]: backends that compile a
+    /// program key their compiled code by it, so running the program again costs no
+    /// printing. The module is not to be changed after preparation (prepare a new program).
+    fingerprint: u64,
 }
 
 impl Program {
@@ -67,11 +71,23 @@ impl Program {
             let tensor = Tensor::new(shape, values).map_err(|e| ExecError::new(e.to_string()))?;
             constants.insert(result, tensor);
         }
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            crate::print_module(&module).hash(&mut h);
+            h.finish()
+        };
         Ok(Program {
             module,
             constants,
             seed,
+            fingerprint,
         })
+    }
+
+    /// The hash of the printed module at preparation (the field's doc).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The function's name.

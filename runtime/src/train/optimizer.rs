@@ -56,6 +56,46 @@ pub struct Optimizer {
 
 const STREAM_BASE: u64 = 1 << 63;
 
+/// Rounds one f64 value at a time into an element-wise float format: element `i` draws at
+/// index `i` of the stream.
+enum ElementRounding<'a> {
+    /// Binary32 to nearest: the hardware conversion rounds exactly so.
+    Binary32Nearest,
+    Float {
+        format: &'a FloatFormat,
+        rounding: Rounding,
+        stream: RandomStream,
+    },
+}
+
+impl<'a> ElementRounding<'a> {
+    /// The rounding into `format`, if it is a float format (others round whole tensors).
+    fn new(format: &'a Format, rounding: Rounding, stream: RandomStream) -> Option<Self> {
+        let f = format.as_float()?;
+        Some(if *f == FloatFormat::ieee(8, 23) && rounding == Rounding::Nearest {
+            ElementRounding::Binary32Nearest
+        } else {
+            ElementRounding::Float {
+                format: f,
+                rounding,
+                stream,
+            }
+        })
+    }
+
+    #[inline]
+    fn round(&self, i: usize, x: f64) -> f32 {
+        match self {
+            ElementRounding::Binary32Nearest => x as f32,
+            ElementRounding::Float {
+                format,
+                rounding,
+                stream,
+            } => format.round(x, *rounding, stream.at(i as u64)) as f32,
+        }
+    }
+}
+
 /// Rounds f64 values into `format` (see the module documentation).
 fn round_all(
     values: &[f64],
@@ -63,16 +103,8 @@ fn round_all(
     rounding: Rounding,
     stream: &RandomStream,
 ) -> Result<Vec<f32>, String> {
-    if let Some(f) = format.as_float() {
-        if *f == FloatFormat::ieee(8, 23) && rounding == Rounding::Nearest {
-            // Binary32 to nearest: the hardware conversion rounds exactly so.
-            return Ok(values.iter().map(|&x| x as f32).collect());
-        }
-        return Ok(values
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| f.round(x, rounding, stream.at(i as u64)) as f32)
-            .collect());
+    if let Some(r) = ElementRounding::new(&format, rounding, *stream) {
+        return Ok(values.iter().enumerate().map(|(i, &x)| r.round(i, x)).collect());
     }
     let nearest: Vec<f32> = values.iter().map(|&x| x as f32).collect();
     let mut out = vec![0.0; values.len()];
@@ -115,6 +147,47 @@ impl Optimizer {
         self.steps
     }
 
+    /// The direction `d` of element `i` of parameter `p` (master value `wi`, gradient `gi`),
+    /// updating the optimizer state (module documentation); `t` is the step from 1.
+    #[inline]
+    fn direction(&mut self, p: usize, i: usize, wi: f64, gi: f64, loss_scale: f64, t: u64) -> f64 {
+        match self.kind {
+            OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
+                let gi = gi / loss_scale + weight_decay * wi;
+                if momentum == 0.0 {
+                    gi
+                } else {
+                    let v = &mut self.first[p][i];
+                    *v = (momentum * *v as f64 + gi) as f32;
+                    if nesterov {
+                        gi + momentum * *v as f64
+                    } else {
+                        *v as f64
+                    }
+                }
+            }
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let gi = gi / loss_scale + weight_decay * wi;
+                let m = &mut self.first[p][i];
+                *m = (beta1 * *m as f64 + (1.0 - beta1) * gi) as f32;
+                let v = &mut self.second[p][i];
+                *v = (beta2 * *v as f64 + (1.0 - beta2) * gi * gi) as f32;
+                let m_hat = self.first[p][i] as f64 / (1.0 - beta1.powi(t as i32));
+                let v_hat = self.second[p][i] as f64 / (1.0 - beta2.powi(t as i32));
+                m_hat / (v_hat.sqrt() + eps)
+            }
+        }
+    }
+
     /// Applies one step: `weights[p]` (master values) from `grads[p]`, gradients of the loss
     /// multiplied by `loss_scale`, with learning rate `lr`.
     pub fn step(
@@ -140,56 +213,34 @@ impl Optimizer {
                     g.len()
                 ));
             }
-            let mut delta = Vec::with_capacity(w.len());
-            for i in 0..w.len() {
-                let wi = w[i] as f64;
-                let d = match self.kind {
-                    OptimizerKind::Sgd {
-                        momentum,
-                        weight_decay,
-                        nesterov,
-                    } => {
-                        let gi = g[i] as f64 / loss_scale + weight_decay * wi;
-                        if momentum == 0.0 {
-                            gi
-                        } else {
-                            let v = &mut self.first[p][i];
-                            *v = (momentum * *v as f64 + gi) as f32;
-                            if nesterov {
-                                gi + momentum * *v as f64
-                            } else {
-                                *v as f64
-                            }
-                        }
-                    }
-                    OptimizerKind::Adam {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let gi = g[i] as f64 / loss_scale + weight_decay * wi;
-                        let m = &mut self.first[p][i];
-                        *m = (beta1 * *m as f64 + (1.0 - beta1) * gi) as f32;
-                        let v = &mut self.second[p][i];
-                        *v = (beta2 * *v as f64 + (1.0 - beta2) * gi * gi) as f32;
-                        let m_hat = self.first[p][i] as f64 / (1.0 - beta1.powi(t as i32));
-                        let v_hat = self.second[p][i] as f64 / (1.0 - beta2.powi(t as i32));
-                        m_hat / (v_hat.sqrt() + eps)
-                    }
-                };
-                delta.push(-lr * d);
-            }
             let base = STREAM_BASE + self.steps * (1 << 16) + 2 * p as u64;
-            let (uf, ur) = self.formats.update;
-            let update = round_all(&delta, uf, ur, &RandomStream::new(self.seed, base))?;
+            let UpdateFormats {
+                update: (uf, ur),
+                master: (mf, mr),
+            } = self.formats;
+            let update_stream = RandomStream::new(self.seed, base);
+            let master_stream = RandomStream::new(self.seed, base + 1);
+            let elementwise = ElementRounding::new(&uf, ur, update_stream)
+                .zip(ElementRounding::new(&mf, mr, master_stream));
+            if let Some((update, master)) = elementwise {
+                // Float formats: one pass, each element rounded as it is computed.
+                for i in 0..w.len() {
+                    let d = self.direction(p, i, w[i] as f64, g[i] as f64, loss_scale, t);
+                    let u = update.round(i, -lr * d);
+                    w[i] = master.round(i, w[i] as f64 + u as f64);
+                }
+                continue;
+            }
+            let delta: Vec<f64> = (0..w.len())
+                .map(|i| -lr * self.direction(p, i, w[i] as f64, g[i] as f64, loss_scale, t))
+                .collect();
+            let update = round_all(&delta, uf, ur, &update_stream)?;
             let sums: Vec<f64> = w
                 .iter()
                 .zip(&update)
                 .map(|(&a, &b)| a as f64 + b as f64)
                 .collect();
-            let (mf, mr) = self.formats.master;
-            *w = round_all(&sums, mf, mr, &RandomStream::new(self.seed, base + 1))?;
+            *w = round_all(&sums, mf, mr, &master_stream)?;
         }
         self.steps = t;
         Ok(())

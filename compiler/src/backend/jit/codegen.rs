@@ -331,7 +331,10 @@ impl Gen<'_, '_> {
         let args = self.ir.blocks[body].args.clone();
         for (axis, a) in args.iter().enumerate() {
             let per_lane: Vec<Cv> = idx.iter().map(|i| Cv::Index(i[axis])).collect();
-            self.vals.insert(*a, if lanes == 1 { per_lane[0].into() } else { Lv::Lanes(per_lane) });
+            // An index every lane shares (all but the innermost axis) is one value, so the
+            // code depending only on it runs once for the lanes.
+            let shared = idx.iter().all(|i| i[axis] == idx[0][axis]);
+            self.vals.insert(*a, if shared { per_lane[0].into() } else { Lv::Lanes(per_lane) });
         }
         let yielded = self.emit_block(body, lanes)?;
         for (l, i) in idx.iter().enumerate() {
@@ -413,6 +416,20 @@ impl Gen<'_, '_> {
                 return o.operands.iter().map(|v| self.vals.get(v).cloned().ok_or_else(|| "a yielded value".to_string())).collect();
             }
             self.emit_in_block(op, lanes)?;
+        }
+        Err("a region ends in kernel.yield".into())
+    }
+
+    /// [`Self::emit_block`] without the ops of `emitted` (already emitted).
+    fn emit_block_except(&mut self, block: crate::ir::BlockId, lanes: usize, emitted: &HashSet<OpId>) -> Result<Vec<Lv>, String> {
+        for &op in &self.ir.blocks[block].ops {
+            let o = &self.ir.ops[op];
+            if o.name() == "kernel.yield" {
+                return o.operands.iter().map(|v| self.vals.get(v).cloned().ok_or_else(|| "a yielded value".to_string())).collect();
+            }
+            if !emitted.contains(&op) {
+                self.emit_in_block(op, lanes)?;
+            }
         }
         Err("a region ends in kernel.yield".into())
     }
@@ -795,10 +812,42 @@ impl Gen<'_, '_> {
         self.e.b.switch_to_block(body);
         self.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
         self.lane = outer_lane;
-        let yielded = self.emit_block(body_block, n)?;
+        // With a `keep` computed by straight-line ops of the body, those run first and the
+        // term only when some lane keeps it (a window's taps, padded positions): the skipped
+        // lanes' accumulators go on unchanged either way.
+        let keep_first = keep_slice(self.ir, body_block);
+        let skip = keep_first.as_ref().map(|(slice, keep)| -> Result<_, String> {
+            for &op in &self.ir.blocks[body_block].ops {
+                if slice.contains(&op) {
+                    self.emit_in_block(op, n)?;
+                }
+            }
+            let mut any = None;
+            for l in 0..n {
+                let Some(Cv::Index(keep)) = self.vals.get(keep).map(|y| lane_of(y, if n == 1 { 0 } else { l })) else {
+                    return Err("a loop body's keep is an index".into());
+                };
+                any = Some(match any {
+                    None => keep,
+                    Some(a) => self.e.b.ins().bor(a, keep),
+                });
+            }
+            let any = any.ok_or("a loop has a lane")?;
+            let term = self.e.b.create_block();
+            let join = self.e.b.create_block();
+            for _ in 0..n {
+                self.e.b.append_block_param(join, types::F32);
+            }
+            self.e.b.ins().brif(any, term, &[], join, &acc_args);
+            self.e.b.switch_to_block(term);
+            Ok((join, slice))
+        });
+        let skip = skip.transpose()?;
+        let yielded = match &skip {
+            Some((_, slice)) => self.emit_block_except(body_block, n, slice)?,
+            None => self.emit_block(body_block, n)?,
+        };
         let mut next_args: Vec<cranelift_codegen::ir::BlockArg> = Vec::with_capacity(n + 1);
-        let k_next = self.e.b.ins().iadd_imm_s(k, step);
-        next_args.push(k_next.into());
         for l in 0..n {
             let lane = if n == 1 { 0 } else { l };
             let term = lane_of(yielded.first().ok_or("a loop body yields a term")?, lane);
@@ -817,12 +866,45 @@ impl Gen<'_, '_> {
             }
             next_args.push(next.into());
         }
+        if let Some((join, _)) = skip {
+            self.e.b.ins().jump(join, &next_args);
+            self.e.b.switch_to_block(join);
+            next_args = self.e.b.block_params(join).iter().map(|&v| v.into()).collect();
+        }
+        let k_next = self.e.b.ins().iadd_imm_s(k, step);
+        next_args.insert(0, k_next.into());
         self.e.b.ins().jump(header, &next_args);
         self.e.b.switch_to_block(exit);
         let results: Vec<Cv> = self.e.b.block_params(exit).iter().map(|&v| Cv::F32(v)).collect();
         self.lane = outer_lane;
         Ok(if n == 1 { Lv::Shared(results[0]) } else { Lv::Lanes(results) })
     }
+}
+
+/// For a loop body `block` that yields a `keep` and computes a term with a loop of its own:
+/// the ops of the block `keep` depends on (none with a region) and `keep`, so that they can
+/// run before, and decide whether to run, the rest.
+fn keep_slice(ir: &Module, block: crate::ir::BlockId) -> Option<(HashSet<OpId>, ValueId)> {
+    let ops = &ir.blocks[block].ops;
+    let last = &ir.ops[*ops.last()?];
+    let &[_, keep] = last.operands.as_slice() else { return None };
+    // Branching pays off only when the term is costly.
+    if !ops.iter().any(|&op| !ir.ops[op].regions.is_empty()) {
+        return None;
+    }
+    let mut slice = HashSet::new();
+    let mut needed = vec![keep];
+    while let Some(v) = needed.pop() {
+        let ValueDef::Result { op, .. } = ir.values[v].def else { continue };
+        if ir.ops[op].parent != Some(block) || !slice.insert(op) {
+            continue;
+        }
+        if !ir.ops[op].regions.is_empty() {
+            return None;
+        }
+        needed.extend(ir.ops[op].operands.iter().copied());
+    }
+    Some((slice, keep))
 }
 
 /// The value of `x` in lane `l`.

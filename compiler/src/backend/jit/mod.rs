@@ -10,8 +10,9 @@
 //!   stream)` with the word hash emitted inline; the streams' keys for the run's seed are
 //!   inputs of each kernel (in its `env`), so one compiled program serves every seed.
 //! - **Cache**: [`Backend::run`] keeps the most recently compiled programs, keyed by the
-//!   printed module, so running a program again (a training step, the next batch) does not
-//!   compile it again.
+//!   program's fingerprint (a hash of its printed module, taken once when it is prepared),
+//!   so running a program again (a training step, the next batch) neither compiles nor
+//!   prints it again.
 //! - **Rounding** (`round`): every rounding is inline integer code specialised to its
 //!   format and mode; exact sums, quotients and roots are carried as odd-rounded f64 values,
 //!   which round like the exact value (the proof is in `round`'s doc). Binary32 with
@@ -26,7 +27,8 @@
 //!   `[k][j]` order once per call and a block of rows × vectors per inner loop; each output's
 //!   additions keep their order, so the bits are the scalar code's.
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
-//!   contiguous ranges run on scoped threads. Elements of a `kernel.generate` are independent
+//!   contiguous ranges, the first run by the calling thread and the others by worker threads
+//!   kept for the process (`workers`). Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
 //! - **Transcendentals** (`exp`, `tanh`, `sigmoid`, `gelu`) call the libm crate's f64
 //!   functions, the reference values spec/ir.md defines, and round the result inline.
@@ -77,13 +79,10 @@ impl Jit {
     }
 
     /// The compiled form of `program`, from the cache or compiled now. The key is the
-    /// program's printed module (which shows everything the code depends on; constants and
-    /// the seed are read at run time).
+    /// program's fingerprint, the hash of its printed module (which shows everything the code
+    /// depends on; constants and the seed are read at run time).
     fn compiled(&self, program: &Program) -> Result<std::rc::Rc<Compiled>, ExecError> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        crate::print_module(&program.module).hash(&mut h);
-        let key = h.finish();
+        let key = program.fingerprint();
         let mut cache = self.cache.borrow_mut();
         if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
             let entry = cache.remove(i);
@@ -264,6 +263,46 @@ fn tensor_format(ir: &crate::ir::Module, v: ValueId) -> Result<Format, ExecError
     ir.ty(v).as_tensor().map(|t| t.format).ok_or_else(|| ExecError::new("a tensor value"))
 }
 
+/// The worker threads that run kernels' row ranges beside the calling thread: started on
+/// first use and kept for the process (idle ones wait on their queue), so a kernel hands
+/// out its ranges without starting threads.
+mod workers {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+
+    /// One range of rows of a kernel: `code(env, lo, hi)`, then a message on `done`.
+    pub struct Job {
+        pub code: unsafe extern "C" fn(*const u64, u64, u64),
+        pub env: usize,
+        pub range: (u64, u64),
+        pub done: Sender<()>,
+    }
+
+    static QUEUES: Mutex<Vec<Sender<Job>>> = Mutex::new(Vec::new());
+
+    /// Hands `make(w)` to worker `w` for `w < n` (starting workers as needed); returns the
+    /// workers that took their job.
+    pub fn send(n: usize, make: impl Fn(usize) -> Job) -> Vec<usize> {
+        let mut queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+        while queues.len() < n {
+            let (queue, jobs) = channel::<Job>();
+            let started = std::thread::Builder::new().name("qc-jit-worker".into()).spawn(move || {
+                for job in jobs {
+                    // SAFETY: the sender keeps `env` and the buffers it points to alive and
+                    // unmoved until `done` reports (module `generate`).
+                    unsafe { (job.code)(job.env as *const u64, job.range.0, job.range.1) };
+                    let _ = job.done.send(());
+                }
+            });
+            if started.is_err() {
+                break;
+            }
+            queues.push(queue);
+        }
+        (0..n.min(queues.len())).filter(|&w| queues[w].send(make(w)).is_ok()).collect()
+    }
+}
+
 /// Below this many estimated operations a kernel runs on the calling thread.
 const PARALLEL_WORK: f64 = 200_000.0;
 
@@ -409,13 +448,23 @@ impl Compiled {
             // the output buffer holds every element, captured buffers their shapes' elements.
             unsafe { code(env.as_ptr(), 0, rows) };
         } else {
-            std::thread::scope(|s| {
-                for t in 0..threads as u64 {
-                    let (lo, hi) = (rows * t / threads as u64, rows * (t + 1) / threads as u64);
-                    // SAFETY: as above; the threads write disjoint ranges of rows.
-                    s.spawn(move || unsafe { code(env_addr as *const u64, lo, hi) });
+            let range = |t: usize| (rows * t as u64 / threads as u64, rows * (t as u64 + 1) / threads as u64);
+            let (done, finished) = std::sync::mpsc::channel();
+            let handed = workers::send(threads - 1, |w| workers::Job { code, env: env_addr, range: range(w + 1), done: done.clone() });
+            // The calling thread runs the first range, and any a worker could not take.
+            for t in (0..threads).filter(|&t| t == 0 || !handed.contains(&(t - 1))) {
+                let (lo, hi) = range(t);
+                // SAFETY: as above; every range of rows is written by one thread only.
+                unsafe { code(env.as_ptr(), lo, hi) };
+            }
+            // The buffers stay in place until every worker has finished its range: a worker
+            // reports after its call returns; `recv` fails only once no job holds a sender.
+            drop(done);
+            for _ in &handed {
+                if finished.recv().is_err() {
+                    return Err(ExecError::new("a JIT worker thread stopped"));
                 }
-            });
+            }
         }
         drop(held);
         drop(scratch);

@@ -9,12 +9,15 @@
 //! clamp the rounded result to `clip = [lo, hi]`: `kernel.max` with lo, `kernel.min` with hi
 //! (each exact, the bounds being values of the result format; infinite bounds are omitted).
 //! `nn.dense_grad_weight` is a contraction over the rows (the leading axes, row-major).
+//! `nn.conv2d_grad_weight` is computed in the layout `[KH, KW, C, O]` and then transposed
+//! (`generate_permuted`): the same elements and draw counters, with the output gradient
+//! varying along the last axis.
 
 use super::body::{Body, Rnd};
 use super::reduce::BatchNorm;
 use crate::dialect::nn::ContractionOperands;
 use super::draws::{arith_of, Draws};
-use super::{draw_counter, error, generate, operand_type, result_type};
+use super::{draw_counter, error, generate, generate_permuted, operand_type, result_type};
 use crate::dialect::nn::Window;
 use crate::ir::{Attr, Chunk, Dim, Module, OpId, TensorType, ValueId};
 use crate::pass::PassError;
@@ -123,7 +126,7 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
     };
     let stochastic = arith.is_stochastic();
     let stream = arith.stream.unwrap_or(0);
-    generate(module, op, |body, sizes| {
+    let element = |body: &mut Body<'_>, sizes: &[ValueId]| {
         let span = 3 * k_len + 2;
         let base = stochastic.then(|| draw_counter(body, sizes, span, 0));
         let at = |body: &mut Body<'_>, offset: u64| base.map(|b| (stream, body.ix_const("kernel.index_add", b, offset)));
@@ -175,7 +178,14 @@ pub fn contraction(module: &mut Module, op: OpId) -> Result<(), PassError> {
             }
         }
         Ok(y)
-    })
+    };
+    if name == "conv2d_grad_weight" {
+        // Computed as [KH, KW, C, O]: the output gradient, read along O, is what the rows
+        // share, so backends can pack it (module doc).
+        generate_permuted(module, op, &[1, 2, 3, 0], element)
+    } else {
+        generate(module, op, element)
+    }
 }
 
 fn dense_factors(idx: &[ValueId], k: ValueId) -> Factors {
@@ -487,8 +497,20 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let counters = Draws::per_element(body, &arith, sizes, taps + 1);
         let acc = counters.own(body, Rnd::new(arith.acc.format, arith.acc.rounding), 0);
         let own = body.load(x, idx.clone());
-        let lo = body.index(0);
-        let hi = body.index(taps);
+        let (lo, hi) = if win.stride == size && win.dilation == [1, 1] {
+            // Windows that tile the input: only tap ((h + pad) mod size) of each axis can
+            // place a window on (h, w), every other tap is a skipped term, so the sum runs
+            // over that one tap.
+            let th = body.ix_const("kernel.index_add", h, win.padding[0]);
+            let th = body.ix_const("kernel.index_rem", th, size[0]);
+            let tw = body.ix_const("kernel.index_add", w, win.padding[1]);
+            let tw = body.ix_const("kernel.index_rem", tw, size[1]);
+            let row = body.ix_const("kernel.index_mul", th, size[1]);
+            let k = body.ix("kernel.index_add", row, tw);
+            (k, body.ix_const("kernel.index_add", k, 1))
+        } else {
+            (body.index(0), body.index(taps))
+        };
         let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
             let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let out = [n, oh, ow, c];

@@ -152,3 +152,44 @@ pub(crate) fn generate(
     Ok(())
 }
 
+/// [`generate`] computing the elements in another layout: a first `kernel.generate` runs over
+/// the result's axes in the order `perm` (its axis `r` is the result's axis `perm[r]`), its
+/// region seeing the indices and sizes in the result's own order (so draw counters are
+/// unchanged), and a second one loads each result element back from it (exact). For a static
+/// result only (else as [`generate`]). Backends vectorise along the last axis: this puts an
+/// axis there whose operand they can pack.
+pub(crate) fn generate_permuted(
+    module: &mut Module,
+    op: OpId,
+    perm: &[usize],
+    element: impl FnOnce(&mut Body<'_>, &[ValueId]) -> Result<ValueId, PassError>,
+) -> Result<(), PassError> {
+    let result = module.ops[op].results[0];
+    let rt = result_type(module, op);
+    if rt.static_dims().is_none() || perm.len() != rt.rank() {
+        return generate(module, op, element);
+    }
+    let span = module.ops[op].span.clone();
+    let permuted = TensorType { dims: perm.iter().map(|&a| rt.dims[a]).collect(), ..rt.clone() };
+    let (region, mut body) = Body::region(module, rt.rank(), span.clone());
+    let mut idx = body.idx.clone();
+    for (r, &a) in perm.iter().enumerate() {
+        idx[a] = body.idx[r];
+    }
+    body.idx = idx;
+    let sizes: Vec<ValueId> = rt.dims.iter().map(|d| body.index(if let Dim::Fixed(n) = d { *n } else { 0 })).collect();
+    let value = element(&mut body, &sizes)?;
+    body.finish(value);
+    let mut b = Builder::new(module, At::Before(op), span.clone());
+    let computed = b.op_with_regions("kernel.generate", vec![], Type::Tensor(permuted), Attrs::new(), vec![region]);
+    let (region, mut body) = Body::region(module, rt.rank(), span.clone());
+    let at: Vec<ValueId> = perm.iter().map(|&a| body.idx[a]).collect();
+    let value = body.load(computed, at);
+    body.finish(value);
+    let mut b = Builder::new(module, At::Before(op), span);
+    let generated = b.op_with_regions("kernel.generate", vec![], Type::Tensor(rt), Attrs::new(), vec![region]);
+    module.values[generated].name = module.values[result].name.take();
+    module.replace_all_uses(result, generated);
+    module.erase_op(op);
+    Ok(())
+}
