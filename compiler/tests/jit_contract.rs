@@ -193,10 +193,11 @@ fn spread(format: &str, shape: &[usize], stream: u64) -> Tensor {
 }
 
 /// `nearest` accumulators whose vector code rounds the binary32 sum directly (products of
-/// at most the accumulator's precision, double rounding innocuous): mixed operand formats,
+/// at most the accumulator's precision, double rounding innocuous), and one whose products
+/// are too wide for that (fp<6,5>, so it takes the odd rounding): mixed operand formats,
 /// long sums with cancellation, overflow and subnormals, chunked and not; then the same
 /// terms after a large first product, so that the terms are near the accumulator's spacing
-/// and sums land on and next to its midpoints.
+/// and sums land on and next to its midpoints; then sums next to a midpoint of fp<6,5>.
 #[test]
 fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
     let cases = [
@@ -205,6 +206,7 @@ fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
         ("e5m2", "e5m2", "fp16"),
         ("e5m2", "e4m3", "fp<5,7>"),
         ("e4m3", "e4m3", "fp<4,8>"),
+        ("e4m3", "e4m3", "fp<6,5>"),
     ];
     let mut case = 0u64;
     for (fx, fw, acc) in cases {
@@ -229,6 +231,27 @@ fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
             }
             let x = Tensor::new(vec![m, k], xv).unwrap();
             let w = Tensor::new(vec![n, k], wv).unwrap();
+            check(&source, &[x, w]);
+            // A tiny first product (±2^-18), then one of (1 + i/8)·2^4 · (1 + j/8)·2^3: a sum
+            // more than 24 bits wide next to the product, which is a midpoint of a 6-bit
+            // accumulator for i = j = 1 (binary32 would round it onto the midpoint).
+            let hazard = |format: &str, rows: usize, scale: f32, stream: u64| {
+                let mut v = vec![0f32; rows * k];
+                for r in 0..rows {
+                    let sign = if r % 2 == 0 { 1.0 } else { -1.0 };
+                    v[r * k] = sign * 2f32.powi(-9);
+                    v[r * k + 1] = (1.0 + (r % 8) as f32 / 8.0) * scale;
+                }
+                let mut out = vec![0f32; v.len()];
+                let rng = RandomStream::new(1, stream);
+                Format::parse(format)
+                    .unwrap()
+                    .quantize(&v, &[rows, k], Rounding::Nearest, &rng, &mut out)
+                    .unwrap();
+                Tensor::new(vec![rows, k], out).unwrap()
+            };
+            let x = hazard(fx, m, 16.0, case);
+            let w = hazard(fw, n, 8.0, case + 1);
             check(&source, &[x, w]);
         }
     }
