@@ -17,8 +17,14 @@
 //!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
 //!   rounded to the format: `nearest` by the magic-constant addition, the other modes by
 //!   scaling to the format's quantum, truncating and deciding from the exact fraction.
+//!   `nearest` skips the odd rounding where double rounding through binary32 is innocuous
+//!   (terms of at most the accumulator's `p ≤ 11` bits, subnormal sums exact in f32:
+//!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
+//!   format's rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
 //!   the counter-based hash computed in `i32x4` lanes.
+//! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
+//!   accumulators run, so the blocking's registers stay free for the inner loop.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
 //!   of the element (output rounding, stores), lane by lane.
 //!
@@ -67,7 +73,7 @@ fn precision_and_lowest(f: &FloatFormat) -> (u32, i32) {
 
 /// Whether `RN_acc(RN_binary32(a + b)) = RN_acc(a + b)` for every accumulator value `a` of
 /// `acc` and every addend `b` of at most `addend_bits` significant bits whose lowest bit is at
-/// or above `2^addend_lowest` (spec/ir.md, "JIT", for the argument): the addend fits the
+/// or above `2^addend_lowest` (spec/ir.md, the JIT's narrow accumulation, for the argument): the addend fits the
 /// accumulator's precision `p`, binary32 has `24 ≥ 2p + 1` bits (Figueroa), sums below the
 /// accumulator's smallest normal are exact in binary32, and nothing reaches binary32's
 /// subnormals or overflow.
@@ -76,7 +82,7 @@ fn nearest_through_binary32(acc: &FloatFormat, addend_bits: u32, addend_lowest: 
     let lowest = acc_lowest.min(addend_lowest);
     acc.subnormals
         && addend_bits <= p
-        && 2 * p + 1 <= 24
+        && 24 > 2 * p
         && acc.emin() - lowest <= 24
         && lowest >= -149
         && acc.emin() >= -126
@@ -551,12 +557,7 @@ impl Kernel<'_> {
         let (rows, vecs) = match (term_binary32, nvec) {
             (true, v) if v >= 4 => (2, 4),
             (true, _) => (4, 2),
-            (false, v) if v >= 4 => match std::env::var("QC_NARROW_BLOCK").as_deref() {
-                Ok("24") => (2, 4),
-                Ok("42") => (4, 2),
-                Ok("22") => (2, 2),
-                _ => (1, 4),
-            },
+            (false, v) if v >= 4 => (1, 4),
             (false, _) => (2, 2),
         };
         let r = counted_loop(g, lo, hi, rows as i64, true, |g, r| {
@@ -690,7 +691,9 @@ impl Kernel<'_> {
                     4,
                 ));
                 for (a, &acc) in accs.iter().enumerate() {
-                    g.e.b.ins().stack_store(types::I64, acc, slot, 16 * a as i32);
+                    g.e.b
+                        .ins()
+                        .stack_store(types::I64, acc, slot, 16 * a as i32);
                 }
                 loop_carrying(g, klo, khi, outer_stride, &[], |g, ko, _| {
                     g.vals = snapshots[0].clone();
@@ -721,14 +724,21 @@ impl Kernel<'_> {
                         let vi = &inits[a / vecs][a % vecs];
                         let draw = vi.outer_draw.map(|d| draw_at(g, d, ko));
                         let offset = 16 * a as i32;
-                        let acc = g.e.b.ins().stack_load(types::I64, types::F32X4, slot, offset);
+                        let acc =
+                            g.e.b
+                                .ins()
+                                .stack_load(types::I64, types::F32X4, slot, offset);
                         let acc = add_step(g, plan.outer_step, acc, Addend::Sum(sum), draw);
                         g.e.b.ins().stack_store(types::I64, acc, slot, offset);
                     }
                     Ok(Vec::new())
                 })?;
                 (0..accs.len())
-                    .map(|a| g.e.b.ins().stack_load(types::I64, types::F32X4, slot, 16 * a as i32))
+                    .map(|a| {
+                        g.e.b
+                            .ins()
+                            .stack_load(types::I64, types::F32X4, slot, 16 * a as i32)
+                    })
                     .collect()
             }
         };
@@ -1100,11 +1110,18 @@ fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Valu
     let magnitude = as_float(g, magnitude);
     let max = fvec(g, f.max() as f32);
     let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, magnitude, max);
-    let ovf_magnitude = ivec(g, (overflow(f, false, Rounding::Nearest) as f32).to_bits() as i32);
+    let ovf_magnitude = ivec(
+        g,
+        (overflow(f, false, Rounding::Nearest) as f32).to_bits() as i32,
+    );
     let ovf_value = g.e.b.ins().bor(sign, ovf_magnitude);
     let mut result = g.e.b.ins().bitselect(ovf, ovf_value, signed);
     // ±∞ overflows above, to the right value unless the format keeps ∞ but saturates.
-    let inf_magnitude = if f.has_inf() { f32::INFINITY } else { f.max() as f32 };
+    let inf_magnitude = if f.has_inf() {
+        f32::INFINITY
+    } else {
+        f.max() as f32
+    };
     if inf_magnitude != overflow(f, false, Rounding::Nearest) as f32 {
         let abits = g.e.b.ins().band(bits, abs_mask);
         let inf_bits = ivec(g, 0x7f80_0000);
