@@ -7,7 +7,8 @@
 //!   code's. A block of rows × vectors (register blocking) shares each loaded value.
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
-//!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k`. The other
+//!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
+//!   row per block, a pure load placed at its use, which frees registers). The other
 //!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
 //!   row and `k` and splat.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
@@ -802,11 +803,17 @@ impl Kernel<'_> {
             let pos = g.e.b.ins().iadd(pos, j0);
             let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
             let base = g.e.b.ins().iadd(self.scratch, bytes);
-            let lane_vals: Vec<Value> = (0..vecs)
+            // With one row, each packed vector is loaded where it is used, as a pure load
+            // (the scratch buffer is filled before the kernel runs), which keeps registers
+            // free for the rounding; with more rows, the loads come first and are shared.
+            let one_row = snapshots.len() == 1;
+            let mut lane_vals: Vec<Option<Value>> = (0..vecs)
                 .map(|v| {
-                    g.e.b
-                        .ins()
-                        .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                    (!one_row).then(|| {
+                        g.e.b
+                            .ins()
+                            .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                    })
                 })
                 .collect();
             let mut next = Vec::with_capacity(accs.len());
@@ -826,7 +833,11 @@ impl Kernel<'_> {
                     None => None,
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
-                for (v, &w) in lane_vals.iter().enumerate() {
+                for (v, slot) in lane_vals.iter_mut().enumerate() {
+                    let w = *slot.get_or_insert_with(|| {
+                        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+                        g.e.b.ins().load(types::F32X4, flags, base, 16 * v as i32)
+                    });
                     let acc = accs[i * vecs + v];
                     let vi = &inits[i][v];
                     let base = if inner { vi.inner_draw } else { vi.outer_draw };
