@@ -4,7 +4,9 @@
 //!
 //! - **Lanes**: four adjacent outputs of the last axis form one `f32x4` accumulator; each lane
 //!   keeps its own order of additions over `k`, so every output's additions are the scalar
-//!   code's. A block of rows × vectors (register blocking) shares each loaded value.
+//!   code's. A block of rows × vectors (register blocking) shares each loaded value: 2 × 4
+//!   for binary32 and direct `nearest` steps, 1 × 4 for the odd-rounding ones (more chains
+//!   measured no faster there: their many operations fill the vector units already).
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
@@ -550,12 +552,15 @@ struct Kernel<'p> {
 
 impl Kernel<'_> {
     fn emit(&self, g: &mut Gen, lo: Value, hi: Value) -> Result<(), String> {
-        let term_binary32 = matches!(
+        // Binary32 steps and the short nearest steps take two rows of four vectors (eight
+        // accumulator chains); the longer odd-rounding steps one row, which keeps their
+        // constants in registers.
+        let short_step = matches!(
             self.plan.inner_step.unwrap_or(self.plan.outer_step),
-            Step::Binary32
+            Step::Binary32 | Step::NearestThroughBinary32 { .. }
         );
         let nvec = (self.plan.n / 4) as usize;
-        let (rows, vecs) = match (term_binary32, nvec) {
+        let (rows, vecs) = match (short_step, nvec) {
             (true, v) if v >= 4 => (2, 4),
             (true, _) => (4, 2),
             (false, v) if v >= 4 => (1, 4),
