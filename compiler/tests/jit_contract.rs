@@ -165,3 +165,94 @@ fn convolutions_with_padding_and_stride_match_the_interpreter() {
         }
     }
 }
+
+/// Values of `format` spread over its whole range: random significands at mostly moderate
+/// exponents, some in the subnormals, some near the largest values (so sums overflow).
+fn spread(format: &str, shape: &[usize], stream: u64) -> Tensor {
+    let rng = RandomStream::new(11, stream);
+    let n: usize = shape.iter().product();
+    let raw: Vec<f32> = (0..n)
+        .map(|i| {
+            let w = rng.word(i as u64, 0);
+            let significand = 1.0 + (w >> 12) as f32 / 2f32.powi(20);
+            let e = match w % 10 {
+                0 => -(((w >> 4) % 14) as i32) - 6,
+                1 => 5 + ((w >> 4) % 4) as i32,
+                _ => ((w >> 4) % 7) as i32 - 3,
+            };
+            let sign = if w & 2 == 2 { -1.0 } else { 1.0 };
+            sign * significand * 2f32.powi(e)
+        })
+        .collect();
+    let mut out = vec![0f32; n];
+    Format::parse(format)
+        .unwrap()
+        .quantize(&raw, shape, Rounding::Nearest, &rng, &mut out)
+        .unwrap();
+    Tensor::new(shape.to_vec(), out).unwrap()
+}
+
+/// `nearest` accumulators whose vector code rounds the binary32 sum directly (products of
+/// at most the accumulator's precision, double rounding innocuous), and one whose products
+/// are too wide for that (fp<6,5>, so it takes the odd rounding): mixed operand formats,
+/// long sums with cancellation, overflow and subnormals, chunked and not; then the same
+/// terms after a large first product, so that the terms are near the accumulator's spacing
+/// and sums land on and next to its midpoints; then sums next to a midpoint of fp<6,5>.
+#[test]
+fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
+    let cases = [
+        ("e4m3", "e4m3", "fp16"),
+        ("e4m3", "e5m2", "fp16"),
+        ("e5m2", "e5m2", "fp16"),
+        ("e5m2", "e4m3", "fp<5,7>"),
+        ("e4m3", "e4m3", "fp<4,8>"),
+        ("e4m3", "e4m3", "fp<6,5>"),
+    ];
+    let mut case = 0u64;
+    for (fx, fw, acc) in cases {
+        for chunk in ["", ", chunk = 5", ", chunk = 64"] {
+            case += 1;
+            let (m, n, k) = (5, 12, 300);
+            let source = format!(
+                "model dense {{\n  input x: [{m}, {k}] {fx};\n  input w: [{n}, {k}] {fw};\n  let y = dense(x, w) with {{ acc = {acc}{chunk} }} : fp32;\n  output y;\n}}\n"
+            );
+            let x = spread(fx, &[m, k], case);
+            let w = spread(fw, &[n, k], case + 1000);
+            check(&source, &[x, w]);
+            // The same terms after a large first product (2^7 to 2^12): the accumulator's
+            // spacing is then near the terms' size, so sums land on and next to midpoints.
+            let mut xv = spread(fx, &[m, k], case + 2000).data().to_vec();
+            let mut wv = spread(fw, &[n, k], case + 3000).data().to_vec();
+            for i in 0..m {
+                xv[i * k] = 2f32.powi(5 + (i % 3) as i32);
+            }
+            for j in 0..n {
+                wv[j * k] = 2f32.powi(2 + (j % 5) as i32);
+            }
+            let x = Tensor::new(vec![m, k], xv).unwrap();
+            let w = Tensor::new(vec![n, k], wv).unwrap();
+            check(&source, &[x, w]);
+            // A tiny first product (±2^-18), then one of (1 + i/8)·2^4 · (1 + j/8)·2^3: a sum
+            // more than 24 bits wide next to the product, which is a midpoint of a 6-bit
+            // accumulator for i = j = 1 (binary32 would round it onto the midpoint).
+            let hazard = |format: &str, rows: usize, scale: f32, stream: u64| {
+                let mut v = vec![0f32; rows * k];
+                for r in 0..rows {
+                    let sign = if r % 2 == 0 { 1.0 } else { -1.0 };
+                    v[r * k] = sign * 2f32.powi(-9);
+                    v[r * k + 1] = (1.0 + (r % 8) as f32 / 8.0) * scale;
+                }
+                let mut out = vec![0f32; v.len()];
+                let rng = RandomStream::new(1, stream);
+                Format::parse(format)
+                    .unwrap()
+                    .quantize(&v, &[rows, k], Rounding::Nearest, &rng, &mut out)
+                    .unwrap();
+                Tensor::new(vec![rows, k], out).unwrap()
+            };
+            let x = hazard(fx, m, 16.0, case);
+            let w = hazard(fw, n, 8.0, case + 1);
+            check(&source, &[x, w]);
+        }
+    }
+}

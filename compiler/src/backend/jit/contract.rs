@@ -4,10 +4,13 @@
 //!
 //! - **Lanes**: four adjacent outputs of the last axis form one `f32x4` accumulator; each lane
 //!   keeps its own order of additions over `k`, so every output's additions are the scalar
-//!   code's. A block of rows × vectors (register blocking) shares each loaded value.
+//!   code's. A block of rows × vectors (register blocking) shares each loaded value: 2 × 4
+//!   for binary32 and direct `nearest` steps, 1 × 4 for the odd-rounding ones (more chains
+//!   measured no faster there: their many operations fill the vector units already).
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
-//!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k`. The other
+//!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
+//!   row per block, a pure load placed at its use, which frees registers). The other
 //!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
 //!   row and `k` and splat.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
@@ -17,8 +20,14 @@
 //!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
 //!   rounded to the format: `nearest` by the magic-constant addition, the other modes by
 //!   scaling to the format's quantum, truncating and deciding from the exact fraction.
+//!   `nearest` skips the odd rounding where double rounding through binary32 is innocuous
+//!   (terms of at most the accumulator's `p ≤ 11` bits, subnormal sums exact in f32:
+//!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
+//!   format's rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
 //!   the counter-based hash computed in `i32x4` lanes.
+//! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
+//!   accumulators run, so the blocking's registers stay free for the inner loop.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
 //!   of the element (output rounding, stores), lane by lane.
 //!
@@ -28,7 +37,9 @@ use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, L
 use super::round::{overflow, Target};
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{
+    types, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
+};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
 use cranelift_module::FuncId;
@@ -53,6 +64,45 @@ enum Step {
         mode: Rounding,
         stream: u64,
     },
+    /// `nearest` to a float format with subnormals where rounding the binary32 sum is the
+    /// rounding of the exact sum ([`nearest_through_binary32`]): no TwoSum.
+    NearestThroughBinary32 { format: FloatFormat },
+}
+
+/// The significant bits a value of `f` has at most, and the exponent of its lowest bit.
+fn precision_and_lowest(f: &FloatFormat) -> (u32, i32) {
+    (f.man_bits + 1, f.emin() - f.man_bits as i32)
+}
+
+/// Whether `RN_acc(RN_binary32(a + b)) = RN_acc(a + b)` for every accumulator value `a` of
+/// `acc` and every addend `b` of at most `addend_bits` significant bits whose lowest bit is at
+/// or above `2^addend_lowest` (spec/ir.md, the JIT's narrow accumulation, for the argument): the addend fits the
+/// accumulator's precision `p`, binary32 has `24 ≥ 2p + 1` bits (Figueroa), sums below the
+/// accumulator's smallest normal are exact in binary32, and nothing reaches binary32's
+/// subnormals or overflow.
+fn nearest_through_binary32(acc: &FloatFormat, addend_bits: u32, addend_lowest: i32) -> bool {
+    let (p, acc_lowest) = precision_and_lowest(acc);
+    let lowest = acc_lowest.min(addend_lowest);
+    acc.subnormals
+        && addend_bits <= p
+        && 24 > 2 * p
+        && acc.emin() - lowest <= 24
+        && lowest >= -149
+        && acc.emin() >= -126
+}
+
+/// `step` without the odd rounding where [`nearest_through_binary32`] allows it.
+fn cheaper(step: Step, addend_bits: u32, addend_lowest: i32) -> Step {
+    match step {
+        Step::Narrow {
+            format,
+            mode: Rounding::Nearest,
+            ..
+        } if nearest_through_binary32(&format, addend_bits, addend_lowest) => {
+            Step::NearestThroughBinary32 { format }
+        }
+        other => other,
+    }
 }
 
 /// A recognised contraction (module doc).
@@ -309,6 +359,26 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         Step::Narrow { .. } if !exact_product => return None,
         _ => {}
     }
+    // The products have the operands' bits together, their lowest bits' exponents summed.
+    let (bits_u, lowest_u) = precision_and_lowest(&fu);
+    let (bits_v, lowest_v) = precision_and_lowest(&fv);
+    let (product_bits, product_lowest) = (bits_u + bits_v, lowest_u + lowest_v);
+    let (outer_step, inner_step) = match inner_step {
+        None => (cheaper(outer_step, product_bits, product_lowest), None),
+        Some(inner_step) => {
+            let outer_step = match inner_step {
+                Step::Narrow { format, .. } | Step::NearestThroughBinary32 { format } => {
+                    let (bits, lowest) = precision_and_lowest(&format);
+                    cheaper(outer_step, bits, lowest)
+                }
+                Step::Binary32 => outer_step,
+            };
+            (
+                outer_step,
+                Some(cheaper(inner_step, product_bits, product_lowest)),
+            )
+        }
+    };
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
@@ -482,12 +552,15 @@ struct Kernel<'p> {
 
 impl Kernel<'_> {
     fn emit(&self, g: &mut Gen, lo: Value, hi: Value) -> Result<(), String> {
-        let term_binary32 = matches!(
+        // Binary32 steps and the short nearest steps take two rows of four vectors (eight
+        // accumulator chains); the longer odd-rounding steps one row, which keeps their
+        // constants in registers.
+        let short_step = matches!(
             self.plan.inner_step.unwrap_or(self.plan.outer_step),
-            Step::Binary32
+            Step::Binary32 | Step::NearestThroughBinary32 { .. }
         );
         let nvec = (self.plan.n / 4) as usize;
-        let (rows, vecs) = match (term_binary32, nvec) {
+        let (rows, vecs) = match (short_step, nvec) {
             (true, v) if v >= 4 => (2, 4),
             (true, _) => (4, 2),
             (false, v) if v >= 4 => (1, 4),
@@ -616,7 +689,19 @@ impl Kernel<'_> {
                 let io = &ir.ops[inner];
                 let inner_stride = io.attr("step").and_then(Attr::as_int).unwrap_or(1);
                 let step = plan.inner_step.ok_or("an inner step")?;
-                loop_carrying(g, klo, khi, outer_stride, &accs, |g, ko, accs| {
+                // The outer accumulators wait in a stack slot while a chunk runs: the
+                // registers are the inner accumulators' and the loaded operands'.
+                let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    16 * accs.len() as u32,
+                    4,
+                ));
+                for (a, &acc) in accs.iter().enumerate() {
+                    g.e.b
+                        .ins()
+                        .stack_store(types::I64, acc, slot, 16 * a as i32);
+                }
+                loop_carrying(g, klo, khi, outer_stride, &[], |g, ko, _| {
                     g.vals = snapshots[0].clone();
                     g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
                     emit_ops(g, &plan.chunk_ops)?;
@@ -626,7 +711,7 @@ impl Kernel<'_> {
                         return Err("an initial value".into());
                     };
                     let init = g.e.b.ins().splat(types::F32X4, init);
-                    let inner_init = vec![init; accs.len()];
+                    let inner_init = vec![init; inits.len() * vecs];
                     let sums = self.k_loop(
                         g,
                         &snapshots,
@@ -641,14 +726,26 @@ impl Kernel<'_> {
                         true,
                         Some(ko),
                     )?;
-                    let mut next = Vec::with_capacity(accs.len());
-                    for (a, (&acc, &sum)) in accs.iter().zip(&sums).enumerate() {
+                    for (a, &sum) in sums.iter().enumerate() {
                         let vi = &inits[a / vecs][a % vecs];
                         let draw = vi.outer_draw.map(|d| draw_at(g, d, ko));
-                        next.push(add_step(g, plan.outer_step, acc, Addend::Sum(sum), draw));
+                        let offset = 16 * a as i32;
+                        let acc =
+                            g.e.b
+                                .ins()
+                                .stack_load(types::I64, types::F32X4, slot, offset);
+                        let acc = add_step(g, plan.outer_step, acc, Addend::Sum(sum), draw);
+                        g.e.b.ins().stack_store(types::I64, acc, slot, offset);
                     }
-                    Ok(next)
-                })?
+                    Ok(Vec::new())
+                })?;
+                (0..accs.len())
+                    .map(|a| {
+                        g.e.b
+                            .ins()
+                            .stack_load(types::I64, types::F32X4, slot, 16 * a as i32)
+                    })
+                    .collect()
             }
         };
         // The rest of each element, scalar, lane by lane.
@@ -711,11 +808,17 @@ impl Kernel<'_> {
             let pos = g.e.b.ins().iadd(pos, j0);
             let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
             let base = g.e.b.ins().iadd(self.scratch, bytes);
-            let lane_vals: Vec<Value> = (0..vecs)
+            // With one row, each packed vector is loaded where it is used, as a pure load
+            // (the scratch buffer is filled before the kernel runs), which keeps registers
+            // free for the rounding; with more rows, the loads come first and are shared.
+            let one_row = snapshots.len() == 1;
+            let mut lane_vals: Vec<Option<Value>> = (0..vecs)
                 .map(|v| {
-                    g.e.b
-                        .ins()
-                        .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                    (!one_row).then(|| {
+                        g.e.b
+                            .ins()
+                            .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                    })
                 })
                 .collect();
             let mut next = Vec::with_capacity(accs.len());
@@ -735,7 +838,11 @@ impl Kernel<'_> {
                     None => None,
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
-                for (v, &w) in lane_vals.iter().enumerate() {
+                for (v, slot) in lane_vals.iter_mut().enumerate() {
+                    let w = *slot.get_or_insert_with(|| {
+                        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+                        g.e.b.ins().load(types::F32X4, flags, base, 16 * v as i32)
+                    });
                     let acc = accs[i * vecs + v];
                     let vi = &inits[i][v];
                     let base = if inner { vi.inner_draw } else { vi.outer_draw };
@@ -876,6 +983,14 @@ fn add_step(
             g.e.b.ins().fadd(acc, p)
         }
         (Step::Binary32, Addend::Sum(x)) => g.e.b.ins().fadd(acc, x),
+        (Step::NearestThroughBinary32 { format }, addend) => {
+            let x = match addend {
+                Addend::Product(a, b, _) => g.e.b.ins().fmul(a, b),
+                Addend::Sum(x) => x,
+            };
+            let s = g.e.b.ins().fadd(acc, x);
+            round_nearest_with_subnormals(g, s, &format)
+        }
         (
             Step::Narrow {
                 format,
@@ -978,6 +1093,64 @@ fn random_word(g: &mut Gen, stream: u64, (lo, hi): (Value, Value)) -> Value {
     let y = g.e.b.ins().bxor(h, hi);
     let y = g.e.b.ins().bxor(y, k1);
     hash32(g, y)
+}
+
+/// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
+/// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
+/// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
+/// exponent field is v's, at least the format's smallest normal one, plus `23 − man`; `C` is
+/// finite for the finite `v` of a contraction, which are below 2^101). The sum's sign stays
+/// on a nonzero result and is restored on a zero where the format has −0; overflow, ±∞ and
+/// NaN as the format says.
+fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
+    let bits = as_int(g, v);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let exponent_mask = ivec(g, 0x7f80_0000);
+    let exponent = g.e.b.ins().band(bits, exponent_mask);
+    let smallest = ivec(g, (f.emin() + 127) << 23);
+    let exponent = g.e.b.ins().smax(exponent, smallest);
+    let shift = ivec(g, ((23 - f.man_bits as i32) << 23) + (1 << 22));
+    let cbits = g.e.b.ins().iadd(exponent, shift);
+    let c = as_float(g, cbits);
+    let sum = g.e.b.ins().fadd(v, c);
+    let r = g.e.b.ins().fsub(sum, c);
+    let rbits = as_int(g, r);
+    let signed = if f.has_negative_zero() {
+        g.e.b.ins().bor(rbits, sign)
+    } else {
+        rbits
+    };
+    let abs_mask = ivec(g, i32::MAX);
+    let magnitude = g.e.b.ins().band(rbits, abs_mask);
+    let magnitude = as_float(g, magnitude);
+    let max = fvec(g, f.max() as f32);
+    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, magnitude, max);
+    let ovf_magnitude = ivec(
+        g,
+        (overflow(f, false, Rounding::Nearest) as f32).to_bits() as i32,
+    );
+    let ovf_value = g.e.b.ins().bor(sign, ovf_magnitude);
+    let mut result = g.e.b.ins().bitselect(ovf, ovf_value, signed);
+    // ±∞ overflows above, to the right value unless the format keeps ∞ but saturates.
+    let inf_magnitude = if f.has_inf() {
+        f32::INFINITY
+    } else {
+        f.max() as f32
+    };
+    if inf_magnitude != overflow(f, false, Rounding::Nearest) as f32 {
+        let abits = g.e.b.ins().band(bits, abs_mask);
+        let inf_bits = ivec(g, 0x7f80_0000);
+        let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
+        let inf_magnitude = ivec(g, inf_magnitude.to_bits() as i32);
+        let inf = g.e.b.ins().bor(sign, inf_magnitude);
+        result = g.e.b.ins().bitselect(is_inf, inf, result);
+    }
+    let is_nan = g.e.b.ins().fcmp(FloatCC::Unordered, v, v);
+    let qnan = ivec(g, 0x7fc0_0000);
+    let nan = g.e.b.ins().bor(sign, qnan);
+    let result = g.e.b.ins().bitselect(is_nan, nan, result);
+    as_float(g, result)
 }
 
 /// Rounds `v` (f32x4, each lane exact or rounded to odd with two bits to spare) to `f` by
