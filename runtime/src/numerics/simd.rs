@@ -28,7 +28,8 @@ fn detected() -> Level {
         use std::sync::OnceLock;
         static LEVEL: OnceLock<Level> = OnceLock::new();
         *LEVEL.get_or_init(|| {
-            let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            let avx2 =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
             let avx512 = std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vl")
@@ -65,17 +66,23 @@ pub(crate) fn level() -> Level {
 /// Every level this CPU supports, best first.
 #[cfg(test)]
 pub(crate) fn supported() -> Vec<Level> {
-    [Level::Avx512, Level::Avx2, Level::Baseline].into_iter().filter(|l| match (detected(), l) {
-        (Level::Avx512, _) => true,
-        (Level::Avx2, lower) => *lower != Level::Avx512,
-        (Level::Baseline, lower) => *lower == Level::Baseline,
-    }).collect()
+    [Level::Avx512, Level::Avx2, Level::Baseline]
+        .into_iter()
+        .filter(|l| match (detected(), l) {
+            (Level::Avx512, _) => true,
+            (Level::Avx2, lower) => *lower != Level::Avx512,
+            (Level::Baseline, lower) => *lower == Level::Baseline,
+        })
+        .collect()
 }
 
 /// Runs `f` with the kernels of this thread at `level` (which the CPU must support).
 #[cfg(test)]
 pub(crate) fn with_level<T>(level: Level, f: impl FnOnce() -> T) -> T {
-    assert!(supported().contains(&level), "{level:?} is not supported by this CPU");
+    assert!(
+        supported().contains(&level),
+        "{level:?} is not supported by this CPU"
+    );
     FORCED.with(|c| c.set(Some(level)));
     let out = f();
     FORCED.with(|c| c.set(None));
