@@ -31,11 +31,6 @@ struct Consts {
     /// With subnormals, `low_grid`; without, a value below any `23 − M` (see
     /// [`round_lane_grid`]).
     grid_low: i32,
-    /// f32 bits of half the spacing below the normal range.
-    half_low: u32,
-    /// Whether every finite magnitude below `grid_min` lies below the spacing (the spacing
-    /// is at least 2^-126), so that the deterministic modes round it to 0 or `low_one`.
-    below_decided: bool,
     /// f32 bits of the largest finite magnitude.
     max_bits: u32,
     /// Magnitude an overflow rounds to, for positive and negative values.
@@ -87,8 +82,6 @@ impl Consts {
             low_one: (super::float::pow2(low_exp) as f32).to_bits(),
             grid_min: (super::float::pow2(low_exp.max(-126)) as f32).to_bits(),
             grid_low: if f.subnormals { low_exp + 150 } else { 0 },
-            half_low: (super::float::pow2(low_exp - 1) as f32).to_bits(),
-            below_decided: low_exp >= -126,
             low_magic: super::float::pow2(low_exp + 23) as f32,
             max_bits,
             overflow_pos: ovf(false),
@@ -511,12 +504,10 @@ impl Job<'_> {
     fn chunk<const SHIFTED: bool, R: LaneRule>(&self, start: usize, xs: &[f32; LANES], ys: &mut [f32; LANES], rule: R) {
         let words = self.chunk_words(self.base + start as u64);
         if !SHIFTED && R::GRID {
-            // The deterministic modes decide magnitudes below the spacing too.
-            let floor = if self.c.below_decided && !self.rounding.is_stochastic() { 0 } else { self.c.grid_min };
             let mut on_grid = true;
             for x in xs {
                 let abs = x.to_bits() & 0x7FFF_FFFF;
-                on_grid &= abs >= floor && abs < 0x7F80_0000;
+                on_grid &= abs >= self.c.grid_min && abs < 0x7F80_0000;
             }
             if on_grid {
                 for j in 0..LANES {
@@ -601,30 +592,17 @@ fn round_lane_nearest(c: &Consts, bits: u32) -> u32 {
 /// 23 − M in the normal range and low_grid − (f32 exponent field) ≤ 23 below it (the larger
 /// of the two with subnormals; without them only normal magnitudes are at least
 /// `grid_min`), are the whole fraction, so the decision never needs the exact path.
-///
-/// Also, when `below_decided`, for a deterministic mode and any finite element: a magnitude
-/// below `grid_min` is below the spacing and rounds to 0 or `low_one`; the decision is
-/// given a stand-in fraction that those modes decide alike (1/2 when the magnitude is at
-/// least half the spacing, else the least non-zero fraction, or zero).
 #[inline(always)]
 fn round_lane_grid<D: Fn(u32, bool, bool, u32) -> (bool, bool)>(c: &Consts, bits: u32, decide: D, word: u32) -> u32 {
     let sign = bits & 0x8000_0000;
     let abs = bits & 0x7FFF_FFFF;
-    let below = abs < c.grid_min;
-    let drop = (c.drop_normal as i32).max(c.grid_low - (abs >> 23) as i32).min(23) as u32;
+    let drop = (c.drop_normal as i32).max(c.grid_low - (abs >> 23) as i32) as u32;
     let one = 1u32 << drop;
     let rem = abs & (one - 1);
-    let stand_in = if abs >= c.half_low { 0x8000_0000 } else { (abs != 0) as u32 };
-    let (away, _) = decide(if below { stand_in } else { rem << (32 - drop) }, false, sign != 0, word);
-    let mag = if below {
-        if away { c.low_one } else { 0 }
-    } else {
-        abs - rem + if away { one } else { 0 }
-    };
+    let (away, _) = decide(rem << (32 - drop), false, sign != 0, word);
+    let mag = abs - rem + if away { one } else { 0 };
     let ovf = if sign != 0 { c.overflow_neg } else { c.overflow_pos };
-    let mag = if mag > c.max_bits { ovf } else { mag };
-    let out_sign = if mag == 0 && !c.signed_zero { 0 } else { sign };
-    out_sign | mag
+    sign | if mag > c.max_bits { ovf } else { mag }
 }
 
 /// Rounds one element given as f32 bits by `decide`. Returns (result bits, needs the exact

@@ -4,7 +4,8 @@
 //! it, compiled three times: for AVX-512 (F, BW, VL, DQ: sixteen 32-bit lanes and mask
 //! registers), for AVX2 + FMA, and for the baseline target. [`level`] says which copy to run.
 //! Every copy computes the same bits (the code is the same; only its instructions differ) —
-//! the kernels' tests run every copy the CPU supports ([`with_level`]).
+//! the kernels' tests run every copy the CPU supports (`with_level`); Rust never contracts
+//! a multiply and an add into an FMA, so enabling FMA changes no result.
 
 #[cfg(test)]
 use std::cell::Cell;
@@ -13,6 +14,7 @@ use std::cell::Cell;
 /// `#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]` and
 /// `#[target_feature(enable = "avx2,fma")]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 has the vector copies
 pub(crate) enum Level {
     Avx512,
     Avx2,
@@ -26,7 +28,8 @@ fn detected() -> Level {
         use std::sync::OnceLock;
         static LEVEL: OnceLock<Level> = OnceLock::new();
         *LEVEL.get_or_init(|| {
-            let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            let avx2 =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
             let avx512 = std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vl")
@@ -63,17 +66,23 @@ pub(crate) fn level() -> Level {
 /// Every level this CPU supports, best first.
 #[cfg(test)]
 pub(crate) fn supported() -> Vec<Level> {
-    [Level::Avx512, Level::Avx2, Level::Baseline].into_iter().filter(|l| match (detected(), l) {
-        (Level::Avx512, _) => true,
-        (Level::Avx2, lower) => *lower != Level::Avx512,
-        (Level::Baseline, lower) => *lower == Level::Baseline,
-    }).collect()
+    [Level::Avx512, Level::Avx2, Level::Baseline]
+        .into_iter()
+        .filter(|l| match (detected(), l) {
+            (Level::Avx512, _) => true,
+            (Level::Avx2, lower) => *lower != Level::Avx512,
+            (Level::Baseline, lower) => *lower == Level::Baseline,
+        })
+        .collect()
 }
 
 /// Runs `f` with the kernels of this thread at `level` (which the CPU must support).
 #[cfg(test)]
 pub(crate) fn with_level<T>(level: Level, f: impl FnOnce() -> T) -> T {
-    assert!(supported().contains(&level), "{level:?} is not supported by this CPU");
+    assert!(
+        supported().contains(&level),
+        "{level:?} is not supported by this CPU"
+    );
     FORCED.with(|c| c.set(Some(level)));
     let out = f();
     FORCED.with(|c| c.set(None));
