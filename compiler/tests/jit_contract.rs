@@ -52,11 +52,13 @@ fn grid(format: &str, shape: &[usize], stream: u64) -> Tensor {
             sign * 2f32.powi(e) * if w.is_multiple_of(3) { 1.5 } else { 1.0 }
         })
         .collect();
-    let mut out = vec![0f32; n];
-    Format::parse(format)
-        .unwrap()
-        .quantize(&raw, shape, Rounding::Nearest, &rng, &mut out)
-        .unwrap();
+    rounded(format, shape, &raw, &rng)
+}
+
+/// `raw` rounded to `format` (nearest) as a tensor of `shape`.
+fn rounded(format: &str, shape: &[usize], raw: &[f32], rng: &RandomStream) -> Tensor {
+    let mut out = vec![0f32; raw.len()];
+    Format::parse(format).unwrap().quantize(raw, shape, Rounding::Nearest, rng, &mut out).unwrap();
     Tensor::new(shape.to_vec(), out).unwrap()
 }
 
@@ -184,12 +186,7 @@ fn spread(format: &str, shape: &[usize], stream: u64) -> Tensor {
             sign * significand * 2f32.powi(e)
         })
         .collect();
-    let mut out = vec![0f32; n];
-    Format::parse(format)
-        .unwrap()
-        .quantize(&raw, shape, Rounding::Nearest, &rng, &mut out)
-        .unwrap();
-    Tensor::new(shape.to_vec(), out).unwrap()
+    rounded(format, shape, &raw, &rng)
 }
 
 /// `nearest` accumulators whose vector code rounds the binary32 sum directly (products of
