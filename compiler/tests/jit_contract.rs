@@ -13,7 +13,7 @@ use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 
 /// Accumulations: the `with { ... }` of the layer and its operand format.
-const ARITHS: [(&str, &str); 14] = [
+const ARITHS: [(&str, &str); 16] = [
     ("e4m3", "acc = fp32"),
     ("fp32", "acc = fp32"),
     ("e4m3", "acc = fp16"),
@@ -26,6 +26,8 @@ const ARITHS: [(&str, &str); 14] = [
     ("e5m2", "acc = fp16 @ down"),
     ("e4m3", "acc = fp16 @ nearest-away"),
     ("e4m3", "acc = fp<6,5> @ stochastic:9"),
+    ("e4m3", "acc = fp<6,5,nosub> @ stochastic:9"),
+    ("fp16", "acc = fp<4,3> @ stochastic:4"),
     ("e5m2", "acc = fp16 @ stochastic:8"),
     ("e4m3", "acc = fp<6,5> @ stochastic-unbiased:6"),
 ];

@@ -214,7 +214,14 @@ pub(super) fn build_function(
         b.seal_all_blocks();
         b.finalize(frontend);
     }
+    // QC_JIT_DISASM=<part of a kernel name>: print that kernel's machine code to stderr
+    // (a developer's view of register blocking and spills).
+    let disasm = std::env::var("QC_JIT_DISASM").is_ok_and(|part| name.contains(&part));
+    ctx.set_disasm(disasm);
     jit.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
+    if let Some(code) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()).filter(|_| disasm) {
+        eprintln!("; kernel {name}\n{code}");
+    }
     jit.clear_context(&mut ctx);
     Ok((id, captures, streams))
 }

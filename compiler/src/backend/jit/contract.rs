@@ -34,9 +34,13 @@
 //! Anything else (other shapes, formats or modes) is left to the scalar code (`codegen`).
 
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
-use super::round::{overflow, Target};
+use super::round::Target;
+use super::vector_round::{
+    random_word, round, round_nearest_with_subnormals, sum_stochastic_bits, sum_to_odd,
+    DrawCounters,
+};
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
 };
@@ -130,6 +134,9 @@ pub(super) struct Plan {
     inner_step: Option<Step>,
     /// Whether the products can be formed as an f32 multiplication (exact).
     fma: bool,
+    /// Whether every draw counter (`base + k`) stays below 2^32, so the counters' high
+    /// halves are zero and no addition carries.
+    draws_in_32_bits: bool,
 }
 
 const ROW: u8 = 1;
@@ -379,6 +386,14 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             )
         }
     };
+    let draw_counters = [Some(outer), inner].into_iter().flatten();
+    let draws_in_32_bits = draw_counters
+        .filter_map(|a| ir.ops[a].operands.get(3))
+        .all(|&d| {
+            index_bound(ir, body, &out_ty.dims, d)
+                .and_then(|b| b.checked_add(k_hi))
+                .is_some_and(|b| b <= u64::from(u32::MAX))
+        });
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
@@ -402,7 +417,28 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         outer_step,
         inner_step,
         fma: fma || !exact_product,
+        draws_in_32_bits,
     })
+}
+
+/// An upper bound of the index value `v` of the generate body `body`, whose arguments range
+/// over `dims`, or `None` where it depends on anything else.
+fn index_bound(ir: &Module, body: BlockId, dims: &[Dim], v: ValueId) -> Option<u64> {
+    if let Some(a) = ir.blocks[body].args.iter().position(|&x| x == v) {
+        return match dims.get(a)? {
+            Dim::Fixed(d) => d.checked_sub(1),
+            _ => None,
+        };
+    }
+    let o = &ir.ops[def_op(ir, v)?];
+    let bound = |i: usize| index_bound(ir, body, dims, *o.operands.get(i)?);
+    match o.name() {
+        "kernel.index" => constant_index(ir, v),
+        "kernel.index_add" => bound(0)?.checked_add(bound(1)?),
+        "kernel.index_mul" => bound(0)?.checked_mul(bound(1)?),
+        "kernel.index_min" => Some(bound(0)?.min(bound(1)?)),
+        _ => None,
+    }
 }
 
 /// Whether `op` lies inside the region of `parent` (at any depth).
@@ -540,8 +576,8 @@ fn lane0(l: &Lv) -> Cv {
 /// of the outer and inner accumulations.
 struct VecInit {
     init: Value,
-    outer_draw: Option<(Value, Value)>,
-    inner_draw: Option<(Value, Value)>,
+    outer_draw: Option<DrawCounters>,
+    inner_draw: Option<DrawCounters>,
 }
 
 struct Kernel<'p> {
@@ -646,11 +682,11 @@ impl Kernel<'_> {
                 }
                 let init = vector_of(g, &g.vals[&oo.operands[2]].clone(), types::F32X4)?;
                 let outer_draw = match oo.operands.get(3) {
-                    Some(d) => Some(draw_base(g, &g.vals[d].clone())?),
+                    Some(d) => Some(draw_base(g, &g.vals[d].clone(), plan.draws_in_32_bits)?),
                     None => None,
                 };
                 let inner_draw = match plan.inner.and_then(|i| ir.ops[i].operands.get(3)) {
-                    Some(d) => Some(draw_base(g, &g.vals[d].clone())?),
+                    Some(d) => Some(draw_base(g, &g.vals[d].clone(), plan.draws_in_32_bits)?),
                     None => None,
                 };
                 per_vec.push(VecInit {
@@ -802,7 +838,35 @@ impl Kernel<'_> {
         let ko_arg = ir.blocks[outer_block].args[0];
         let k_arg = ir.blocks[plan.term_block].args[0];
         let npad = padded(plan.n) as i64;
-        loop_carrying(g, lo, hi, stride, accs, |g, k, accs| {
+        // The draw counters are induction variables of the loop, advanced by `stride` per
+        // iteration (a loop-invariant base plus `k` would have its index arithmetic
+        // rematerialised inside the loop).
+        let starts: Vec<Option<DrawCounters>> = inits
+            .iter()
+            .flatten()
+            .map(|vi| {
+                let base = if inner { vi.inner_draw } else { vi.outer_draw };
+                base.map(|b| draw_at(g, b, lo))
+            })
+            .collect();
+        let mut carried = accs.to_vec();
+        for c in starts.iter().flatten() {
+            carried.push(c.low);
+            carried.extend(c.high);
+        }
+        let sums = loop_carrying(g, lo, hi, stride, &carried, |g, k, carried| {
+            let (accs, mut rest) = carried.split_at(starts.len());
+            let draws: Vec<Option<DrawCounters>> = starts
+                .iter()
+                .map(|c| {
+                    c.map(|c| {
+                        let low = rest[0];
+                        let high = c.high.map(|_| rest[1]);
+                        rest = &rest[1 + usize::from(high.is_some())..];
+                        DrawCounters { low, high }
+                    })
+                })
+                .collect();
             let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
             let pos = g.e.b.ins().imul_imm_s(kk, npad);
             let pos = g.e.b.ins().iadd(pos, j0);
@@ -838,17 +902,19 @@ impl Kernel<'_> {
                     None => None,
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
+                let mut steps = Vec::with_capacity(vecs);
                 for (v, slot) in lane_vals.iter_mut().enumerate() {
                     let w = *slot.get_or_insert_with(|| {
                         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
                         g.e.b.ins().load(types::F32X4, flags, base, 16 * v as i32)
                     });
                     let acc = accs[i * vecs + v];
-                    let vi = &inits[i][v];
-                    let base = if inner { vi.inner_draw } else { vi.outer_draw };
-                    let draw = base.map(|d| draw_at(g, d, k));
+                    let draw = draws[i * vecs + v];
                     let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
-                    let mut new = add_step(g, step, acc, Addend::Product(a, b, plan.fma), draw);
+                    steps.push((acc, Addend::Product(a, b, plan.fma), draw));
+                }
+                let sums = add_steps(g, step, &steps);
+                for (&(acc, ..), mut new) in steps.iter().zip(sums) {
                     if let Some(keep) = keep {
                         let c = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
                         new = g.e.b.ins().select(c, new, acc);
@@ -856,13 +922,20 @@ impl Kernel<'_> {
                     next.push(new);
                 }
             }
+            for c in draws.iter().flatten() {
+                let step = g.e.i64c(stride);
+                let c = draw_at(g, *c, step);
+                next.push(c.low);
+                next.extend(c.high);
+            }
             Ok(next)
-        })
+        })?;
+        Ok(sums[..accs.len()].to_vec())
     }
 }
 
-/// `for k in lo..hi by stride` carrying `init` (f32x4 values) through the iterations; returns
-/// the final values.
+/// `for k in lo..hi by stride` carrying `init` (vector values) through the iterations;
+/// returns the final values.
 fn loop_carrying(
     g: &mut Gen,
     lo: Value,
@@ -875,9 +948,10 @@ fn loop_carrying(
     let inner = g.e.b.create_block();
     let exit = g.e.b.create_block();
     g.e.b.append_block_param(header, types::I64);
-    for _ in init {
-        g.e.b.append_block_param(header, types::F32X4);
-        g.e.b.append_block_param(exit, types::F32X4);
+    for &v in init {
+        let ty = g.e.b.func.dfg.value_type(v);
+        g.e.b.append_block_param(header, ty);
+        g.e.b.append_block_param(exit, ty);
     }
     let mut args: Vec<BlockArg> = vec![lo.into()];
     args.extend(init.iter().map(|&v| BlockArg::from(v)));
@@ -916,8 +990,9 @@ fn vector_of(g: &mut Gen, x: &Lv, ty: types::Type) -> Result<Value, String> {
     }
 }
 
-/// The draw counters of four lanes (i64 each) as `i32x4` low and high halves.
-fn draw_base(g: &mut Gen, x: &Lv) -> Result<(Value, Value), String> {
+/// The draw counters of four lanes (i64 each) as `i32x4` low and high halves (no high
+/// halves when `in_32_bits`: [`Plan::draws_in_32_bits`]).
+fn draw_base(g: &mut Gen, x: &Lv, in_32_bits: bool) -> Result<DrawCounters, String> {
     let lanes: Vec<Value> = (0..4)
         .map(|l| match x {
             Lv::Shared(Cv::Index(v)) => Ok(*v),
@@ -932,6 +1007,10 @@ fn draw_base(g: &mut Gen, x: &Lv) -> Result<(Value, Value), String> {
         .iter()
         .map(|&v| Cv::Index(g.e.b.ins().ireduce(types::I32, v)))
         .collect();
+    let low = vector_of(g, &Lv::Lanes(low), types::I32X4)?;
+    if in_32_bits {
+        return Ok(DrawCounters { low, high: None });
+    }
     let high: Vec<Cv> = lanes
         .iter()
         .map(|&v| {
@@ -939,25 +1018,32 @@ fn draw_base(g: &mut Gen, x: &Lv) -> Result<(Value, Value), String> {
             Cv::Index(g.e.b.ins().ireduce(types::I32, h))
         })
         .collect();
-    Ok((
-        vector_of(g, &Lv::Lanes(low), types::I32X4)?,
-        vector_of(g, &Lv::Lanes(high), types::I32X4)?,
-    ))
+    let high = vector_of(g, &Lv::Lanes(high), types::I32X4)?;
+    Ok(DrawCounters {
+        low,
+        high: Some(high),
+    })
 }
 
-/// The draw counters `base + k` (a 64-bit addition in 32-bit halves).
-fn draw_at(g: &mut Gen, (lo, hi): (Value, Value), k: Value) -> (Value, Value) {
+/// The draw counters `base + k` (a 64-bit addition in 32-bit halves, or a 32-bit one).
+fn draw_at(g: &mut Gen, base: DrawCounters, k: Value) -> DrawCounters {
     let b = &mut *g.e.b;
     let k_lo = b.ins().ireduce(types::I32, k);
+    let k_lo = b.ins().splat(types::I32X4, k_lo);
+    let low = b.ins().iadd(base.low, k_lo);
+    let Some(hi) = base.high else {
+        return DrawCounters { low, high: None };
+    };
     let k_hi = b.ins().ushr_imm_s(k, 32);
     let k_hi = b.ins().ireduce(types::I32, k_hi);
-    let k_lo = b.ins().splat(types::I32X4, k_lo);
     let k_hi = b.ins().splat(types::I32X4, k_hi);
-    let low = b.ins().iadd(lo, k_lo);
-    let carry = b.ins().icmp(IntCC::UnsignedLessThan, low, lo);
+    let carry = b.ins().icmp(IntCC::UnsignedLessThan, low, base.low);
     let high = b.ins().iadd(hi, k_hi);
     let high = b.ins().isub(high, carry);
-    (low, high)
+    DrawCounters {
+        low,
+        high: Some(high),
+    }
 }
 
 /// What is added to an accumulator: a product `a·b` (`fused`: form it with one fma when
@@ -968,13 +1054,64 @@ enum Addend {
     Sum(Value),
 }
 
+/// [`add_step`] for several accumulators (a block's vectors). Where the step has a fast path
+/// on the bits (`stochastic:R`: [`sum_stochastic_bits`]), each vector takes it and branches
+/// to the general sequence only when a lane falls outside it (rare). The branch follows each
+/// vector's fast path, so the values the general sequence shares with it die there instead
+/// of waiting in registers (or the stack) for the block's other vectors.
+fn add_steps(
+    g: &mut Gen,
+    step: Step,
+    steps: &[(Value, Addend, Option<DrawCounters>)],
+) -> Vec<Value> {
+    let Step::Narrow {
+        format,
+        mode: Rounding::StochasticBits(bits),
+        stream,
+    } = step
+    else {
+        return steps
+            .iter()
+            .map(|&(acc, addend, draw)| add_step(g, step, acc, addend, draw))
+            .collect();
+    };
+    steps
+        .iter()
+        .map(|&(acc, addend, draw)| {
+            let x = addend_value(g, addend);
+            let d = draw.expect("a stochastic rounding has a draw counter (verified)");
+            let random = random_word(g, stream, d);
+            let lane = sum_stochastic_bits(g, acc, x, &format, bits, random);
+            let general = g.e.b.create_block();
+            let join = g.e.b.create_block();
+            g.e.b.append_block_param(join, types::F32X4);
+            let any = g.e.b.ins().vany_true(lane.outside);
+            g.e.b.ins().brif(any, general, &[], join, &[lane.value.into()]);
+            g.e.b.switch_to_block(general);
+            let exact = add_step(g, step, acc, addend, draw);
+            g.e.b.ins().jump(join, &[exact.into()]);
+            g.e.b.switch_to_block(join);
+            g.e.b.block_params(join)[0]
+        })
+        .collect()
+}
+
+/// The addend's value: a product formed by one multiplication (exact in f32, verified by
+/// `plan`) or the value itself.
+fn addend_value(g: &mut Gen, addend: Addend) -> Value {
+    match addend {
+        Addend::Product(a, b, _) => g.e.b.ins().fmul(a, b),
+        Addend::Sum(x) => x,
+    }
+}
+
 /// `round(acc + addend)` per lane (module doc), mirroring the scalar code's operand order.
 fn add_step(
     g: &mut Gen,
     step: Step,
     acc: Value,
     addend: Addend,
-    draw: Option<(Value, Value)>,
+    draw: Option<DrawCounters>,
 ) -> Value {
     match (step, addend) {
         (Step::Binary32, Addend::Product(a, b, true)) => g.e.b.ins().fma(a, b, acc),
@@ -984,10 +1121,7 @@ fn add_step(
         }
         (Step::Binary32, Addend::Sum(x)) => g.e.b.ins().fadd(acc, x),
         (Step::NearestThroughBinary32 { format }, addend) => {
-            let x = match addend {
-                Addend::Product(a, b, _) => g.e.b.ins().fmul(a, b),
-                Addend::Sum(x) => x,
-            };
+            let x = addend_value(g, addend);
             let s = g.e.b.ins().fadd(acc, x);
             round_nearest_with_subnormals(g, s, &format)
         }
@@ -999,287 +1133,10 @@ fn add_step(
             },
             addend,
         ) => {
-            let x = match addend {
-                Addend::Product(a, b, _) => g.e.b.ins().fmul(a, b),
-                Addend::Sum(x) => x,
-            };
+            let x = addend_value(g, addend);
             let s = sum_to_odd(g, acc, x);
             let random = draw.map(|d| random_word(g, stream, d));
             round(g, s, &format, mode, random)
         }
     }
-}
-
-fn ivec(g: &mut Gen, v: i32) -> Value {
-    let c = g.e.b.ins().iconst(types::I32, v as i64);
-    g.e.b.ins().splat(types::I32X4, c)
-}
-
-fn fvec(g: &mut Gen, v: f32) -> Value {
-    let c = g.e.b.ins().f32const(v);
-    g.e.b.ins().splat(types::F32X4, c)
-}
-
-fn as_int(g: &mut Gen, x: Value) -> Value {
-    g.e.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x)
-}
-
-fn as_float(g: &mut Gen, x: Value) -> Value {
-    g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
-}
-
-/// `a + b` (f32x4) rounded to odd: TwoSum, then the last bit stepped toward the error.
-fn sum_to_odd(g: &mut Gen, a: Value, b: Value) -> Value {
-    let s = g.e.b.ins().fadd(a, b);
-    let bb = g.e.b.ins().fsub(s, a);
-    let t = g.e.b.ins().fsub(s, bb);
-    let da = g.e.b.ins().fsub(a, t);
-    let db = g.e.b.ins().fsub(b, bb);
-    let err = g.e.b.ins().fadd(da, db);
-    let sb = as_int(g, s);
-    let eb = as_int(g, err);
-    // err ≠ 0 and not NaN, on the bits (x86 has no vector `one`).
-    let abs_mask = ivec(g, i32::MAX);
-    let eabs = g.e.b.ins().band(eb, abs_mask);
-    let zero_i = ivec(g, 0);
-    let inf_bits = ivec(g, 0x7f80_0000);
-    let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, eabs, zero_i);
-    let not_nan =
-        g.e.b
-            .ins()
-            .icmp(IntCC::SignedLessThanOrEqual, eabs, inf_bits);
-    let inexact = g.e.b.ins().band(nonzero, not_nan);
-    let x = g.e.b.ins().bxor(sb, eb);
-    let minus_one = ivec(g, -1);
-    let away = g.e.b.ins().icmp(IntCC::SignedGreaterThan, x, minus_one);
-    let one = ivec(g, 1);
-    let low = g.e.b.ins().band(sb, one);
-    let even = g.e.b.ins().icmp(IntCC::Equal, low, zero_i);
-    let fix = g.e.b.ins().band(inexact, even);
-    let delta = g.e.b.ins().bitselect(away, one, minus_one);
-    let delta = g.e.b.ins().band(fix, delta);
-    let r = g.e.b.ins().iadd(sb, delta);
-    as_float(g, r)
-}
-
-/// `hash32` of `RandomStream` in four lanes.
-fn hash32(g: &mut Gen, x: Value) -> Value {
-    let m1 = ivec(g, 0x7FEB_352D);
-    let m2 = ivec(g, 0x846C_A68B_u32 as i32);
-    let b = &mut *g.e.b;
-    let s = b.ins().ushr_imm_s(x, 16);
-    let x = b.ins().bxor(x, s);
-    let x = b.ins().imul(x, m1);
-    let s = b.ins().ushr_imm_s(x, 15);
-    let x = b.ins().bxor(x, s);
-    let x = b.ins().imul(x, m2);
-    let s = b.ins().ushr_imm_s(x, 16);
-    b.ins().bxor(x, s)
-}
-
-/// Random word 0 of `stream` at the four draw counters (`Emit::random_word` per lane).
-fn random_word(g: &mut Gen, stream: u64, (lo, hi): (Value, Value)) -> Value {
-    let key =
-        *g.e.keys
-            .get(&stream)
-            .expect("the kernel's streams are loaded at entry");
-    let k0 = g.e.b.ins().ireduce(types::I32, key);
-    let k1 = g.e.b.ins().ushr_imm_s(key, 32);
-    let k1 = g.e.b.ins().ireduce(types::I32, k1);
-    let k0 = g.e.b.ins().splat(types::I32X4, k0);
-    let k1 = g.e.b.ins().splat(types::I32X4, k1);
-    let x = g.e.b.ins().bxor(lo, k0);
-    let h = hash32(g, x);
-    let y = g.e.b.ins().bxor(h, hi);
-    let y = g.e.b.ins().bxor(y, k1);
-    hash32(g, y)
-}
-
-/// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
-/// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
-/// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
-/// exponent field is v's, at least the format's smallest normal one, plus `23 − man`; `C` is
-/// finite for the finite `v` of a contraction, which are below 2^101). The sum's sign stays
-/// on a nonzero result and is restored on a zero where the format has −0; overflow, ±∞ and
-/// NaN as the format says.
-fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
-    let bits = as_int(g, v);
-    let sign_mask = ivec(g, i32::MIN);
-    let sign = g.e.b.ins().band(bits, sign_mask);
-    let exponent_mask = ivec(g, 0x7f80_0000);
-    let exponent = g.e.b.ins().band(bits, exponent_mask);
-    let smallest = ivec(g, (f.emin() + 127) << 23);
-    let exponent = g.e.b.ins().smax(exponent, smallest);
-    let shift = ivec(g, ((23 - f.man_bits as i32) << 23) + (1 << 22));
-    let cbits = g.e.b.ins().iadd(exponent, shift);
-    let c = as_float(g, cbits);
-    let sum = g.e.b.ins().fadd(v, c);
-    let r = g.e.b.ins().fsub(sum, c);
-    let rbits = as_int(g, r);
-    let signed = if f.has_negative_zero() {
-        g.e.b.ins().bor(rbits, sign)
-    } else {
-        rbits
-    };
-    let abs_mask = ivec(g, i32::MAX);
-    let magnitude = g.e.b.ins().band(rbits, abs_mask);
-    let magnitude = as_float(g, magnitude);
-    let max = fvec(g, f.max() as f32);
-    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, magnitude, max);
-    let ovf_magnitude = ivec(
-        g,
-        (overflow(f, false, Rounding::Nearest) as f32).to_bits() as i32,
-    );
-    let ovf_value = g.e.b.ins().bor(sign, ovf_magnitude);
-    let mut result = g.e.b.ins().bitselect(ovf, ovf_value, signed);
-    // ±∞ overflows above, to the right value unless the format keeps ∞ but saturates.
-    let inf_magnitude = if f.has_inf() {
-        f32::INFINITY
-    } else {
-        f.max() as f32
-    };
-    if inf_magnitude != overflow(f, false, Rounding::Nearest) as f32 {
-        let abits = g.e.b.ins().band(bits, abs_mask);
-        let inf_bits = ivec(g, 0x7f80_0000);
-        let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
-        let inf_magnitude = ivec(g, inf_magnitude.to_bits() as i32);
-        let inf = g.e.b.ins().bor(sign, inf_magnitude);
-        result = g.e.b.ins().bitselect(is_inf, inf, result);
-    }
-    let is_nan = g.e.b.ins().fcmp(FloatCC::Unordered, v, v);
-    let qnan = ivec(g, 0x7fc0_0000);
-    let nan = g.e.b.ins().bor(sign, qnan);
-    let result = g.e.b.ins().bitselect(is_nan, nan, result);
-    as_float(g, result)
-}
-
-/// Rounds `v` (f32x4, each lane exact or rounded to odd with two bits to spare) to `f` by
-/// `mode` (`random`: the lanes' random words for stochastic modes), as `FloatFormat::round`.
-fn round(g: &mut Gen, v: Value, f: &FloatFormat, mode: Rounding, random: Option<Value>) -> Value {
-    let bits = as_int(g, v);
-    let sign_mask = ivec(g, i32::MIN);
-    let sign = g.e.b.ins().band(bits, sign_mask);
-    let abs_mask = ivec(g, i32::MAX);
-    let abits = g.e.b.ins().band(bits, abs_mask);
-    let bexp = g.e.b.ins().ushr_imm_s(abits, 23);
-    let bias = ivec(g, -127);
-    let e = g.e.b.ins().iadd(bexp, bias);
-    let emin = ivec(g, f.emin());
-    let man = ivec(g, -(f.man_bits as i32));
-    // s: the exponent of the format's spacing at each lane's binade.
-    let s = if f.subnormals {
-        let top = g.e.b.ins().smax(e, emin);
-        g.e.b.ins().iadd(top, man)
-    } else {
-        let below = g.e.b.ins().icmp(IntCC::SignedLessThan, e, emin);
-        let normal = g.e.b.ins().iadd(e, man);
-        g.e.b.ins().bitselect(below, emin, normal)
-    };
-    let negative = g.e.b.ins().sshr_imm_s(bits, 31);
-    let max = fvec(g, f.max() as f32);
-    let magnitude = if mode == Rounding::Nearest {
-        // (v + C) − C with C = 1.5·2^(s+23) rounds to a multiple of 2^s, ties to even.
-        let c150 = ivec(g, 150);
-        let cexp = g.e.b.ins().iadd(s, c150);
-        let cbits = g.e.b.ins().ishl_imm_s(cexp, 23);
-        let half = ivec(g, 1 << 22);
-        let cbits = g.e.b.ins().bor(cbits, half);
-        let c = as_float(g, cbits);
-        let sum = g.e.b.ins().fadd(v, c);
-        let r = g.e.b.ins().fsub(sum, c);
-        let rb = as_int(g, r);
-        g.e.b.ins().band(rb, abs_mask)
-    } else {
-        let c127 = ivec(g, 127);
-        let up = g.e.b.ins().iadd(s, c127);
-        let q = g.e.b.ins().ishl_imm_s(up, 23);
-        let q = as_float(g, q);
-        let down = g.e.b.ins().isub(c127, s);
-        let qinv = g.e.b.ins().ishl_imm_s(down, 23);
-        let qinv = as_float(g, qinv);
-        let av = as_float(g, abits);
-        let y = g.e.b.ins().fmul(av, qinv);
-        let k = g.e.b.ins().trunc(y);
-        let frac = g.e.b.ins().fsub(y, k);
-        let zero = fvec(g, 0.0);
-        let half = fvec(g, 0.5);
-        let away = match mode {
-            Rounding::TowardZero => ivec(g, 0),
-            Rounding::NearestAway => g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, frac, half),
-            Rounding::Up | Rounding::Down => {
-                let nz = g.e.b.ins().fcmp(FloatCC::GreaterThan, frac, zero);
-                let side = if mode == Rounding::Down {
-                    negative
-                } else {
-                    g.e.b.ins().bnot(negative)
-                };
-                g.e.b.ins().band(nz, side)
-            }
-            Rounding::StochasticBits(r) | Rounding::StochasticUnbiased(r) => {
-                let scale = fvec(g, (1u64 << r) as f32);
-                let fr = g.e.b.ins().fmul(frac, scale);
-                let mut t = g.e.b.ins().trunc(fr);
-                if let Rounding::StochasticUnbiased(_) = mode {
-                    let rest = g.e.b.ins().fsub(fr, t);
-                    let ti = g.e.b.ins().fcvt_to_sint_sat(types::I32X4, t);
-                    let one = ivec(g, 1);
-                    let odd = g.e.b.ins().band(ti, one);
-                    let zero_i = ivec(g, 0);
-                    let odd = g.e.b.ins().icmp(IntCC::NotEqual, odd, zero_i);
-                    let gt = g.e.b.ins().fcmp(FloatCC::GreaterThan, rest, half);
-                    let eq = g.e.b.ins().fcmp(FloatCC::Equal, rest, half);
-                    let tie = g.e.b.ins().band(eq, odd);
-                    let inc = g.e.b.ins().bor(gt, tie);
-                    let onef = ivec(g, 1f32.to_bits() as i32);
-                    let inc = g.e.b.ins().band(inc, onef);
-                    let inc = as_float(g, inc);
-                    t = g.e.b.ins().fadd(t, inc);
-                }
-                let w = random.expect("a stochastic rounding has a draw counter (verified)");
-                let w = g.e.b.ins().ushr_imm_s(w, (32 - r) as i64);
-                let wf = g.e.b.ins().fcvt_from_sint(types::F32X4, w);
-                let total = g.e.b.ins().fadd(t, wf);
-                g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, total, scale)
-            }
-            _ => unreachable!("modes are checked by `step_of`"),
-        };
-        let onef = ivec(g, 1f32.to_bits() as i32);
-        let inc = g.e.b.ins().band(away, onef);
-        let inc = as_float(g, inc);
-        let kk = g.e.b.ins().fadd(k, inc);
-        let m = g.e.b.ins().fmul(kk, q);
-        as_int(g, m)
-    };
-    // Overflow, sign, specials.
-    let mf = as_float(g, magnitude);
-    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, mf, max);
-    let pos = ivec(g, (overflow(f, false, mode) as f32).to_bits() as i32);
-    let neg = ivec(g, (overflow(f, true, mode) as f32).to_bits() as i32);
-    let ovf_bits = g.e.b.ins().bitselect(negative, neg, pos);
-    let magnitude = g.e.b.ins().bitselect(ovf, ovf_bits, magnitude);
-    let result = if f.has_negative_zero() {
-        g.e.b.ins().bor(magnitude, sign)
-    } else {
-        let zero_i = ivec(g, 0);
-        let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, magnitude, zero_i);
-        let s = g.e.b.ins().band(sign, nonzero);
-        g.e.b.ins().bor(magnitude, s)
-    };
-    let inf_bits = ivec(g, 0x7f80_0000);
-    let is_nan = g.e.b.ins().icmp(IntCC::SignedGreaterThan, abits, inf_bits);
-    let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
-    let inf_mag = ivec(
-        g,
-        if f.has_inf() {
-            0x7f80_0000
-        } else {
-            (f.max() as f32).to_bits() as i32
-        },
-    );
-    let inf = g.e.b.ins().bor(sign, inf_mag);
-    let qnan = ivec(g, 0x7fc0_0000);
-    let nan = g.e.b.ins().bor(sign, qnan);
-    let result = g.e.b.ins().bitselect(is_inf, inf, result);
-    let result = g.e.b.ins().bitselect(is_nan, nan, result);
-    as_float(g, result)
 }

@@ -37,6 +37,7 @@ mod codegen;
 mod contract;
 mod exact_call;
 mod round;
+mod vector_round;
 
 use super::{Backend, ExecError, Program};
 use crate::ir::{Attr, Dim, OpId, Type, ValueId};

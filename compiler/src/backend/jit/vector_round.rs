@@ -1,0 +1,355 @@
+//! Rounding sequences on `f32x4` lanes for the contraction code (`contract`): the exact sum
+//! rounded to odd, the counter-based random words, and rounding a lane to a float format by
+//! each mode, bit-exact to `FloatFormat::round`.
+
+use super::codegen::Gen;
+use super::round::overflow;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use qc_runtime::numerics::{FloatFormat, Rounding};
+
+fn ivec(g: &mut Gen, v: i32) -> Value {
+    let c = g.e.b.ins().iconst(types::I32, v as i64);
+    g.e.b.ins().splat(types::I32X4, c)
+}
+
+fn fvec(g: &mut Gen, v: f32) -> Value {
+    let c = g.e.b.ins().f32const(v);
+    g.e.b.ins().splat(types::F32X4, c)
+}
+
+fn as_int(g: &mut Gen, x: Value) -> Value {
+    g.e.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x)
+}
+
+fn as_float(g: &mut Gen, x: Value) -> Value {
+    g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
+}
+
+/// `a + b` (f32x4) rounded to odd: TwoSum, then the last bit stepped toward the error.
+pub(super) fn sum_to_odd(g: &mut Gen, a: Value, b: Value) -> Value {
+    let s = g.e.b.ins().fadd(a, b);
+    let bb = g.e.b.ins().fsub(s, a);
+    let t = g.e.b.ins().fsub(s, bb);
+    let da = g.e.b.ins().fsub(a, t);
+    let db = g.e.b.ins().fsub(b, bb);
+    let err = g.e.b.ins().fadd(da, db);
+    let sb = as_int(g, s);
+    let eb = as_int(g, err);
+    // err ≠ 0 and not NaN, on the bits (x86 has no vector `one`).
+    let abs_mask = ivec(g, i32::MAX);
+    let eabs = g.e.b.ins().band(eb, abs_mask);
+    let zero_i = ivec(g, 0);
+    let inf_bits = ivec(g, 0x7f80_0000);
+    let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, eabs, zero_i);
+    let not_nan =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedLessThanOrEqual, eabs, inf_bits);
+    let inexact = g.e.b.ins().band(nonzero, not_nan);
+    let x = g.e.b.ins().bxor(sb, eb);
+    let minus_one = ivec(g, -1);
+    let away = g.e.b.ins().icmp(IntCC::SignedGreaterThan, x, minus_one);
+    let one = ivec(g, 1);
+    let low = g.e.b.ins().band(sb, one);
+    let even = g.e.b.ins().icmp(IntCC::Equal, low, zero_i);
+    let fix = g.e.b.ins().band(inexact, even);
+    let delta = g.e.b.ins().bitselect(away, one, minus_one);
+    let delta = g.e.b.ins().band(fix, delta);
+    let r = g.e.b.ins().iadd(sb, delta);
+    as_float(g, r)
+}
+
+/// `hash32` of `RandomStream` in four lanes.
+fn hash32(g: &mut Gen, x: Value) -> Value {
+    let m1 = ivec(g, 0x7FEB_352D);
+    let m2 = ivec(g, 0x846C_A68B_u32 as i32);
+    let b = &mut *g.e.b;
+    let s = b.ins().ushr_imm_s(x, 16);
+    let x = b.ins().bxor(x, s);
+    let x = b.ins().imul(x, m1);
+    let s = b.ins().ushr_imm_s(x, 15);
+    let x = b.ins().bxor(x, s);
+    let x = b.ins().imul(x, m2);
+    let s = b.ins().ushr_imm_s(x, 16);
+    b.ins().bxor(x, s)
+}
+
+/// Four lanes' draw counters as `i32x4` halves; `high: None` where every counter of the
+/// kernel is below 2^32 (its high halves are zero).
+#[derive(Clone, Copy)]
+pub(super) struct DrawCounters {
+    pub low: Value,
+    pub high: Option<Value>,
+}
+
+/// Random word 0 of `stream` at the four draw counters (`Emit::random_word` per lane).
+pub(super) fn random_word(g: &mut Gen, stream: u64, counters: DrawCounters) -> Value {
+    let key =
+        *g.e.keys
+            .get(&stream)
+            .expect("the kernel's streams are loaded at entry");
+    let k0 = g.e.b.ins().ireduce(types::I32, key);
+    let k1 = g.e.b.ins().ushr_imm_s(key, 32);
+    let k1 = g.e.b.ins().ireduce(types::I32, k1);
+    let k0 = g.e.b.ins().splat(types::I32X4, k0);
+    let k1 = g.e.b.ins().splat(types::I32X4, k1);
+    let x = g.e.b.ins().bxor(counters.low, k0);
+    let h = hash32(g, x);
+    let y = match counters.high {
+        Some(high) => g.e.b.ins().bxor(h, high),
+        None => h,
+    };
+    let y = g.e.b.ins().bxor(y, k1);
+    hash32(g, y)
+}
+
+/// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
+/// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
+/// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
+/// exponent field is v's, at least the format's smallest normal one, plus `23 − man`; `C` is
+/// finite for the finite `v` of a contraction, which are below 2^101). The sum's sign stays
+/// on a nonzero result and is restored on a zero where the format has −0; overflow, ±∞ and
+/// NaN as the format says.
+pub(super) fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
+    let bits = as_int(g, v);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let exponent_mask = ivec(g, 0x7f80_0000);
+    let exponent = g.e.b.ins().band(bits, exponent_mask);
+    let smallest = ivec(g, (f.emin() + 127) << 23);
+    let exponent = g.e.b.ins().smax(exponent, smallest);
+    let shift = ivec(g, ((23 - f.man_bits as i32) << 23) + (1 << 22));
+    let cbits = g.e.b.ins().iadd(exponent, shift);
+    let c = as_float(g, cbits);
+    let sum = g.e.b.ins().fadd(v, c);
+    let r = g.e.b.ins().fsub(sum, c);
+    let rbits = as_int(g, r);
+    let signed = if f.has_negative_zero() {
+        g.e.b.ins().bor(rbits, sign)
+    } else {
+        rbits
+    };
+    let abs_mask = ivec(g, i32::MAX);
+    let magnitude = g.e.b.ins().band(rbits, abs_mask);
+    let magnitude = as_float(g, magnitude);
+    let max = fvec(g, f.max() as f32);
+    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, magnitude, max);
+    let ovf_magnitude = ivec(
+        g,
+        (overflow(f, false, Rounding::Nearest) as f32).to_bits() as i32,
+    );
+    let ovf_value = g.e.b.ins().bor(sign, ovf_magnitude);
+    let mut result = g.e.b.ins().bitselect(ovf, ovf_value, signed);
+    // ±∞ overflows above, to the right value unless the format keeps ∞ but saturates.
+    let inf_magnitude = if f.has_inf() {
+        f32::INFINITY
+    } else {
+        f.max() as f32
+    };
+    if inf_magnitude != overflow(f, false, Rounding::Nearest) as f32 {
+        let abits = g.e.b.ins().band(bits, abs_mask);
+        let inf_bits = ivec(g, 0x7f80_0000);
+        let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
+        let inf_magnitude = ivec(g, inf_magnitude.to_bits() as i32);
+        let inf = g.e.b.ins().bor(sign, inf_magnitude);
+        result = g.e.b.ins().bitselect(is_inf, inf, result);
+    }
+    let is_nan = g.e.b.ins().fcmp(FloatCC::Unordered, v, v);
+    let qnan = ivec(g, 0x7fc0_0000);
+    let nan = g.e.b.ins().bor(sign, qnan);
+    let result = g.e.b.ins().bitselect(is_nan, nan, result);
+    as_float(g, result)
+}
+
+/// Rounds `v` (f32x4, each lane exact or rounded to odd with two bits to spare) to `f` by
+/// `mode` (`random`: the lanes' random words for stochastic modes), as `FloatFormat::round`.
+pub(super) fn round(g: &mut Gen, v: Value, f: &FloatFormat, mode: Rounding, random: Option<Value>) -> Value {
+    let bits = as_int(g, v);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let abs_mask = ivec(g, i32::MAX);
+    let abits = g.e.b.ins().band(bits, abs_mask);
+    let bexp = g.e.b.ins().ushr_imm_s(abits, 23);
+    let bias = ivec(g, -127);
+    let e = g.e.b.ins().iadd(bexp, bias);
+    let emin = ivec(g, f.emin());
+    let man = ivec(g, -(f.man_bits as i32));
+    // s: the exponent of the format's spacing at each lane's binade.
+    let s = if f.subnormals {
+        let top = g.e.b.ins().smax(e, emin);
+        g.e.b.ins().iadd(top, man)
+    } else {
+        let below = g.e.b.ins().icmp(IntCC::SignedLessThan, e, emin);
+        let normal = g.e.b.ins().iadd(e, man);
+        g.e.b.ins().bitselect(below, emin, normal)
+    };
+    let negative = g.e.b.ins().sshr_imm_s(bits, 31);
+    let max = fvec(g, f.max() as f32);
+    let magnitude = if mode == Rounding::Nearest {
+        // (v + C) − C with C = 1.5·2^(s+23) rounds to a multiple of 2^s, ties to even.
+        let c150 = ivec(g, 150);
+        let cexp = g.e.b.ins().iadd(s, c150);
+        let cbits = g.e.b.ins().ishl_imm_s(cexp, 23);
+        let half = ivec(g, 1 << 22);
+        let cbits = g.e.b.ins().bor(cbits, half);
+        let c = as_float(g, cbits);
+        let sum = g.e.b.ins().fadd(v, c);
+        let r = g.e.b.ins().fsub(sum, c);
+        let rb = as_int(g, r);
+        g.e.b.ins().band(rb, abs_mask)
+    } else {
+        let c127 = ivec(g, 127);
+        let up = g.e.b.ins().iadd(s, c127);
+        let q = g.e.b.ins().ishl_imm_s(up, 23);
+        let q = as_float(g, q);
+        let down = g.e.b.ins().isub(c127, s);
+        let qinv = g.e.b.ins().ishl_imm_s(down, 23);
+        let qinv = as_float(g, qinv);
+        let av = as_float(g, abits);
+        let y = g.e.b.ins().fmul(av, qinv);
+        let k = g.e.b.ins().trunc(y);
+        let frac = g.e.b.ins().fsub(y, k);
+        let zero = fvec(g, 0.0);
+        let half = fvec(g, 0.5);
+        let away = match mode {
+            Rounding::TowardZero => ivec(g, 0),
+            Rounding::NearestAway => g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, frac, half),
+            Rounding::Up | Rounding::Down => {
+                let nz = g.e.b.ins().fcmp(FloatCC::GreaterThan, frac, zero);
+                let side = if mode == Rounding::Down {
+                    negative
+                } else {
+                    g.e.b.ins().bnot(negative)
+                };
+                g.e.b.ins().band(nz, side)
+            }
+            Rounding::StochasticBits(r) | Rounding::StochasticUnbiased(r) => {
+                let scale = fvec(g, (1u64 << r) as f32);
+                let fr = g.e.b.ins().fmul(frac, scale);
+                let mut t = g.e.b.ins().trunc(fr);
+                if let Rounding::StochasticUnbiased(_) = mode {
+                    let rest = g.e.b.ins().fsub(fr, t);
+                    let ti = g.e.b.ins().fcvt_to_sint_sat(types::I32X4, t);
+                    let one = ivec(g, 1);
+                    let odd = g.e.b.ins().band(ti, one);
+                    let zero_i = ivec(g, 0);
+                    let odd = g.e.b.ins().icmp(IntCC::NotEqual, odd, zero_i);
+                    let gt = g.e.b.ins().fcmp(FloatCC::GreaterThan, rest, half);
+                    let eq = g.e.b.ins().fcmp(FloatCC::Equal, rest, half);
+                    let tie = g.e.b.ins().band(eq, odd);
+                    let inc = g.e.b.ins().bor(gt, tie);
+                    let onef = ivec(g, 1f32.to_bits() as i32);
+                    let inc = g.e.b.ins().band(inc, onef);
+                    let inc = as_float(g, inc);
+                    t = g.e.b.ins().fadd(t, inc);
+                }
+                let w = random.expect("a stochastic rounding has a draw counter (verified)");
+                let w = g.e.b.ins().ushr_imm_s(w, (32 - r) as i64);
+                let wf = g.e.b.ins().fcvt_from_sint(types::F32X4, w);
+                let total = g.e.b.ins().fadd(t, wf);
+                g.e.b.ins().fcmp(FloatCC::GreaterThanOrEqual, total, scale)
+            }
+            _ => unreachable!("modes are checked by `step_of`"),
+        };
+        let onef = ivec(g, 1f32.to_bits() as i32);
+        let inc = g.e.b.ins().band(away, onef);
+        let inc = as_float(g, inc);
+        let kk = g.e.b.ins().fadd(k, inc);
+        let m = g.e.b.ins().fmul(kk, q);
+        as_int(g, m)
+    };
+    // Overflow, sign, specials.
+    let mf = as_float(g, magnitude);
+    let ovf = g.e.b.ins().fcmp(FloatCC::GreaterThan, mf, max);
+    let pos = ivec(g, (overflow(f, false, mode) as f32).to_bits() as i32);
+    let neg = ivec(g, (overflow(f, true, mode) as f32).to_bits() as i32);
+    let ovf_bits = g.e.b.ins().bitselect(negative, neg, pos);
+    let magnitude = g.e.b.ins().bitselect(ovf, ovf_bits, magnitude);
+    let result = if f.has_negative_zero() {
+        g.e.b.ins().bor(magnitude, sign)
+    } else {
+        let zero_i = ivec(g, 0);
+        let nonzero = g.e.b.ins().icmp(IntCC::NotEqual, magnitude, zero_i);
+        let s = g.e.b.ins().band(sign, nonzero);
+        g.e.b.ins().bor(magnitude, s)
+    };
+    let inf_bits = ivec(g, 0x7f80_0000);
+    let is_nan = g.e.b.ins().icmp(IntCC::SignedGreaterThan, abits, inf_bits);
+    let is_inf = g.e.b.ins().icmp(IntCC::Equal, abits, inf_bits);
+    let inf_mag = ivec(
+        g,
+        if f.has_inf() {
+            0x7f80_0000
+        } else {
+            (f.max() as f32).to_bits() as i32
+        },
+    );
+    let inf = g.e.b.ins().bor(sign, inf_mag);
+    let qnan = ivec(g, 0x7fc0_0000);
+    let nan = g.e.b.ins().bor(sign, qnan);
+    let result = g.e.b.ins().bitselect(is_inf, inf, result);
+    let result = g.e.b.ins().bitselect(is_nan, nan, result);
+    as_float(g, result)
+}
+
+/// A lane's rounding on the fast path, and the lanes it does not cover (all ones): those
+/// must take the general sequence instead.
+pub(super) struct FastLane {
+    pub value: Value,
+    pub outside: Value,
+}
+
+/// `stochastic:R` rounding of `acc + x` to `f` on the bits, for sums whose magnitude lies
+/// in the format's normal range and whose result is finite (`outside` flags the others):
+/// the f32 sum's magnitude, one step lower where TwoSum says it was rounded away from zero,
+/// truncates to the same `p + R ≤ 23` bits as the exact sum; the random bits `r` added just
+/// below the format's last bit carry into it exactly when `t + r ≥ 2^R`, and the bits below
+/// it are cleared. `random`: the lanes' random words.
+pub(super) fn sum_stochastic_bits(
+    g: &mut Gen,
+    acc: Value,
+    x: Value,
+    f: &FloatFormat,
+    bits: u32,
+    random: Value,
+) -> FastLane {
+    let s = g.e.b.ins().fadd(acc, x);
+    let bb = g.e.b.ins().fsub(s, acc);
+    let t = g.e.b.ins().fsub(s, bb);
+    let da = g.e.b.ins().fsub(acc, t);
+    let db = g.e.b.ins().fsub(x, bb);
+    let err = g.e.b.ins().fadd(da, db);
+    let sb = as_int(g, s);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(sb, sign_mask);
+    let abs_mask = ivec(g, i32::MAX);
+    let magnitude = g.e.b.ins().band(sb, abs_mask);
+    // The error relative to the sum's sign is negative where |s| > |exact| (an exact sum
+    // has error +0).
+    let eb = as_int(g, err);
+    let relative = g.e.b.ins().bxor(eb, sign);
+    let relative = as_float(g, relative);
+    let zero = fvec(g, 0.0);
+    let away = g.e.b.ins().fcmp(FloatCC::LessThan, relative, zero);
+    let truncatable = g.e.b.ins().iadd(magnitude, away);
+    let quantum_shift = 23 - f.man_bits;
+    let r = g.e.b.ins().ushr_imm_s(random, (32 - bits) as i64);
+    let r = g.e.b.ins().ishl_imm_s(r, (quantum_shift - bits) as i64);
+    let carried = g.e.b.ins().iadd(truncatable, r);
+    let kept = ivec(g, -(1i32 << quantum_shift));
+    let rounded = g.e.b.ins().band(carried, kept);
+    let value = g.e.b.ins().bor(rounded, sign);
+    // Signed comparisons (one instruction each on x86): `truncatable` is a magnitude, and
+    // `rounded` (which may pass 2^31 from a NaN) is compared with its sign bit flipped.
+    let smallest_normal = ivec(g, (f.emin() + 127) << 23);
+    let below = g.e.b.ins().icmp(IntCC::SignedLessThan, truncatable, smallest_normal);
+    let flipped = g.e.b.ins().bxor(rounded, sign_mask);
+    let max = ivec(g, ((f.max() as f32).to_bits() ^ 0x8000_0000) as i32);
+    let above = g.e.b.ins().icmp(IntCC::SignedGreaterThan, flipped, max);
+    let outside = g.e.b.ins().bor(below, above);
+    FastLane {
+        value: as_float(g, value),
+        outside,
+    }
+}
