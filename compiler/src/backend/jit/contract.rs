@@ -36,7 +36,7 @@
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
 use super::vector_round::{
-    random_word, round, round_nearest_with_subnormals, sum_stochastic_bits, sum_to_odd,
+    ivec, random_word, round, round_nearest_with_subnormals, sum_stochastic_bits, sum_to_odd,
     DrawCounters,
 };
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
@@ -137,6 +137,11 @@ pub(super) struct Plan {
     /// Whether every draw counter (`base + k`) stays below 2^32, so the counters' high
     /// halves are zero and no addition carries.
     draws_in_32_bits: bool,
+    /// How much the outer and the inner accumulation's draw counters grow per step of `j`,
+    /// where that is a constant and the counters stay in 32 bits: the vectors of a block then
+    /// share one counter vector plus constant offsets.
+    outer_draw_j: Option<u64>,
+    inner_draw_j: Option<u64>,
 }
 
 const ROW: u8 = 1;
@@ -394,6 +399,12 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
                 .and_then(|b| b.checked_add(k_hi))
                 .is_some_and(|b| b <= u64::from(u32::MAX))
         });
+    let j_arg = *args.last()?;
+    let draw_j = |a: OpId| {
+        let d = *ir.ops[a].operands.get(3)?;
+        j_coefficient(ir, &deps, d, j_arg).filter(|_| draws_in_32_bits)
+    };
+    let (outer_draw_j, inner_draw_j) = (draw_j(outer), inner.and_then(draw_j));
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
@@ -418,7 +429,34 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         inner_step,
         fma: fma || !exact_product,
         draws_in_32_bits,
+        outer_draw_j,
+        inner_draw_j,
     })
+}
+
+/// The constant `c` with `v = a + c·j` (mod 2^64) for the generate's last argument `j` and a
+/// value `a` that does not depend on `j`, or `None` where `v` is not of that form.
+fn j_coefficient(ir: &Module, deps: &HashMap<ValueId, u8>, v: ValueId, j: ValueId) -> Option<u64> {
+    if v == j {
+        return Some(1);
+    }
+    if deps.get(&v).copied().unwrap_or(0) & J == 0 {
+        return Some(0);
+    }
+    let o = &ir.ops[def_op(ir, v)?];
+    let coefficient = |i: usize| j_coefficient(ir, deps, *o.operands.get(i)?, j);
+    match o.name() {
+        "kernel.index_add" => Some(coefficient(0)?.wrapping_add(coefficient(1)?)),
+        "kernel.index_mul" => {
+            let (a, b) = (o.operands[0], o.operands[1]);
+            match (constant_index(ir, a), constant_index(ir, b)) {
+                (Some(c), _) => Some(c.wrapping_mul(coefficient(1)?)),
+                (_, Some(c)) => Some(c.wrapping_mul(coefficient(0)?)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// An upper bound of the index value `v` of the generate body `body`, whose arguments range
@@ -841,12 +879,21 @@ impl Kernel<'_> {
         // The draw counters are induction variables of the loop, advanced by `stride` per
         // iteration (a loop-invariant base plus `k` would have its index arithmetic
         // rematerialised inside the loop).
+        // Where the counters grow by a constant per `j`, only each row's first vector
+        // carries them; the others add a constant.
+        let draw_j = if inner {
+            plan.inner_draw_j
+        } else {
+            plan.outer_draw_j
+        };
         let starts: Vec<Option<DrawCounters>> = inits
             .iter()
             .flatten()
-            .map(|vi| {
+            .enumerate()
+            .map(|(a, vi)| {
                 let base = if inner { vi.inner_draw } else { vi.outer_draw };
-                base.map(|b| draw_at(g, b, lo))
+                base.filter(|_| draw_j.is_none() || a % vecs == 0)
+                    .map(|b| draw_at(g, b, lo))
             })
             .collect();
         let mut carried = accs.to_vec();
@@ -856,7 +903,7 @@ impl Kernel<'_> {
         }
         let sums = loop_carrying(g, lo, hi, stride, &carried, |g, k, carried| {
             let (accs, mut rest) = carried.split_at(starts.len());
-            let draws: Vec<Option<DrawCounters>> = starts
+            let mut draws: Vec<Option<DrawCounters>> = starts
                 .iter()
                 .map(|c| {
                     c.map(|c| {
@@ -867,6 +914,17 @@ impl Kernel<'_> {
                     })
                 })
                 .collect();
+            let carried_draws = draws.clone();
+            if let Some(per_j) = draw_j {
+                for a in 0..draws.len() {
+                    let v = a % vecs;
+                    if let (Some(first), true) = (draws[a - v], v > 0) {
+                        let offset = ivec(g, (4 * v as u64).wrapping_mul(per_j) as i32);
+                        let low = g.e.b.ins().iadd(first.low, offset);
+                        draws[a] = Some(DrawCounters { low, high: None });
+                    }
+                }
+            }
             let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
             let pos = g.e.b.ins().imul_imm_s(kk, npad);
             let pos = g.e.b.ins().iadd(pos, j0);
@@ -922,7 +980,7 @@ impl Kernel<'_> {
                     next.push(new);
                 }
             }
-            for c in draws.iter().flatten() {
+            for c in carried_draws.iter().flatten() {
                 let step = g.e.i64c(stride);
                 let c = draw_at(g, *c, step);
                 next.push(c.low);

@@ -8,7 +8,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use qc_runtime::numerics::{FloatFormat, Rounding};
 
-fn ivec(g: &mut Gen, v: i32) -> Value {
+pub(super) fn ivec(g: &mut Gen, v: i32) -> Value {
     let c = g.e.b.ins().iconst(types::I32, v as i64);
     g.e.b.ins().splat(types::I32X4, c)
 }
