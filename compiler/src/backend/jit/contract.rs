@@ -36,8 +36,8 @@
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
 use super::vector_round::{
-    ivec, random_word, round, round_nearest_with_subnormals, sum_stochastic_bits, sum_to_odd,
-    DrawCounters,
+    ivec, random_word, round, round_nearest_with_subnormals, sum_nearest, sum_stochastic_bits,
+    sum_to_odd, DrawCounters,
 };
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -1113,33 +1113,42 @@ enum Addend {
 }
 
 /// [`add_step`] for several accumulators (a block's vectors). Where the step has a fast path
-/// on the bits (`stochastic:R`: [`sum_stochastic_bits`]), each vector takes it and branches
-/// to the general sequence only when a lane falls outside it (rare). The branch follows each
-/// vector's fast path, so the values the general sequence shares with it die there instead
-/// of waiting in registers (or the stack) for the block's other vectors.
+/// (`stochastic:R` on the bits: [`sum_stochastic_bits`]; `nearest` through binary32 without
+/// the specials: [`sum_nearest`]), each vector takes it and branches to the general sequence
+/// only when a lane falls outside it (rare). The branch follows each vector's fast path, so
+/// the values the general sequence shares with it die there instead of waiting in registers
+/// (or the stack) for the block's other vectors.
 fn add_steps(
     g: &mut Gen,
     step: Step,
     steps: &[(Value, Addend, Option<DrawCounters>)],
 ) -> Vec<Value> {
-    let Step::Narrow {
-        format,
-        mode: Rounding::StochasticBits(bits),
-        stream,
-    } = step
-    else {
-        return steps
-            .iter()
-            .map(|&(acc, addend, draw)| add_step(g, step, acc, addend, draw))
-            .collect();
+    let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<DrawCounters>| {
+        match step {
+            Step::Narrow {
+                format,
+                mode: Rounding::StochasticBits(bits),
+                stream,
+            } => {
+                let x = addend_value(g, addend);
+                let d = draw.expect("a stochastic rounding has a draw counter (verified)");
+                let random = random_word(g, stream, d);
+                Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
+            }
+            Step::NearestThroughBinary32 { format } => {
+                let x = addend_value(g, addend);
+                let v = g.e.b.ins().fadd(acc, x);
+                Some(sum_nearest(g, v, &format))
+            }
+            _ => None,
+        }
     };
     steps
         .iter()
         .map(|&(acc, addend, draw)| {
-            let x = addend_value(g, addend);
-            let d = draw.expect("a stochastic rounding has a draw counter (verified)");
-            let random = random_word(g, stream, d);
-            let lane = sum_stochastic_bits(g, acc, x, &format, bits, random);
+            let Some(lane) = fast(g, acc, addend, draw) else {
+                return add_step(g, step, acc, addend, draw);
+            };
             let general = g.e.b.create_block();
             let join = g.e.b.create_block();
             g.e.b.append_block_param(join, types::F32X4);

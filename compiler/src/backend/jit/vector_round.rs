@@ -353,3 +353,34 @@ pub(super) fn sum_stochastic_bits(
         outside,
     }
 }
+
+/// `nearest` rounding of `v = acc + x` (the binary32 sum, [`super::contract`]'s
+/// `nearest_through_binary32`) to `f` for lanes up to the format's largest value (`outside`
+/// flags the others: overflow, ±∞, NaN): `(v + C) − C` as [`round_nearest_with_subnormals`],
+/// the sign kept on a zero where the format has −0.
+pub(super) fn sum_nearest(g: &mut Gen, v: Value, f: &FloatFormat) -> FastLane {
+    let bits = as_int(g, v);
+    let exponent_mask = ivec(g, 0x7f80_0000);
+    let exponent = g.e.b.ins().band(bits, exponent_mask);
+    let smallest = ivec(g, (f.emin() + 127) << 23);
+    let exponent = g.e.b.ins().smax(exponent, smallest);
+    let shift = ivec(g, ((23 - f.man_bits as i32) << 23) + (1 << 22));
+    let cbits = g.e.b.ins().iadd(exponent, shift);
+    let c = as_float(g, cbits);
+    let sum = g.e.b.ins().fadd(v, c);
+    let r = g.e.b.ins().fsub(sum, c);
+    let value = if f.has_negative_zero() {
+        let sign_mask = ivec(g, i32::MIN);
+        let sign = g.e.b.ins().band(bits, sign_mask);
+        let rbits = as_int(g, r);
+        let signed = g.e.b.ins().bor(rbits, sign);
+        as_float(g, signed)
+    } else {
+        r
+    };
+    let abs_mask = ivec(g, i32::MAX);
+    let magnitude = g.e.b.ins().band(bits, abs_mask);
+    let max = ivec(g, (f.max() as f32).to_bits() as i32);
+    let outside = g.e.b.ins().icmp(IntCC::SignedGreaterThan, magnitude, max);
+    FastLane { value, outside }
+}
