@@ -26,6 +26,16 @@
 //!   format's rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
 //!   the counter-based hash computed in `i32x4` lanes.
+//! - **Fast lanes** (`vector_round`): `stochastic:R` rounds on the bits where the sum lies in
+//!   the format's normal range and stays finite (the f32 sum stepped down where TwoSum says
+//!   it was rounded away from zero truncates like the exact sum; the random bits are added
+//!   below the last kept bit and the rest cleared), and `nearest` through binary32 skips the
+//!   overflow and special-value handling. Each vector branches to the general sequence
+//!   above when one of its lanes falls outside (rare), right after its own fast lane.
+//! - **Draw counters** are induction variables of the `k` loop (loop-invariant index
+//!   arithmetic would be rematerialised inside it), 32-bit where an interval bound of the
+//!   counter expression shows they stay below 2^32, and shared by a block's vectors (plus
+//!   constant offsets) where they grow by a constant per `j`.
 //! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
 //!   accumulators run, so the blocking's registers stay free for the inner loop.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
