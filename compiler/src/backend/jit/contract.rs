@@ -13,8 +13,10 @@
 //!   row per block, a pure load placed at its use, which frees registers). The other
 //!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
 //!   row and `k` and splat.
-//! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
-//!   (or, without fma, a multiply and an add when the product is exact in f32). A narrower
+//! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is a
+//!   multiply and an add when the product is exact in f32 (three-operand instructions; an fma
+//!   would tie its destination to a multiplicand that the block reuses, costing a register
+//!   copy per product), and one fma otherwise. A narrower
 //!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
 //!   rounded to odd (TwoSum, then the last bit set toward the error), which rounds like the
 //!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
@@ -142,7 +144,7 @@ pub(super) struct Plan {
     lane_ops: Vec<OpId>,
     outer_step: Step,
     inner_step: Option<Step>,
-    /// Whether the products can be formed as an f32 multiplication (exact).
+    /// Whether binary32 steps form each product inside an fma (it is not exact in f32).
     fma: bool,
     /// Whether every draw counter (`base + k`) stays below 2^32, so the counters' high
     /// halves are zero and no addition carries.
@@ -437,7 +439,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         lane_ops,
         outer_step,
         inner_step,
-        fma: fma || !exact_product,
+        fma: !exact_product,
         draws_in_32_bits,
         outer_draw_j,
         inner_draw_j,
