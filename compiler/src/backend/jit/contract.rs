@@ -820,7 +820,11 @@ impl Kernel<'_> {
                             g.e.b
                                 .ins()
                                 .stack_load(types::I64, types::F32X4, slot, offset);
-                        let acc = add_step(g, plan.outer_step, acc, Addend::Sum(sum), draw);
+                        let [acc] =
+                            add_steps(g, plan.outer_step, &[(acc, Addend::Sum(sum), draw)])[..]
+                        else {
+                            unreachable!("one step gives one sum")
+                        };
                         g.e.b.ins().stack_store(types::I64, acc, slot, offset);
                     }
                     Ok(Vec::new())
@@ -1135,25 +1139,23 @@ fn add_steps(
     step: Step,
     steps: &[(Value, Addend, Option<DrawCounters>)],
 ) -> Vec<Value> {
-    let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<DrawCounters>| {
-        match step {
-            Step::Narrow {
-                format,
-                mode: Rounding::StochasticBits(bits),
-                stream,
-            } => {
-                let x = addend_value(g, addend);
-                let d = draw.expect("a stochastic rounding has a draw counter (verified)");
-                let random = random_word(g, stream, d);
-                Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
-            }
-            Step::NearestThroughBinary32 { format } => {
-                let x = addend_value(g, addend);
-                let v = g.e.b.ins().fadd(acc, x);
-                Some(sum_nearest(g, v, &format))
-            }
-            _ => None,
+    let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<DrawCounters>| match step {
+        Step::Narrow {
+            format,
+            mode: Rounding::StochasticBits(bits),
+            stream,
+        } => {
+            let x = addend_value(g, addend);
+            let d = draw.expect("a stochastic rounding has a draw counter (verified)");
+            let random = random_word(g, stream, d);
+            Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
         }
+        Step::NearestThroughBinary32 { format } => {
+            let x = addend_value(g, addend);
+            let v = g.e.b.ins().fadd(acc, x);
+            Some(sum_nearest(g, v, &format))
+        }
+        _ => None,
     };
     steps
         .iter()
@@ -1165,7 +1167,9 @@ fn add_steps(
             let join = g.e.b.create_block();
             g.e.b.append_block_param(join, types::F32X4);
             let any = g.e.b.ins().vany_true(lane.outside);
-            g.e.b.ins().brif(any, general, &[], join, &[lane.value.into()]);
+            g.e.b
+                .ins()
+                .brif(any, general, &[], join, &[lane.value.into()]);
             g.e.b.switch_to_block(general);
             let exact = add_step(g, step, acc, addend, draw);
             g.e.b.ins().jump(join, &[exact.into()]);

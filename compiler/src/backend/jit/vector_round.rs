@@ -164,7 +164,13 @@ pub(super) fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatForm
 
 /// Rounds `v` (f32x4, each lane exact or rounded to odd with two bits to spare) to `f` by
 /// `mode` (`random`: the lanes' random words for stochastic modes), as `FloatFormat::round`.
-pub(super) fn round(g: &mut Gen, v: Value, f: &FloatFormat, mode: Rounding, random: Option<Value>) -> Value {
+pub(super) fn round(
+    g: &mut Gen,
+    v: Value,
+    f: &FloatFormat,
+    mode: Rounding,
+    random: Option<Value>,
+) -> Value {
     let bits = as_int(g, v);
     let sign_mask = ivec(g, i32::MIN);
     let sign = g.e.b.ins().band(bits, sign_mask);
@@ -343,7 +349,10 @@ pub(super) fn sum_stochastic_bits(
     // Signed comparisons (one instruction each on x86): `truncatable` is a magnitude, and
     // `rounded` (which may pass 2^31 from a NaN) is compared with its sign bit flipped.
     let smallest_normal = ivec(g, (f.emin() + 127) << 23);
-    let below = g.e.b.ins().icmp(IntCC::SignedLessThan, truncatable, smallest_normal);
+    let below =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedLessThan, truncatable, smallest_normal);
     let flipped = g.e.b.ins().bxor(rounded, sign_mask);
     let max = ivec(g, ((f.max() as f32).to_bits() ^ 0x8000_0000) as i32);
     let above = g.e.b.ins().icmp(IntCC::SignedGreaterThan, flipped, max);
