@@ -13,10 +13,13 @@ use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 
 /// Accumulations: the `with { ... }` of the layer and its operand format.
-const ARITHS: [(&str, &str); 16] = [
+const ARITHS: [(&str, &str); 19] = [
     ("e4m3", "acc = fp32"),
     ("fp32", "acc = fp32"),
     ("e4m3", "acc = fp16"),
+    ("fp16", "acc = fp16"),
+    ("fp16", "acc = fp<5,7>"),
+    ("fp16", "acc = fp<6,5,nosub>"),
     ("e5m2", "acc = fp16"),
     ("e4m3", "acc = fp<5,7>"),
     ("e4m3", "acc = fp<6,5>"),
@@ -60,7 +63,10 @@ fn grid(format: &str, shape: &[usize], stream: u64) -> Tensor {
 /// `raw` rounded to `format` (nearest) as a tensor of `shape`.
 fn rounded(format: &str, shape: &[usize], raw: &[f32], rng: &RandomStream) -> Tensor {
     let mut out = vec![0f32; raw.len()];
-    Format::parse(format).unwrap().quantize(raw, shape, Rounding::Nearest, rng, &mut out).unwrap();
+    Format::parse(format)
+        .unwrap()
+        .quantize(raw, shape, Rounding::Nearest, rng, &mut out)
+        .unwrap();
     Tensor::new(shape.to_vec(), out).unwrap()
 }
 
@@ -254,4 +260,25 @@ fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
             check(&source, &[x, w]);
         }
     }
+}
+
+/// Sums whose binary32 rounding lands exactly on a midpoint of the accumulator's values
+/// while the exact sum lies to one side (a false tie): a tiny first product, then one that is
+/// a midpoint of fp16 (1536 · (1 + 2^-10) = 1537.5). The exact sums round to 1537 (tiny
+/// negative) and 1538 (tiny positive); ties-to-even on the binary32 sum would give 1538 for
+/// both.
+#[test]
+fn false_ties_of_the_binary32_sum_round_like_the_exact_sum() {
+    let source = "model dense {\n  input x: [2, 2] fp16;\n  input w: [8, 2] fp16;\n  let y = dense(x, w) with { acc = fp16 } : fp32;\n  output y;\n}\n";
+    let tiny = 2f32.powi(-24);
+    let x = Tensor::new(vec![2, 2], vec![-tiny, 1536.0, tiny, 1536.0]).unwrap();
+    let w = Tensor::new(vec![8, 2], [1.0, 1.0 + 2f32.powi(-10)].repeat(8)).unwrap();
+    check(source, &[x.clone(), w.clone()]);
+    let p = program(source);
+    let got = Jit::with_threads(1)
+        .compile(&p)
+        .unwrap()
+        .run(&p, &[x, w])
+        .unwrap();
+    assert_eq!(got[0].data(), [[1537.0; 8], [1538.0; 8]].concat());
 }

@@ -48,8 +48,8 @@
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
 use super::vector_round::{
-    ivec, random_word, round, round_nearest_with_subnormals, sum_nearest, sum_stochastic_bits,
-    sum_to_odd, DrawCounters,
+    ivec, random_word, round, round_nearest_with_subnormals, sum_nearest, sum_nearest_exact,
+    sum_stochastic_bits, sum_to_odd, DrawCounters,
 };
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -1130,7 +1130,7 @@ enum Addend {
 
 /// [`add_step`] for several accumulators (a block's vectors). Where the step has a fast path
 /// (`stochastic:R` on the bits: [`sum_stochastic_bits`]; `nearest` through binary32 without
-/// the specials: [`sum_nearest`]), each vector takes it and branches to the general sequence
+/// the specials: [`sum_nearest`], or with wider terms [`sum_nearest_exact`]), each vector takes it and branches to the general sequence
 /// only when a lane falls outside it (rare). The branch follows each vector's fast path, so
 /// the values the general sequence shares with it die there instead of waiting in registers
 /// (or the stack) for the block's other vectors.
@@ -1149,6 +1149,14 @@ fn add_steps(
             let d = draw.expect("a stochastic rounding has a draw counter (verified)");
             let random = random_word(g, stream, d);
             Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
+        }
+        Step::Narrow {
+            format,
+            mode: Rounding::Nearest,
+            ..
+        } if format.emin() >= -126 => {
+            let x = addend_value(g, addend);
+            Some(sum_nearest_exact(g, acc, x, &format))
         }
         Step::NearestThroughBinary32 { format } => {
             let x = addend_value(g, addend);

@@ -393,3 +393,39 @@ pub(super) fn sum_nearest(g: &mut Gen, v: Value, f: &FloatFormat) -> FastLane {
     let outside = g.e.b.ins().icmp(IntCC::SignedGreaterThan, magnitude, max);
     FastLane { value, outside }
 }
+
+/// `nearest` rounding of `acc + x` to `f` (smallest normal exponent at least −126) when the
+/// terms are wider than `f`: the binary32 sum rounds like the exact sum unless it is a
+/// midpoint of `f`'s values that TwoSum says is inexact (the exact sum lies to one side: a
+/// false tie), since binary32 holds every midpoint and its rounding is monotone. Lanes with
+/// a false tie, sums below the normal range or beyond `f`'s largest value are `outside`.
+pub(super) fn sum_nearest_exact(g: &mut Gen, acc: Value, x: Value, f: &FloatFormat) -> FastLane {
+    let s = g.e.b.ins().fadd(acc, x);
+    let bb = g.e.b.ins().fsub(s, acc);
+    let t = g.e.b.ins().fsub(s, bb);
+    let da = g.e.b.ins().fsub(acc, t);
+    let db = g.e.b.ins().fsub(x, bb);
+    let err = g.e.b.ins().fadd(da, db);
+    let rounded = sum_nearest(g, s, f);
+    let sb = as_int(g, s);
+    let below_quantum = ivec(g, (1 << (23 - f.man_bits)) - 1);
+    let low = g.e.b.ins().band(sb, below_quantum);
+    let half = ivec(g, 1 << (22 - f.man_bits));
+    let midpoint = g.e.b.ins().icmp(IntCC::Equal, low, half);
+    let zero = fvec(g, 0.0);
+    let inexact = g.e.b.ins().fcmp(FloatCC::NotEqual, err, zero);
+    let false_tie = g.e.b.ins().band(midpoint, inexact);
+    let abs_mask = ivec(g, i32::MAX);
+    let magnitude = g.e.b.ins().band(sb, abs_mask);
+    let smallest_normal = ivec(g, (f.emin() + 127) << 23);
+    let below =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedLessThan, magnitude, smallest_normal);
+    let outside = g.e.b.ins().bor(rounded.outside, false_tie);
+    let outside = g.e.b.ins().bor(outside, below);
+    FastLane {
+        value: rounded.value,
+        outside,
+    }
+}
