@@ -2,9 +2,10 @@
 //! a dense layer 256×256×256 and a 3×3 convolution 32×32×16→16 (batch 8, so the MAC counts
 //! are comparable) in several arithmetics, each beside the reference interpreter (one run per
 //! case: it is slow) and native f32 (matrixmultiply's sgemm, the convolution as im2col +
-//! sgemm), both measured in the same run, native with the same thread count; then the
-//! compile time of examples/resnet20.qnn from source to JIT-ready code. An argument (after
-//! `--`) runs only the cases whose "layer arithmetic" contains it.
+//! sgemm), native timed right beside each case with the same thread count; a chunked case
+//! also prints its speed over the unchunked one, timed beside it; then the compile time of
+//! examples/resnet20.qnn from source to JIT-ready code. An argument (after `--`) runs only
+//! the cases whose "layer arithmetic" contains it.
 
 use qc_compiler::backend::interp::Interpreter;
 use qc_compiler::backend::jit::Jit;
@@ -34,19 +35,19 @@ const ARITHS: [Arith; 8] = [
 
 const BATCH_CONV: usize = 8;
 
-fn dense_source(a: &Arith) -> String {
+fn dense_source(input: &str, with: &str) -> String {
     format!(
         "model dense {{\n  input x: [256, 256] {i};\n  param w: [256, 256] {i} = he_normal;\n  let y = dense(x, w) with {{ {w} }} : fp32;\n  output y;\n}}\n",
-        i = a.input,
-        w = a.with
+        i = input,
+        w = with
     )
 }
 
-fn conv_source(a: &Arith) -> String {
+fn conv_source(input: &str, with: &str) -> String {
     format!(
         "model conv {{\n  input x: [{BATCH_CONV}, 32, 32, 16] {i};\n  param w: [16, 3, 3, 16] {i} = he_normal;\n  let y = conv2d(x, w, padding = same) with {{ {w} }} : fp32;\n  output y;\n}}\n",
-        i = a.input,
-        w = a.with
+        i = input,
+        w = with
     )
 }
 
@@ -126,33 +127,46 @@ fn main() {
     std::env::set_var("MATMUL_NUM_THREADS", jit.threads.to_string());
     println!("threads: {} (QC_THREADS / MATMUL_NUM_THREADS)", jit.threads);
     println!();
-    println!(
-        "{:<8} {:<38} {:>12} {:>12} {:>10} {:>14} {:>10}",
-        "layer", "arithmetic", "JIT MAC/s", "interp", "JIT/interp", "native f32", "native/JIT"
-    );
 
     let dense_macs = 256f64 * 256.0 * 256.0;
     let conv_macs = (BATCH_CONV * 32 * 32 * 16 * 9 * 16) as f64;
     let xd = data("fp32", &[256, 256], 1);
     let wd = data("fp32", &[256, 256], 2);
     let mut yd = vec![0f32; 256 * 256];
-    let native_dense_time = best(|| native_dense(&xd, &wd, &mut yd));
     let xc = data("fp32", &[BATCH_CONV, 32, 32, 16], 3);
     let wc = data("fp32", &[16, 3, 3, 16], 4);
     let mut cols = vec![0f32; BATCH_CONV * 32 * 32 * 144];
     let mut yc = vec![0f32; BATCH_CONV * 32 * 32 * 16];
-    let native_conv_time = best(|| native_conv(&xc, &wc, &mut cols, &mut yc));
 
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    for (layer, macs, native) in [("dense", dense_macs, native_dense_time), ("conv", conv_macs, native_conv_time)] {
+    println!(
+        "{:<8} {:<38} {:>12} {:>12} {:>10} {:>14} {:>10} {:>11}",
+        "layer", "arithmetic", "JIT MAC/s", "interp", "JIT/interp", "native f32", "native/JIT", "chunked/un"
+    );
+    for (layer, macs) in [("dense", dense_macs), ("conv", conv_macs)] {
         for a in ARITHS.iter().filter(|a| format!("{layer} {}", a.name).contains(&filter)) {
-            let (source, shape) = if layer == "dense" { (dense_source(a), vec![256, 256]) } else { (conv_source(a), vec![BATCH_CONV, 32, 32, 16]) };
-            let p = program(&source);
+            let source = |with: &str| if layer == "dense" { dense_source(a.input, with) } else { conv_source(a.input, with) };
+            let shape = if layer == "dense" { vec![256, 256] } else { vec![BATCH_CONV, 32, 32, 16] };
+            let p = program(&source(a.with));
             let compiled = jit.compile(&p).unwrap();
             let x = Tensor::new(shape.clone(), data(a.input, &shape, 5)).unwrap();
             let inputs = [x];
+            // Native f32 and (for a chunked variant) the unchunked one are timed right beside
+            // this case, so every ratio compares figures of the same moment of the machine.
+            let native = if layer == "dense" { best(|| native_dense(&xd, &wd, &mut yd)) } else { best(|| native_conv(&xc, &wc, &mut cols, &mut yc)) };
             let t = best(|| {
                 std::hint::black_box(compiled.run(&p, &inputs).unwrap());
+            });
+            let chunked_vs_unchunked = a.with.strip_suffix(", chunk = 32").map(|unchunked| {
+                let pu = program(&source(unchunked));
+                let cu = jit.compile(&pu).unwrap();
+                let tu = best(|| {
+                    std::hint::black_box(cu.run(&pu, &inputs).unwrap());
+                });
+                let t = best(|| {
+                    std::hint::black_box(compiled.run(&p, &inputs).unwrap());
+                });
+                format!("{:.2}×", tu.as_secs_f64() / t.as_secs_f64())
             });
             let start = Instant::now();
             std::hint::black_box(Interpreter.run(&p, &inputs).unwrap());
@@ -160,13 +174,14 @@ fn main() {
             let rate = macs / t.as_secs_f64();
             let native_rate = macs / native.as_secs_f64();
             println!(
-                "{layer:<8} {:<38} {:>12} {:>12} {:>9.0}× {:>14} {:>9.1}×",
+                "{layer:<8} {:<38} {:>12} {:>12} {:>9.0}× {:>14} {:>9.1}× {:>11}",
                 a.name,
                 si(rate),
                 si(interp_rate),
                 rate / interp_rate,
                 si(native_rate),
-                native_rate / rate
+                native_rate / rate,
+                chunked_vs_unchunked.unwrap_or_default()
             );
         }
     }

@@ -26,14 +26,20 @@ fn as_float(g: &mut Gen, x: Value) -> Value {
     g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
 }
 
-/// `a + b` (f32x4) rounded to odd: TwoSum, then the last bit stepped toward the error.
-pub(super) fn sum_to_odd(g: &mut Gen, a: Value, b: Value) -> Value {
+/// TwoSum (Knuth): the f32 sums `s = RN(a + b)` and the exact errors `a + b − s` per lane
+/// (+0 where the sum is exact).
+fn two_sum(g: &mut Gen, a: Value, b: Value) -> (Value, Value) {
     let s = g.e.b.ins().fadd(a, b);
     let bb = g.e.b.ins().fsub(s, a);
     let t = g.e.b.ins().fsub(s, bb);
     let da = g.e.b.ins().fsub(a, t);
     let db = g.e.b.ins().fsub(b, bb);
-    let err = g.e.b.ins().fadd(da, db);
+    (s, g.e.b.ins().fadd(da, db))
+}
+
+/// `a + b` (f32x4) rounded to odd: TwoSum, then the last bit stepped toward the error.
+pub(super) fn sum_to_odd(g: &mut Gen, a: Value, b: Value) -> Value {
+    let (s, err) = two_sum(g, a, b);
     let sb = as_int(g, s);
     let eb = as_int(g, err);
     // err ≠ 0 and not NaN, on the bits (x86 has no vector `one`).
@@ -320,12 +326,7 @@ pub(super) fn sum_stochastic_bits(
     bits: u32,
     random: Value,
 ) -> FastLane {
-    let s = g.e.b.ins().fadd(acc, x);
-    let bb = g.e.b.ins().fsub(s, acc);
-    let t = g.e.b.ins().fsub(s, bb);
-    let da = g.e.b.ins().fsub(acc, t);
-    let db = g.e.b.ins().fsub(x, bb);
-    let err = g.e.b.ins().fadd(da, db);
+    let (s, err) = two_sum(g, acc, x);
     let sb = as_int(g, s);
     let sign_mask = ivec(g, i32::MIN);
     let sign = g.e.b.ins().band(sb, sign_mask);
@@ -400,12 +401,7 @@ pub(super) fn sum_nearest(g: &mut Gen, v: Value, f: &FloatFormat) -> FastLane {
 /// false tie), since binary32 holds every midpoint and its rounding is monotone. Lanes with
 /// a false tie, sums below the normal range or beyond `f`'s largest value are `outside`.
 pub(super) fn sum_nearest_exact(g: &mut Gen, acc: Value, x: Value, f: &FloatFormat) -> FastLane {
-    let s = g.e.b.ins().fadd(acc, x);
-    let bb = g.e.b.ins().fsub(s, acc);
-    let t = g.e.b.ins().fsub(s, bb);
-    let da = g.e.b.ins().fsub(acc, t);
-    let db = g.e.b.ins().fsub(x, bb);
-    let err = g.e.b.ins().fadd(da, db);
+    let (s, err) = two_sum(g, acc, x);
     let rounded = sum_nearest(g, s, f);
     let sb = as_int(g, s);
     let below_quantum = ivec(g, (1 << (23 - f.man_bits)) - 1);
