@@ -110,17 +110,15 @@ pub(super) fn random_word(g: &mut Gen, stream: u64, counters: DrawCounters) -> V
     hash32(g, y)
 }
 
-/// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
-/// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
-/// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
-/// exponent field is v's, at least the format's smallest normal one, plus `23 − man`; `C` is
-/// finite for the finite `v` of a contraction, which are below 2^101). The sum's sign stays
-/// on a nonzero result and is restored on a zero where the format has −0; overflow, ±∞ and
-/// NaN as the format says.
-pub(super) fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
+/// `(v + C) − C` of [`round_nearest_with_subnormals`]: the rounded bits, and the same with
+/// `sign` (v's sign bits) restored where the format has −0.
+fn nearest_by_magic_constant(
+    g: &mut Gen,
+    v: Value,
+    sign: Value,
+    f: &FloatFormat,
+) -> (Value, Value) {
     let bits = as_int(g, v);
-    let sign_mask = ivec(g, i32::MIN);
-    let sign = g.e.b.ins().band(bits, sign_mask);
     let exponent_mask = ivec(g, 0x7f80_0000);
     let exponent = g.e.b.ins().band(bits, exponent_mask);
     let smallest = ivec(g, (f.emin() + 127) << 23);
@@ -136,6 +134,21 @@ pub(super) fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatForm
     } else {
         rbits
     };
+    (rbits, signed)
+}
+
+/// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
+/// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
+/// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
+/// exponent field is v's, at least the format's smallest normal one, plus `23 − man`; `C` is
+/// finite for the finite `v` of a contraction, which are below 2^101). The sum's sign stays
+/// on a nonzero result and is restored on a zero where the format has −0; overflow, ±∞ and
+/// NaN as the format says.
+pub(super) fn round_nearest_with_subnormals(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
+    let bits = as_int(g, v);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let (rbits, signed) = nearest_by_magic_constant(g, v, sign, f);
     let abs_mask = ivec(g, i32::MAX);
     let magnitude = g.e.b.ins().band(rbits, abs_mask);
     let magnitude = as_float(g, magnitude);
@@ -370,24 +383,10 @@ pub(super) fn sum_stochastic_bits(
 /// the sign kept on a zero where the format has −0.
 pub(super) fn sum_nearest(g: &mut Gen, v: Value, f: &FloatFormat) -> FastLane {
     let bits = as_int(g, v);
-    let exponent_mask = ivec(g, 0x7f80_0000);
-    let exponent = g.e.b.ins().band(bits, exponent_mask);
-    let smallest = ivec(g, (f.emin() + 127) << 23);
-    let exponent = g.e.b.ins().smax(exponent, smallest);
-    let shift = ivec(g, ((23 - f.man_bits as i32) << 23) + (1 << 22));
-    let cbits = g.e.b.ins().iadd(exponent, shift);
-    let c = as_float(g, cbits);
-    let sum = g.e.b.ins().fadd(v, c);
-    let r = g.e.b.ins().fsub(sum, c);
-    let value = if f.has_negative_zero() {
-        let sign_mask = ivec(g, i32::MIN);
-        let sign = g.e.b.ins().band(bits, sign_mask);
-        let rbits = as_int(g, r);
-        let signed = g.e.b.ins().bor(rbits, sign);
-        as_float(g, signed)
-    } else {
-        r
-    };
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let (_, signed) = nearest_by_magic_constant(g, v, sign, f);
+    let value = as_float(g, signed);
     let abs_mask = ivec(g, i32::MAX);
     let magnitude = g.e.b.ins().band(bits, abs_mask);
     let max = ivec(g, (f.max() as f32).to_bits() as i32);
