@@ -360,16 +360,15 @@ pub(super) fn sum_stochastic_bits(
     let kept = ivec(g, -(1i32 << quantum_shift));
     let rounded = g.e.b.ins().band(carried, kept);
     let value = g.e.b.ins().bor(rounded, sign);
-    // Signed comparisons (one instruction each on x86): `truncatable` is a magnitude, and
-    // `rounded` (which may pass 2^31 from a NaN) is compared with its sign bit flipped.
+    // Signed comparisons of the magnitude (one instruction each on x86). Up to the largest
+    // value the rounding cannot overflow: the largest value lies on the kept grid.
     let smallest_normal = ivec(g, (f.emin() + 127) << 23);
     let below =
         g.e.b
             .ins()
             .icmp(IntCC::SignedLessThan, truncatable, smallest_normal);
-    let flipped = g.e.b.ins().bxor(rounded, sign_mask);
-    let max = ivec(g, ((f.max() as f32).to_bits() ^ 0x8000_0000) as i32);
-    let above = g.e.b.ins().icmp(IntCC::SignedGreaterThan, flipped, max);
+    let max = ivec(g, (f.max() as f32).to_bits() as i32);
+    let above = g.e.b.ins().icmp(IntCC::SignedGreaterThan, truncatable, max);
     let outside = g.e.b.ins().bor(below, above);
     FastLane {
         value: as_float(g, value),
