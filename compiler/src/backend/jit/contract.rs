@@ -120,12 +120,19 @@ pub(super) struct Plan {
     k_lo: u64,
     k_hi: u64,
     n: u64,
-    /// The ops before the outer accumulate, before the inner one (in the outer body), and the
-    /// term block's ops computing the row operand and `keep`, and the packed operand.
+    /// The ops before the outer accumulate, before the inner one (in the outer body), the
+    /// term block's ops computing the row operand and `keep` (but the tabled ones), and the
+    /// packed operand.
     pre_ops: Vec<OpId>,
     chunk_ops: Vec<OpId>,
     row_ops: Vec<OpId>,
     lane_ops: Vec<OpId>,
+    /// The values of the row operand's computation that depend on `k` alone (index
+    /// arithmetic of the term block's argument, such as a convolution's `k → (kh, kw, c)`)
+    /// and that the rest of it uses: evaluated once per `k` by the packing function into the
+    /// k-table, loaded by the kernel once per `k`; `table_ops` computes them.
+    table_values: Vec<ValueId>,
+    table_ops: Vec<OpId>,
     outer_step: Step,
     inner_step: Option<Step>,
     /// Whether the products can be formed as an f32 multiplication (exact).
@@ -382,6 +389,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
+    let (table_values, table_ops, row_ops) = k_table(ir, &deps, &row_ops, &row_wanted);
     let lane_ops = needed(ir, term_ops, &[lane_operand]);
     Some(Plan {
         body,
@@ -399,10 +407,43 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         chunk_ops,
         row_ops,
         lane_ops,
+        table_values,
+        table_ops,
         outer_step,
         inner_step,
         fma: fma || !exact_product,
     })
+}
+
+/// Splits `row_ops` (computing `wanted`) into the k-table's values (results of ops depending
+/// on the term block's argument `k` alone, of index or float type, that an op depending on
+/// more, or `wanted`, uses), the ops computing them, and the rest of `row_ops`.
+fn k_table(
+    ir: &Module,
+    deps: &HashMap<ValueId, u8>,
+    row_ops: &[OpId],
+    wanted: &[ValueId],
+) -> (Vec<ValueId>, Vec<OpId>, Vec<OpId>) {
+    let k_only = |op: OpId| {
+        ir.ops[op].results.iter().all(|r| {
+            deps.get(r) == Some(&KI) && matches!(ir.ty(*r), Type::Index | Type::Scalar(_))
+        })
+    };
+    let (tabled, rest): (Vec<OpId>, Vec<OpId>) = row_ops.iter().partition(|&&op| k_only(op));
+    let mut values: Vec<ValueId> = Vec::new();
+    let used = rest
+        .iter()
+        .flat_map(|&op| ir.ops[op].operands.iter())
+        .chain(wanted);
+    for &v in used {
+        let defined_here = def_op(ir, v).is_some_and(|op| tabled.contains(&op));
+        if defined_here && !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    let ops = needed(ir, row_ops, &values);
+    let rest = needed(ir, &rest, wanted);
+    (values, ops, rest)
 }
 
 /// Whether `op` lies inside the region of `parent` (at any depth).
@@ -418,6 +459,18 @@ fn padded(n: u64) -> u64 {
     n.div_ceil(4) * 4
 }
 
+impl Plan {
+    /// The bytes of the packed operand, where the k-table starts in the scratch buffer.
+    fn table_offset(&self) -> i64 {
+        ((self.k_hi - self.k_lo) * padded(self.n) * 4) as i64
+    }
+
+    /// The bytes of one `k`'s row of the k-table (8 per value).
+    fn table_row(&self) -> i64 {
+        8 * self.table_values.len() as i64
+    }
+}
+
 /// Compiles the contraction `op` (recognised as `plan`): its packing function and kernel.
 pub(super) fn compile(
     jit: &mut JITModule,
@@ -428,8 +481,7 @@ pub(super) fn compile(
     name: &str,
     plan: &Plan,
 ) -> Result<KernelFn, String> {
-    let npad = padded(plan.n);
-    let floats = ((plan.k_hi - plan.k_lo) * npad) as usize;
+    let floats = (plan.table_offset() + (plan.k_hi - plan.k_lo) as i64 * plan.table_row()) as usize / 4;
     let (pack_id, _, _) = build_function(
         jit,
         fctx,
@@ -526,7 +578,68 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         })?;
         Ok(())
     })?;
+    if plan.table_values.is_empty() {
+        return Ok(());
+    }
+    // The k-table: `table_values` at every `k`, 8 bytes each, after the packed operand.
+    let args = ir.blocks[plan.body].args.clone();
+    for &a in &args {
+        g.vals.insert(a, Lv::Shared(Cv::Index(zero)));
+    }
+    emit_ops(g, &plan.pre_ops)?;
+    if plan.inner.is_some() {
+        let outer_block = ir
+            .entry_block(ir.ops[plan.outer].regions[0])
+            .ok_or("a body")?;
+        g.vals
+            .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(klo)));
+        emit_ops(g, &plan.chunk_ops)?;
+    }
+    counted_loop(g, klo, khi, 1, false, |g, k| {
+        g.vals
+            .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
+        emit_ops(g, &plan.table_ops)?;
+        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+        let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+        let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
+        let addr = g.e.b.ins().iadd(scratch, row);
+        for (f, v) in plan.table_values.iter().enumerate() {
+            let x = match g.vals.get(v).map(lane0) {
+                Some(Cv::Index(x) | Cv::F32(x)) => x,
+                _ => return Err("a k-table value is an index or a float".into()),
+            };
+            g.e.b
+                .ins()
+                .store(MemFlagsData::trusted(), x, addr, 8 * f as i32);
+        }
+        Ok(())
+    })?;
     Ok(())
+}
+
+/// The k-table's values at `k` (loaded once per `k`, shared by the rows).
+fn load_table(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Vec<(ValueId, Lv)> {
+    if plan.table_values.is_empty() {
+        return Vec::new();
+    }
+    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
+    let addr = g.e.b.ins().iadd(scratch, row);
+    let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+    plan.table_values
+        .iter()
+        .enumerate()
+        .map(|(f, &v)| {
+            let offset = 8 * f as i32;
+            let x = if g.ir.ty(v) == &Type::Index {
+                Cv::Index(g.e.b.ins().load(types::I64, flags, addr, offset))
+            } else {
+                Cv::F32(g.e.b.ins().load(types::F32, flags, addr, offset))
+            };
+            (v, Lv::Shared(x))
+        })
+        .collect()
 }
 
 fn lane0(l: &Lv) -> Cv {
@@ -821,9 +934,11 @@ impl Kernel<'_> {
                     })
                 })
                 .collect();
+            let table = load_table(g, plan, self.scratch, k);
             let mut next = Vec::with_capacity(accs.len());
             for (i, snapshot) in snapshots.iter().enumerate() {
                 g.vals = snapshot.clone();
+                g.vals.extend(table.iter().cloned());
                 if let Some(ko) = ko {
                     g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
                     emit_ops(g, &plan.chunk_ops)?;
