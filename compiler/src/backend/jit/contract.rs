@@ -703,6 +703,19 @@ impl Kernel<'_> {
             }
             rows.push(idx);
         }
+        // The indices pass through a stack slot: Cranelift would otherwise recompute
+        // `r + i` (an addition of a constant, which it rematerialises at each use) and all
+        // the row arithmetic that depends on it inside the `k` loop, rather than once here.
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * (count * prefix) as u32,
+            3,
+        ));
+        for (at, x) in rows.iter_mut().flatten().enumerate() {
+            let offset = 8 * at as i32;
+            g.e.b.ins().stack_store(types::I64, *x, slot, offset);
+            *x = g.e.b.ins().stack_load(types::I64, types::I64, slot, offset);
+        }
         let n = self.plan.n as i64;
         let zero = g.e.i64c(0);
         let end = g.e.i64c(n);
@@ -953,6 +966,24 @@ impl Kernel<'_> {
                     None => None,
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
+                // A term that `keep` skips leaves the row's accumulators as they are: one
+                // branch per row around its steps.
+                let old = &accs[i * vecs..(i + 1) * vecs];
+                let join = match keep {
+                    Some(keep) => {
+                        let apply = g.e.b.create_block();
+                        let join = g.e.b.create_block();
+                        for _ in old {
+                            g.e.b.append_block_param(join, types::F32X4);
+                        }
+                        let unchanged: Vec<BlockArg> = old.iter().map(|&a| a.into()).collect();
+                        g.e.b.ins().brif(keep, apply, &[], join, &unchanged);
+                        g.e.b.switch_to_block(apply);
+                        Some(join)
+                    }
+                    None => None,
+                };
+                let mut stepped = Vec::with_capacity(vecs);
                 for (v, slot) in lane_vals.iter_mut().enumerate() {
                     let w = *slot.get_or_insert_with(|| {
                         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
@@ -963,12 +994,17 @@ impl Kernel<'_> {
                     let base = if inner { vi.inner_draw } else { vi.outer_draw };
                     let draw = base.map(|d| draw_at(g, d, k));
                     let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
-                    let mut new = add_step(g, step, acc, Addend::Product(a, b, plan.fma), draw);
-                    if let Some(keep) = keep {
-                        let c = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
-                        new = g.e.b.ins().select(c, new, acc);
+                    let new = add_step(g, step, acc, Addend::Product(a, b, plan.fma), draw);
+                    stepped.push(new);
+                }
+                match join {
+                    Some(join) => {
+                        let args: Vec<BlockArg> = stepped.iter().map(|&a| a.into()).collect();
+                        g.e.b.ins().jump(join, &args);
+                        g.e.b.switch_to_block(join);
+                        next.extend_from_slice(g.e.b.block_params(join));
                     }
-                    next.push(new);
+                    None => next.extend(stepped),
                 }
             }
             Ok(next)
