@@ -133,6 +133,9 @@ pub(super) struct Plan {
     /// k-table, loaded by the kernel once per `k`; `table_ops` computes them.
     table_values: Vec<ValueId>,
     table_ops: Vec<OpId>,
+    /// Whether each block of rows evaluates its row operand and `keep` for every `k` into a
+    /// row pack before its groups of outputs run (module doc).
+    pack_rows: bool,
     outer_step: Step,
     inner_step: Option<Step>,
     /// Whether the products can be formed as an f32 multiplication (exact).
@@ -390,6 +393,15 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
     let (table_values, table_ops, row_ops) = k_table(ir, &deps, &row_ops, &row_wanted);
+    // A row pack when the row operand costs more than a load (or has a `keep`), does not
+    // depend on the chunk, and four rows' pack fits in 64 KiB of stack.
+    let computed = row_ops
+        .iter()
+        .filter(|&&o| ir.ops[o].name() != "kernel.index")
+        .count();
+    let pack_rows = (keep.is_some() || computed > 1)
+        && row_wanted.iter().all(|&v| dep(&deps, v) & KO == 0)
+        && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
     let lane_ops = needed(ir, term_ops, &[lane_operand]);
     Some(Plan {
         body,
@@ -409,6 +421,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         lane_ops,
         table_values,
         table_ops,
+        pack_rows,
         outer_step,
         inner_step,
         fma: fma || !exact_product,
@@ -703,30 +716,20 @@ impl Kernel<'_> {
             }
             rows.push(idx);
         }
-        // The indices pass through a stack slot: Cranelift would otherwise recompute
-        // `r + i` (an addition of a constant, which it rematerialises at each use) and all
-        // the row arithmetic that depends on it inside the `k` loop, rather than once here.
-        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            8 * (count * prefix) as u32,
-            3,
-        ));
-        for (at, x) in rows.iter_mut().flatten().enumerate() {
-            let offset = 8 * at as i32;
-            g.e.b.ins().stack_store(types::I64, *x, slot, offset);
-            *x = g.e.b.ins().stack_load(types::I64, types::I64, slot, offset);
-        }
+        let packed_rows = self.pack_rows(g, &rows)?;
         let n = self.plan.n as i64;
         let zero = g.e.i64c(0);
         let end = g.e.i64c(n);
         let j = counted_loop(g, zero, end, 4 * vecs as i64, true, |g, j| {
-            self.group(g, &rows, j, vecs, 4)
+            self.group(g, &rows, packed_rows, j, vecs, 4)
         })?;
         let whole = g.e.i64c(n - n % 4);
-        counted_loop(g, j, whole, 4, true, |g, j| self.group(g, &rows, j, 1, 4))?;
+        counted_loop(g, j, whole, 4, true, |g, j| {
+            self.group(g, &rows, packed_rows, j, 1, 4)
+        })?;
         if n % 4 != 0 {
             let j = g.e.i64c(n - n % 4);
-            self.group(g, &rows, j, 1, (n % 4) as usize)?;
+            self.group(g, &rows, packed_rows, j, 1, (n % 4) as usize)?;
         }
         Ok(())
     }
@@ -743,11 +746,65 @@ impl Kernel<'_> {
         }
     }
 
-    /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored).
+    /// The row pack of `rows` (module doc) if the plan takes one: a stack buffer holding, for
+    /// each row `i` and `k`, the row operand (f32) at byte `4·(i·K + k − k_lo)`, then `keep`
+    /// (i32) at `4·(rows·K + i·K + k − k_lo)`. Returns its address.
+    fn pack_rows(&self, g: &mut Gen, rows: &[Vec<Value>]) -> Result<Option<Value>, String> {
+        let plan = self.plan;
+        if !plan.pack_rows {
+            return Ok(None);
+        }
+        let ir = g.ir;
+        let span = (plan.k_hi - plan.k_lo) as i64;
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (8 * span * rows.len() as i64) as u32,
+            4,
+        ));
+        let buffer = g.e.b.ins().stack_addr(types::I64, slot, 0);
+        let saved = g.vals.clone();
+        let (klo, khi) = (g.e.i64c(plan.k_lo as i64), g.e.i64c(plan.k_hi as i64));
+        let zero = g.e.i64c(0);
+        let k_arg = ir.blocks[plan.term_block].args[0];
+        for (i, row) in rows.iter().enumerate() {
+            self.set_position(g, row, Lv::Shared(Cv::Index(zero)));
+            emit_ops(g, &plan.pre_ops)?;
+            let before = g.vals.clone();
+            counted_loop(g, klo, khi, 1, false, |g, k| {
+                g.vals.clone_from(&before);
+                let table = load_table(g, plan, self.scratch, k);
+                g.vals.extend(table);
+                g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                emit_ops(g, &plan.row_ops)?;
+                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                    return Err("the row operand is a scalar".into());
+                };
+                let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+                let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
+                let addr = g.e.b.ins().iadd(buffer, bytes);
+                let flags = MemFlagsData::trusted();
+                g.e.b.ins().store(flags, x, addr, (4 * span * i as i64) as i32);
+                if let Some(kv) = plan.keep {
+                    let keep = g.index(kv)?;
+                    let keep = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
+                    let keep = g.e.b.ins().uextend(types::I32, keep);
+                    let offset = 4 * span * (rows.len() + i) as i64;
+                    g.e.b.ins().store(flags, keep, addr, offset as i32);
+                }
+                Ok(())
+            })?;
+        }
+        g.vals = saved;
+        Ok(Some(buffer))
+    }
+
+    /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored);
+    /// `packed_rows`: the rows' row pack.
     fn group(
         &self,
         g: &mut Gen,
         rows: &[Vec<Value>],
+        packed_rows: Option<Value>,
         j0: Value,
         vecs: usize,
         valid: usize,
@@ -799,6 +856,7 @@ impl Kernel<'_> {
         let results = match plan.inner {
             None => self.k_loop(
                 g,
+                packed_rows,
                 &snapshots,
                 &inits,
                 j0,
@@ -840,6 +898,7 @@ impl Kernel<'_> {
                     let inner_init = vec![init; inits.len() * vecs];
                     let sums = self.k_loop(
                         g,
+                        packed_rows,
                         &snapshots,
                         &inits,
                         j0,
@@ -908,6 +967,7 @@ impl Kernel<'_> {
     fn k_loop(
         &self,
         g: &mut Gen,
+        packed_rows: Option<Value>,
         snapshots: &[HashMap<ValueId, Lv>],
         inits: &[Vec<VecInit>],
         j0: Value,
@@ -947,23 +1007,45 @@ impl Kernel<'_> {
                     })
                 })
                 .collect();
-            let table = load_table(g, plan, self.scratch, k);
+            let table = match packed_rows {
+                Some(_) => Vec::new(),
+                None => load_table(g, plan, self.scratch, k),
+            };
             let mut next = Vec::with_capacity(accs.len());
             for (i, snapshot) in snapshots.iter().enumerate() {
-                g.vals = snapshot.clone();
-                g.vals.extend(table.iter().cloned());
-                if let Some(ko) = ko {
-                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
-                    emit_ops(g, &plan.chunk_ops)?;
-                }
-                g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
-                emit_ops(g, &plan.row_ops)?;
-                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
-                    return Err("the row operand is a scalar".into());
-                };
-                let keep = match plan.keep {
-                    Some(kv) => Some(g.index(kv)?),
-                    None => None,
+                let (x, keep) = match packed_rows {
+                    Some(buffer) => {
+                        let span = (plan.k_hi - plan.k_lo) as i64;
+                        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+                        let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
+                        let addr = g.e.b.ins().iadd(buffer, bytes);
+                        let flags = MemFlagsData::trusted();
+                        let offset = (4 * span * i as i64) as i32;
+                        let x = g.e.b.ins().load(types::F32, flags, addr, offset);
+                        let keep = plan.keep.map(|_| {
+                            let offset = 4 * span * (snapshots.len() + i) as i64;
+                            g.e.b.ins().load(types::I32, flags, addr, offset as i32)
+                        });
+                        (x, keep)
+                    }
+                    None => {
+                        g.vals = snapshot.clone();
+                        g.vals.extend(table.iter().cloned());
+                        if let Some(ko) = ko {
+                            g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
+                            emit_ops(g, &plan.chunk_ops)?;
+                        }
+                        g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                        emit_ops(g, &plan.row_ops)?;
+                        let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                            return Err("the row operand is a scalar".into());
+                        };
+                        let keep = match plan.keep {
+                            Some(kv) => Some(g.index(kv)?),
+                            None => None,
+                        };
+                        (x, keep)
+                    }
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
                 // A term that `keep` skips leaves the row's accumulators as they are: one
