@@ -10,9 +10,17 @@
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
-//!   row per block, a pure load placed at its use, which frees registers). The other
-//!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
-//!   row and `k` and splat.
+//!   row per block, a pure load placed at its use, which frees registers). The same function
+//!   fills the **k-table** after it: the values of the row operand's computation that depend
+//!   on `k` alone (a convolution's `k → (kh, kw, c)` divisions), 8 bytes each per `k`, which
+//!   the kernel loads once per `k` for all its rows.
+//! - **Row operand**: the other operand (and the `keep` condition of padded convolutions) is
+//!   evaluated as scalar code per row and `k` (from the k-table) and splat. A term that
+//!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
+//!   `keep` when it is a product of comparisons. With several groups of outputs per block of
+//!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
+//!   **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand
+//!   depends on the chunk), which each group's `k` loop loads.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
 //!   (or, without fma, a multiply and an add when the product is exact in f32). A narrower
 //!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
@@ -27,7 +35,8 @@
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
 //!   the counter-based hash computed in `i32x4` lanes.
 //! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
-//!   accumulators run, so the blocking's registers stay free for the inner loop.
+//!   accumulators run, so the blocking's registers stay free for the inner loop; the ops
+//!   before the inner accumulation are evaluated once per chunk and row, not per `k`.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
 //!   of the element (output rounding, stores), lane by lane.
 //!
@@ -438,9 +447,10 @@ fn k_table(
     wanted: &[ValueId],
 ) -> (Vec<ValueId>, Vec<OpId>, Vec<OpId>) {
     let k_only = |op: OpId| {
-        ir.ops[op].results.iter().all(|r| {
-            deps.get(r) == Some(&KI) && matches!(ir.ty(*r), Type::Index | Type::Scalar(_))
-        })
+        ir.ops[op]
+            .results
+            .iter()
+            .all(|r| deps.get(r) == Some(&KI) && matches!(ir.ty(*r), Type::Index | Type::Scalar(_)))
     };
     let (tabled, rest): (Vec<OpId>, Vec<OpId>) = row_ops.iter().partition(|&&op| k_only(op));
     let mut values: Vec<ValueId> = Vec::new();
@@ -494,7 +504,8 @@ pub(super) fn compile(
     name: &str,
     plan: &Plan,
 ) -> Result<KernelFn, String> {
-    let floats = (plan.table_offset() + (plan.k_hi - plan.k_lo) as i64 * plan.table_row()) as usize / 4;
+    let floats =
+        (plan.table_offset() + (plan.k_hi - plan.k_lo) as i64 * plan.table_row()) as usize / 4;
     let (pack_id, _, _) = build_function(
         jit,
         fctx,
@@ -716,7 +727,30 @@ impl Kernel<'_> {
             }
             rows.push(idx);
         }
-        let packed_rows = self.pack_rows(g, &rows)?;
+        // The row indices pass through memory (an atomic load, which Cranelift neither
+        // forwards nor moves): otherwise it folds their division by constant dimensions into
+        // shifts and masks that it then recomputes at every use inside the `k` loop.
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * (count * prefix) as u32,
+            3,
+        ));
+        for (at, x) in rows.iter_mut().flatten().enumerate() {
+            let offset = 8 * at as i32;
+            g.e.b.ins().stack_store(types::I64, *x, slot, offset);
+            let addr = g.e.b.ins().stack_addr(types::I64, slot, offset);
+            *x =
+                g.e.b
+                    .ins()
+                    .atomic_load(types::I64, MemFlagsData::trusted(), addr);
+        }
+        // The row pack pays when several groups of outputs share it; one group evaluates the
+        // row operand in its `k` loop.
+        let packed_rows = if self.plan.n > 4 * vecs as u64 {
+            self.pack_rows(g, &rows)?
+        } else {
+            None
+        };
         let n = self.plan.n as i64;
         let zero = g.e.i64c(0);
         let end = g.e.i64c(n);
@@ -783,7 +817,9 @@ impl Kernel<'_> {
                 let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
                 let addr = g.e.b.ins().iadd(buffer, bytes);
                 let flags = MemFlagsData::trusted();
-                g.e.b.ins().store(flags, x, addr, (4 * span * i as i64) as i32);
+                g.e.b
+                    .ins()
+                    .store(flags, x, addr, (4 * span * i as i64) as i32);
                 if let Some(kv) = plan.keep {
                     let keep = g.index(kv)?;
                     let keep = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
@@ -867,7 +903,6 @@ impl Kernel<'_> {
                 &accs,
                 plan.outer_step,
                 false,
-                None,
             )?,
             Some(inner) => {
                 let io = &ir.ops[inner];
@@ -886,9 +921,15 @@ impl Kernel<'_> {
                         .stack_store(types::I64, acc, slot, 16 * a as i32);
                 }
                 loop_carrying(g, klo, khi, outer_stride, &[], |g, ko, _| {
-                    g.vals = snapshots[0].clone();
-                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
-                    emit_ops(g, &plan.chunk_ops)?;
+                    // Each row's chunk values, once per chunk (row 0's last: the bounds).
+                    let mut chunk_snapshots = Vec::with_capacity(snapshots.len());
+                    for snapshot in snapshots.iter().rev() {
+                        g.vals = snapshot.clone();
+                        g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
+                        emit_ops(g, &plan.chunk_ops)?;
+                        chunk_snapshots.push(g.vals.clone());
+                    }
+                    chunk_snapshots.reverse();
                     let ilo = g.index(io.operands[0])?;
                     let ihi = g.index(io.operands[1])?;
                     let Some(Cv::F32(init)) = g.vals.get(&io.operands[2]).map(lane0) else {
@@ -899,7 +940,7 @@ impl Kernel<'_> {
                     let sums = self.k_loop(
                         g,
                         packed_rows,
-                        &snapshots,
+                        &chunk_snapshots,
                         &inits,
                         j0,
                         vecs,
@@ -909,7 +950,6 @@ impl Kernel<'_> {
                         &inner_init,
                         step,
                         true,
-                        Some(ko),
                     )?;
                     for (a, &sum) in sums.iter().enumerate() {
                         let vi = &inits[a / vecs][a % vecs];
@@ -962,7 +1002,8 @@ impl Kernel<'_> {
     }
 
     /// The loop over the products: `acc = round(acc + u·v)` for `k in lo..hi by stride`, per
-    /// row and vector; `inner`: the products belong to the inner accumulation (chunk `ko`).
+    /// row and vector; `snapshots`: each row's values (with its chunk's when `inner`: the
+    /// products belong to the inner accumulation).
     #[allow(clippy::too_many_arguments)]
     fn k_loop(
         &self,
@@ -978,14 +1019,9 @@ impl Kernel<'_> {
         accs: &[Value],
         step: Step,
         inner: bool,
-        ko: Option<Value>,
     ) -> Result<Vec<Value>, String> {
         let ir = g.ir;
         let plan = self.plan;
-        let outer_block = ir
-            .entry_block(ir.ops[plan.outer].regions[0])
-            .ok_or("a body")?;
-        let ko_arg = ir.blocks[outer_block].args[0];
         let k_arg = ir.blocks[plan.term_block].args[0];
         let npad = padded(plan.n) as i64;
         loop_carrying(g, lo, hi, stride, accs, |g, k, accs| {
@@ -1024,24 +1060,20 @@ impl Kernel<'_> {
                         let x = g.e.b.ins().load(types::F32, flags, addr, offset);
                         let keep = plan.keep.map(|_| {
                             let offset = 4 * span * (snapshots.len() + i) as i64;
-                            g.e.b.ins().load(types::I32, flags, addr, offset as i32)
+                            vec![g.e.b.ins().load(types::I32, flags, addr, offset as i32)]
                         });
                         (x, keep)
                     }
                     None => {
                         g.vals = snapshot.clone();
                         g.vals.extend(table.iter().cloned());
-                        if let Some(ko) = ko {
-                            g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
-                            emit_ops(g, &plan.chunk_ops)?;
-                        }
                         g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
                         emit_ops(g, &plan.row_ops)?;
                         let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
                             return Err("the row operand is a scalar".into());
                         };
                         let keep = match plan.keep {
-                            Some(kv) => Some(g.index(kv)?),
+                            Some(kv) => Some(keep_conditions(g, kv)?),
                             None => None,
                         };
                         (x, keep)
@@ -1052,15 +1084,17 @@ impl Kernel<'_> {
                 // branch per row around its steps.
                 let old = &accs[i * vecs..(i + 1) * vecs];
                 let join = match keep {
-                    Some(keep) => {
-                        let apply = g.e.b.create_block();
+                    Some(conditions) => {
                         let join = g.e.b.create_block();
                         for _ in old {
                             g.e.b.append_block_param(join, types::F32X4);
                         }
                         let unchanged: Vec<BlockArg> = old.iter().map(|&a| a.into()).collect();
-                        g.e.b.ins().brif(keep, apply, &[], join, &unchanged);
-                        g.e.b.switch_to_block(apply);
+                        for c in conditions {
+                            let next = g.e.b.create_block();
+                            g.e.b.ins().brif(c, next, &[], join, &unchanged);
+                            g.e.b.switch_to_block(next);
+                        }
                         Some(join)
                     }
                     None => None,
@@ -1092,6 +1126,36 @@ impl Kernel<'_> {
             Ok(next)
         })
     }
+}
+
+/// Conditions whose conjunction is `keep != 0` (each an integer, true when nonzero): the
+/// factors of a product of comparisons (`index_mul` of `index_lt`s, as padded convolutions
+/// build it), each a comparison, so that the kernel branches on each rather than forming
+/// the product; any other factor as its value.
+fn keep_conditions(g: &mut Gen, keep: ValueId) -> Result<Vec<Value>, String> {
+    let ir = g.ir;
+    // Whether `v` is 0 or 1: a comparison or a product of such.
+    fn boolean(ir: &Module, v: ValueId) -> bool {
+        def_op(ir, v).is_some_and(|op| match ir.ops[op].name() {
+            "kernel.index_lt" => true,
+            "kernel.index_mul" => ir.ops[op].operands.iter().all(|&x| boolean(ir, x)),
+            _ => false,
+        })
+    }
+    let mut factors = vec![keep];
+    let mut out = Vec::new();
+    while let Some(v) = factors.pop() {
+        let op = def_op(ir, v).filter(|_| boolean(ir, v));
+        match op.map(|op| (ir.ops[op].name(), &ir.ops[op].operands)) {
+            Some(("kernel.index_mul", x)) => factors.extend(x.iter().rev()),
+            Some(("kernel.index_lt", x)) => {
+                let (a, b) = (g.index(x[0])?, g.index(x[1])?);
+                out.push(g.e.b.ins().icmp(IntCC::UnsignedLessThan, a, b));
+            }
+            _ => out.push(g.index(v)?),
+        }
+    }
+    Ok(out)
 }
 
 /// `for k in lo..hi by stride` carrying `init` (f32x4 values) through the iterations; returns
