@@ -142,6 +142,9 @@ pub(super) struct Plan {
     /// k-table, loaded by the kernel once per `k`; `table_ops` computes them.
     table_values: Vec<ValueId>,
     table_ops: Vec<OpId>,
+    /// The loads of `row_ops` whose indices are within the tensor's dimensions for every
+    /// position and `k` ([`index_bound`]): emitted without the clamps.
+    unclamped_loads: HashSet<OpId>,
     /// Whether each block of rows evaluates its row operand and `keep` for every `k` into a
     /// row pack before its groups of outputs run (module doc).
     pack_rows: bool,
@@ -402,6 +405,39 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
     let (table_values, table_ops, row_ops) = k_table(ir, &deps, &row_ops, &row_wanted);
+    let mut args_bound: HashMap<ValueId, u64> = HashMap::new();
+    for (i, &a) in args.iter().enumerate() {
+        let bound = match out_ty.dims.get(i) {
+            Some(&Dim::Fixed(d)) if d > 0 => Some(d - 1),
+            _ => None,
+        };
+        args_bound.extend(bound.map(|b| (a, b)));
+    }
+    args_bound.insert(ir.blocks[outer_block].args[0], k_hi - 1);
+    args_bound.insert(ir.blocks[term_block].args[0], k_hi - 1);
+    let unclamped_loads = row_ops
+        .iter()
+        .copied()
+        .filter(|&o| {
+            let load = &ir.ops[o];
+            let Some(t) = (load.name() == "kernel.load")
+                .then(|| ir.ty(load.operands[0]).as_tensor())
+                .flatten()
+            else {
+                return false;
+            };
+            t.dims.len() + 1 == load.operands.len()
+                && t.dims
+                    .iter()
+                    .zip(&load.operands[1..])
+                    .all(|(d, &i)| match d {
+                        &Dim::Fixed(d) => {
+                            index_bound(ir, &args_bound, i, 32).is_some_and(|b| b < d)
+                        }
+                        Dim::Dynamic => false,
+                    })
+        })
+        .collect();
     // A row pack when the row operand costs more than a load (or has a `keep`), does not
     // depend on the chunk, and four rows' pack fits in 64 KiB of stack.
     let computed = row_ops
@@ -430,11 +466,77 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         lane_ops,
         table_values,
         table_ops,
+        unclamped_loads,
         pack_rows,
         outer_step,
         inner_step,
         fma: fma || !exact_product,
     })
+}
+
+/// An upper bound of the index `v` from its ops (`args`: the block arguments' bounds), if
+/// one is known within `depth` ops.
+fn index_bound(ir: &Module, args: &HashMap<ValueId, u64>, v: ValueId, depth: u32) -> Option<u64> {
+    if let Some(&b) = args.get(&v) {
+        return Some(b);
+    }
+    let op = &ir.ops[def_op(ir, v)?];
+    if op.name() == "kernel.index" {
+        return constant_index(ir, v);
+    }
+    let depth = depth.checked_sub(1)?;
+    let bound = |i: usize| index_bound(ir, args, op.operands[i], depth);
+    match op.name() {
+        "kernel.index_lt" => Some(1),
+        "kernel.index_min" => match (bound(0), bound(1)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        "kernel.index_max" => Some(bound(0)?.max(bound(1)?)),
+        "kernel.index_add" => bound(0)?.checked_add(bound(1)?),
+        "kernel.index_mul" => bound(0)?.checked_mul(bound(1)?),
+        "kernel.index_sub" => bound(0),
+        "kernel.index_div" => bound(0),
+        "kernel.index_rem" => match (bound(0), constant_index(ir, op.operands[1])) {
+            (a, Some(d)) if d >= 1 => Some(a.map_or(d - 1, |a| a.min(d - 1))),
+            (a, _) => a,
+        },
+        _ => None,
+    }
+}
+
+/// Emits the row operand's ops (`row_ops`), the loads of `unclamped_loads` without clamping
+/// their indices (the same values: each index is at most its dimension − 1).
+fn emit_row_ops(g: &mut Gen, plan: &Plan) -> Result<(), String> {
+    for &op in &plan.row_ops {
+        if !plan.unclamped_loads.contains(&op) {
+            g.emit_in_block(op, 1)?;
+            continue;
+        }
+        let o = &g.ir.ops[op];
+        let idx: Vec<Value> = o.operands[1..]
+            .iter()
+            .map(|&v| g.index(v))
+            .collect::<Result<_, _>>()?;
+        let t = g
+            .tensors
+            .get(&o.operands[0])
+            .ok_or("a load from a tensor")?;
+        let (ptr, strides) = (t.ptr, t.strides.clone());
+        let mut offset = g.e.i64c(0);
+        for (&i, &s) in idx.iter().zip(&strides) {
+            let t = g.e.b.ins().imul(i, s);
+            offset = g.e.b.ins().iadd(offset, t);
+        }
+        let bytes = g.e.b.ins().ishl_imm_s(offset, 2);
+        let addr = g.e.b.ins().iadd(ptr, bytes);
+        let x =
+            g.e.b
+                .ins()
+                .load(types::F32, MemFlagsData::trusted(), addr, 0);
+        g.vals.insert(o.results[0], Lv::Shared(Cv::F32(x)));
+    }
+    Ok(())
 }
 
 /// Splits `row_ops` (computing `wanted`) into the k-table's values (results of ops depending
@@ -809,7 +911,7 @@ impl Kernel<'_> {
                 let table = load_table(g, plan, self.scratch, k);
                 g.vals.extend(table);
                 g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
-                emit_ops(g, &plan.row_ops)?;
+                emit_row_ops(g, plan)?;
                 let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
                     return Err("the row operand is a scalar".into());
                 };
@@ -1068,7 +1170,7 @@ impl Kernel<'_> {
                         g.vals = snapshot.clone();
                         g.vals.extend(table.iter().cloned());
                         g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
-                        emit_ops(g, &plan.row_ops)?;
+                        emit_row_ops(g, plan)?;
                         let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
                             return Err("the row operand is a scalar".into());
                         };
