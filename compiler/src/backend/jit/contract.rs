@@ -15,7 +15,8 @@
 //!   on `k` alone (a convolution's `k → (kh, kw, c)` divisions), 8 bytes each per `k`, which
 //!   the kernel loads once per `k` for all its rows.
 //! - **Row operand**: the other operand (and the `keep` condition of padded convolutions) is
-//!   evaluated as scalar code per row and `k` (from the k-table) and splat. A term that
+//!   evaluated as scalar code per row and `k` (from the k-table) and splat; its loads skip
+//!   the clamping of indices that are provably within their dimensions. A term that
 //!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
 //!   `keep` when it is a product of comparisons. With several groups of outputs per block of
 //!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
