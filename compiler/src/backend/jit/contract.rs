@@ -18,10 +18,10 @@
 //!   evaluated as scalar code per row and `k` (from the k-table) and splat; its loads skip
 //!   the clamping of indices that are provably within their dimensions. A term that
 //!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
-//!   `keep` when it is a product of comparisons. With several groups of outputs per block of
-//!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
-//!   **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand
-//!   depends on the chunk), which each group's `k` loop loads.
+//!   `keep` when it is a product of comparisons. With more than two groups of outputs per
+//!   block of rows, the block first evaluates its row operands and `keep` flags for every
+//!   `k` into a **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row
+//!   operand depends on the chunk), which each group's `k` loop loads.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
 //!   (or, without fma, a multiply and an add when the product is exact in f32). A narrower
 //!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
@@ -847,9 +847,9 @@ impl Kernel<'_> {
                     .ins()
                     .atomic_load(types::I64, MemFlagsData::trusted(), addr);
         }
-        // The row pack pays when several groups of outputs share it; one group evaluates the
-        // row operand in its `k` loop.
-        let packed_rows = if self.plan.n > 4 * vecs as u64 {
+        // The row pack pays when more than two groups of outputs share it (measured: with
+        // two, evaluating the row operand in each group's `k` loop costs about the same).
+        let packed_rows = if self.plan.n > 8 * vecs as u64 {
             self.pack_rows(g, &rows)?
         } else {
             None
