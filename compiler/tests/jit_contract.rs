@@ -147,9 +147,9 @@ fn dense_contractions_match_the_interpreter() {
 #[test]
 fn convolutions_with_padding_and_stride_match_the_interpreter() {
     // (batch, height, width, channels, outputs, kernel height, kernel width, window): odd
-    // sizes, rows that leave a remainder in the row blocking, outputs over more than two
-    // groups of 16 (which share a row pack), non-square kernels, and one with more terms
-    // (2160) than a row pack takes.
+    // sizes, rows that leave a remainder in the row blocking, outputs over several groups of
+    // 16 (which share a row pack), non-square kernels, and one with more terms (2160) than a
+    // row pack takes.
     let layers = [
         (2, 5, 5, 3, 5, 3, 3, "padding = same"),
         (1, 6, 7, 2, 9, 3, 3, "padding = 1, stride = 2"),

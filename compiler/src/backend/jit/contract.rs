@@ -18,10 +18,10 @@
 //!   evaluated as scalar code per row and `k` (from the k-table) and splat; its loads skip
 //!   the clamping of indices that are provably within their dimensions. A term that
 //!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
-//!   `keep` when it is a product of comparisons. With more than two groups of outputs per
-//!   block of rows, the block first evaluates its row operands and `keep` flags for every
-//!   `k` into a **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row
-//!   operand depends on the chunk), which each group's `k` loop loads.
+//!   `keep` when it is a product of comparisons. With several groups of outputs per block of
+//!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
+//!   **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand
+//!   depends on the chunk), which each group's `k` loop loads.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is one fma
 //!   (or, without fma, a multiply and an add when the product is exact in f32). A narrower
 //!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
@@ -847,9 +847,9 @@ impl Kernel<'_> {
                     .ins()
                     .atomic_load(types::I64, MemFlagsData::trusted(), addr);
         }
-        // The row pack pays when more than two groups of outputs share it (measured: with
-        // two, evaluating the row operand in each group's `k` loop costs about the same).
-        let packed_rows = if self.plan.n > 8 * vecs as u64 {
+        // The row pack pays when several groups of outputs share it (measured: from two; with
+        // one, evaluating the row operand in the group's `k` loop is faster).
+        let packed_rows = if self.plan.n > 4 * vecs as u64 {
             self.pack_rows(g, &rows)?
         } else {
             None
@@ -924,8 +924,20 @@ impl Kernel<'_> {
                     .ins()
                     .store(flags, x, addr, (4 * span * i as i64) as i32);
                 if let Some(kv) = plan.keep {
-                    let keep = g.index(kv)?;
-                    let keep = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
+                    // The conjunction of the factors' truths (no products).
+                    let mut keep = None;
+                    for c in keep_conditions(g, kv)? {
+                        let c = if g.e.b.func.dfg.value_type(c) == types::I8 {
+                            c
+                        } else {
+                            g.e.b.ins().icmp_imm_s(IntCC::NotEqual, c, 0)
+                        };
+                        keep = Some(match keep {
+                            Some(k) => g.e.b.ins().band(k, c),
+                            None => c,
+                        });
+                    }
+                    let keep = keep.ok_or("a keep condition")?;
                     let keep = g.e.b.ins().uextend(types::I32, keep);
                     let offset = 4 * span * (rows.len() + i) as i64;
                     g.e.b.ins().store(flags, keep, addr, offset as i32);
