@@ -154,22 +154,29 @@ fn dense_contractions_match_the_interpreter() {
 
 #[test]
 fn convolutions_with_padding_and_stride_match_the_interpreter() {
+    // (batch, height, width, channels, outputs, kernel height, kernel width, window): odd
+    // sizes, rows that leave a remainder in the row blocking, outputs over several groups of
+    // 16 (which share a row pack), non-square kernels, and one with more terms (2160) than a
+    // row pack takes.
     let layers = [
-        (2, 5, 5, 3, 5, "padding = same"),
-        (1, 6, 7, 2, 9, "padding = 1, stride = 2"),
-        (3, 4, 4, 4, 3, "padding = 2, stride = [1, 2]"),
-        (1, 5, 5, 1, 16, "padding = same, dilation = 2"),
+        (2, 5, 5, 3, 5, 3, 3, "padding = same"),
+        (1, 6, 7, 2, 9, 3, 3, "padding = 1, stride = 2"),
+        (3, 4, 4, 4, 3, 3, 3, "padding = 2, stride = [1, 2]"),
+        (1, 5, 5, 1, 16, 3, 3, "padding = same, dilation = 2"),
+        (2, 7, 5, 3, 37, 5, 3, "padding = [2, 1], stride = [2, 1], dilation = [1, 2]"),
+        (3, 5, 3, 2, 6, 1, 1, "stride = 2"),
+        (1, 3, 4, 240, 5, 3, 3, "padding = same"),
     ];
     let mut case = 0u64;
     for (input, with) in ARITHS {
         for chunk in ["", ", chunk = 7"] {
-            for &(b, h, w, c, o, window) in &layers {
+            for &(b, h, w, c, o, kh, kw, window) in &layers {
                 case += 1;
                 let source = format!(
-                    "model conv {{\n  input x: [{b}, {h}, {w}, {c}] {input};\n  input k: [{o}, 3, 3, {c}] {input};\n  let y = conv2d(x, k, {window}) with {{ {with}{chunk} }} : fp32;\n  output y;\n}}\n"
+                    "model conv {{\n  input x: [{b}, {h}, {w}, {c}] {input};\n  input k: [{o}, {kh}, {kw}, {c}] {input};\n  let y = conv2d(x, k, {window}) with {{ {with}{chunk} }} : fp32;\n  output y;\n}}\n"
                 );
                 let x = grid(input, &[b, h, w, c], case);
-                let kw = grid(input, &[o, 3, 3, c], case + 1000);
+                let kw = grid(input, &[o, kh, kw, c], case + 1000);
                 check(&source, &[x, kw]);
             }
         }

@@ -10,9 +10,18 @@
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
-//!   row per block, a pure load placed at its use, which frees registers). The other
-//!   operand (and the `keep` condition of padded convolutions) is evaluated as scalar code per
-//!   row and `k` and splat.
+//!   row per block, a pure load placed at its use, which frees registers). The same function
+//!   fills the **k-table** after it: the values of the row operand's computation that depend
+//!   on `k` alone (a convolution's `k → (kh, kw, c)` divisions), 8 bytes each per `k`, which
+//!   the kernel loads once per `k` for all its rows.
+//! - **Row operand**: the other operand (and the `keep` condition of padded convolutions) is
+//!   evaluated as scalar code per row and `k` (from the k-table) and splat; its loads skip
+//!   the clamping of indices that are provably within their dimensions. A term that
+//!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
+//!   `keep` when it is a product of comparisons. With several groups of outputs per block of
+//!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
+//!   **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand
+//!   depends on the chunk), which each group's `k` loop loads.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is a
 //!   multiply and an add when the product is exact in f32 (three-operand instructions; an fma
 //!   would tie its destination to a multiplicand that the block reuses, costing a register
@@ -39,7 +48,8 @@
 //!   counter expression shows they stay below 2^32, and shared by a block's vectors (plus
 //!   constant offsets) where they grow by a constant per `j`.
 //! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
-//!   accumulators run, so the blocking's registers stay free for the inner loop.
+//!   accumulators run, so the blocking's registers stay free for the inner loop; the ops
+//!   before the inner accumulation are evaluated once per chunk and row, not per `k`.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
 //!   of the element (output rounding, stores), lane by lane.
 //!
@@ -136,12 +146,25 @@ pub(super) struct Plan {
     k_lo: u64,
     k_hi: u64,
     n: u64,
-    /// The ops before the outer accumulate, before the inner one (in the outer body), and the
-    /// term block's ops computing the row operand and `keep`, and the packed operand.
+    /// The ops before the outer accumulate, before the inner one (in the outer body), the
+    /// term block's ops computing the row operand and `keep` (but the tabled ones), and the
+    /// packed operand.
     pre_ops: Vec<OpId>,
     chunk_ops: Vec<OpId>,
     row_ops: Vec<OpId>,
     lane_ops: Vec<OpId>,
+    /// The values of the row operand's computation that depend on `k` alone (index
+    /// arithmetic of the term block's argument, such as a convolution's `k → (kh, kw, c)`)
+    /// and that the rest of it uses: evaluated once per `k` by the packing function into the
+    /// k-table, loaded by the kernel once per `k`; `table_ops` computes them.
+    table_values: Vec<ValueId>,
+    table_ops: Vec<OpId>,
+    /// The loads of `row_ops` whose indices are within the tensor's dimensions for every
+    /// position and `k` ([`index_bound`]): emitted without the clamps.
+    unclamped_loads: HashSet<OpId>,
+    /// Whether each block of rows evaluates its row operand and `keep` for every `k` into a
+    /// row pack before its groups of outputs run (module doc).
+    pack_rows: bool,
     outer_step: Step,
     inner_step: Option<Step>,
     /// Whether binary32 steps form each product inside an fma (it is not exact in f32).
@@ -403,11 +426,25 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             )
         }
     };
+    let mut row_wanted = vec![row_operand];
+    row_wanted.extend(keep);
+    let row_ops = needed(ir, term_ops, &row_wanted);
+    let (table_values, table_ops, row_ops) = k_table(ir, &deps, &row_ops, &row_wanted);
+    let mut args_bound: HashMap<ValueId, u64> = HashMap::new();
+    for (i, &a) in args.iter().enumerate() {
+        let bound = match out_ty.dims.get(i) {
+            Some(&Dim::Fixed(d)) if d > 0 => Some(d - 1),
+            _ => None,
+        };
+        args_bound.extend(bound.map(|b| (a, b)));
+    }
+    args_bound.insert(ir.blocks[outer_block].args[0], k_hi - 1);
+    args_bound.insert(ir.blocks[term_block].args[0], k_hi - 1);
     let draw_counters = [Some(outer), inner].into_iter().flatten();
     let draws_in_32_bits = draw_counters
         .filter_map(|a| ir.ops[a].operands.get(3))
         .all(|&d| {
-            index_bound(ir, body, &out_ty.dims, d)
+            index_bound(ir, &args_bound, d, 32)
                 .and_then(|b| b.checked_add(k_hi))
                 .is_some_and(|b| b <= u64::from(u32::MAX))
         });
@@ -417,9 +454,38 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         j_coefficient(ir, &deps, d, j_arg).filter(|_| draws_in_32_bits)
     };
     let (outer_draw_j, inner_draw_j) = (draw_j(outer), inner.and_then(draw_j));
-    let mut row_wanted = vec![row_operand];
-    row_wanted.extend(keep);
-    let row_ops = needed(ir, term_ops, &row_wanted);
+    let unclamped_loads = row_ops
+        .iter()
+        .copied()
+        .filter(|&o| {
+            let load = &ir.ops[o];
+            let Some(t) = (load.name() == "kernel.load")
+                .then(|| ir.ty(load.operands[0]).as_tensor())
+                .flatten()
+            else {
+                return false;
+            };
+            t.dims.len() + 1 == load.operands.len()
+                && t.dims
+                    .iter()
+                    .zip(&load.operands[1..])
+                    .all(|(d, &i)| match d {
+                        &Dim::Fixed(d) => {
+                            index_bound(ir, &args_bound, i, 32).is_some_and(|b| b < d)
+                        }
+                        Dim::Dynamic => false,
+                    })
+        })
+        .collect();
+    // A row pack when the row operand costs more than a load (or has a `keep`), does not
+    // depend on the chunk, and four rows' pack fits in 64 KiB of stack.
+    let computed = row_ops
+        .iter()
+        .filter(|&&o| ir.ops[o].name() != "kernel.index")
+        .count();
+    let pack_rows = (keep.is_some() || computed > 1)
+        && row_wanted.iter().all(|&v| dep(&deps, v) & KO == 0)
+        && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
     let lane_ops = needed(ir, term_ops, &[lane_operand]);
     Some(Plan {
         body,
@@ -437,6 +503,10 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         chunk_ops,
         row_ops,
         lane_ops,
+        table_values,
+        table_ops,
+        unclamped_loads,
+        pack_rows,
         outer_step,
         inner_step,
         fma: !exact_product,
@@ -471,24 +541,101 @@ fn j_coefficient(ir: &Module, deps: &HashMap<ValueId, u8>, v: ValueId, j: ValueI
     }
 }
 
-/// An upper bound of the index value `v` of the generate body `body`, whose arguments range
-/// over `dims`, or `None` where it depends on anything else.
-fn index_bound(ir: &Module, body: BlockId, dims: &[Dim], v: ValueId) -> Option<u64> {
-    if let Some(a) = ir.blocks[body].args.iter().position(|&x| x == v) {
-        return match dims.get(a)? {
-            Dim::Fixed(d) => d.checked_sub(1),
-            _ => None,
-        };
+/// An upper bound of the index `v` from its ops (`args`: the block arguments' bounds), if
+/// one is known within `depth` ops.
+fn index_bound(ir: &Module, args: &HashMap<ValueId, u64>, v: ValueId, depth: u32) -> Option<u64> {
+    if let Some(&b) = args.get(&v) {
+        return Some(b);
     }
-    let o = &ir.ops[def_op(ir, v)?];
-    let bound = |i: usize| index_bound(ir, body, dims, *o.operands.get(i)?);
-    match o.name() {
-        "kernel.index" => constant_index(ir, v),
+    let op = &ir.ops[def_op(ir, v)?];
+    if op.name() == "kernel.index" {
+        return constant_index(ir, v);
+    }
+    let depth = depth.checked_sub(1)?;
+    let bound = |i: usize| index_bound(ir, args, op.operands[i], depth);
+    match op.name() {
+        "kernel.index_lt" => Some(1),
+        "kernel.index_min" => match (bound(0), bound(1)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        "kernel.index_max" => Some(bound(0)?.max(bound(1)?)),
         "kernel.index_add" => bound(0)?.checked_add(bound(1)?),
         "kernel.index_mul" => bound(0)?.checked_mul(bound(1)?),
-        "kernel.index_min" => Some(bound(0)?.min(bound(1)?)),
+        "kernel.index_sub" => bound(0),
+        "kernel.index_div" => bound(0),
+        "kernel.index_rem" => match (bound(0), constant_index(ir, op.operands[1])) {
+            (a, Some(d)) if d >= 1 => Some(a.map_or(d - 1, |a| a.min(d - 1))),
+            (a, _) => a,
+        },
         _ => None,
     }
+}
+
+/// Emits the row operand's ops (`row_ops`), the loads of `unclamped_loads` without clamping
+/// their indices (the same values: each index is at most its dimension − 1).
+fn emit_row_ops(g: &mut Gen, plan: &Plan) -> Result<(), String> {
+    for &op in &plan.row_ops {
+        if !plan.unclamped_loads.contains(&op) {
+            g.emit_in_block(op, 1)?;
+            continue;
+        }
+        let o = &g.ir.ops[op];
+        let idx: Vec<Value> = o.operands[1..]
+            .iter()
+            .map(|&v| g.index(v))
+            .collect::<Result<_, _>>()?;
+        let t = g
+            .tensors
+            .get(&o.operands[0])
+            .ok_or("a load from a tensor")?;
+        let (ptr, strides) = (t.ptr, t.strides.clone());
+        let mut offset = g.e.i64c(0);
+        for (&i, &s) in idx.iter().zip(&strides) {
+            let t = g.e.b.ins().imul(i, s);
+            offset = g.e.b.ins().iadd(offset, t);
+        }
+        let bytes = g.e.b.ins().ishl_imm_s(offset, 2);
+        let addr = g.e.b.ins().iadd(ptr, bytes);
+        let x =
+            g.e.b
+                .ins()
+                .load(types::F32, MemFlagsData::trusted(), addr, 0);
+        g.vals.insert(o.results[0], Lv::Shared(Cv::F32(x)));
+    }
+    Ok(())
+}
+
+/// Splits `row_ops` (computing `wanted`) into the k-table's values (results of ops depending
+/// on the term block's argument `k` alone, of index or float type, that an op depending on
+/// more, or `wanted`, uses), the ops computing them, and the rest of `row_ops`.
+fn k_table(
+    ir: &Module,
+    deps: &HashMap<ValueId, u8>,
+    row_ops: &[OpId],
+    wanted: &[ValueId],
+) -> (Vec<ValueId>, Vec<OpId>, Vec<OpId>) {
+    let k_only = |op: OpId| {
+        ir.ops[op]
+            .results
+            .iter()
+            .all(|r| deps.get(r) == Some(&KI) && matches!(ir.ty(*r), Type::Index | Type::Scalar(_)))
+    };
+    let (tabled, rest): (Vec<OpId>, Vec<OpId>) = row_ops.iter().partition(|&&op| k_only(op));
+    let mut values: Vec<ValueId> = Vec::new();
+    let used = rest
+        .iter()
+        .flat_map(|&op| ir.ops[op].operands.iter())
+        .chain(wanted);
+    for &v in used {
+        let defined_here = def_op(ir, v).is_some_and(|op| tabled.contains(&op));
+        if defined_here && !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    let ops = needed(ir, row_ops, &values);
+    let rest = needed(ir, &rest, wanted);
+    (values, ops, rest)
 }
 
 /// Whether `op` lies inside the region of `parent` (at any depth).
@@ -504,6 +651,18 @@ fn padded(n: u64) -> u64 {
     n.div_ceil(4) * 4
 }
 
+impl Plan {
+    /// The bytes of the packed operand, where the k-table starts in the scratch buffer.
+    fn table_offset(&self) -> i64 {
+        ((self.k_hi - self.k_lo) * padded(self.n) * 4) as i64
+    }
+
+    /// The bytes of one `k`'s row of the k-table (8 per value).
+    fn table_row(&self) -> i64 {
+        8 * self.table_values.len() as i64
+    }
+}
+
 /// Compiles the contraction `op` (recognised as `plan`): its packing function and kernel.
 pub(super) fn compile(
     jit: &mut JITModule,
@@ -514,8 +673,8 @@ pub(super) fn compile(
     name: &str,
     plan: &Plan,
 ) -> Result<KernelFn, String> {
-    let npad = padded(plan.n);
-    let floats = ((plan.k_hi - plan.k_lo) * npad) as usize;
+    let floats =
+        (plan.table_offset() + (plan.k_hi - plan.k_lo) as i64 * plan.table_row()) as usize / 4;
     let (pack_id, _, _) = build_function(
         jit,
         fctx,
@@ -612,7 +771,68 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         })?;
         Ok(())
     })?;
+    if plan.table_values.is_empty() {
+        return Ok(());
+    }
+    // The k-table: `table_values` at every `k`, 8 bytes each, after the packed operand.
+    let args = ir.blocks[plan.body].args.clone();
+    for &a in &args {
+        g.vals.insert(a, Lv::Shared(Cv::Index(zero)));
+    }
+    emit_ops(g, &plan.pre_ops)?;
+    if plan.inner.is_some() {
+        let outer_block = ir
+            .entry_block(ir.ops[plan.outer].regions[0])
+            .ok_or("a body")?;
+        g.vals
+            .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(klo)));
+        emit_ops(g, &plan.chunk_ops)?;
+    }
+    counted_loop(g, klo, khi, 1, false, |g, k| {
+        g.vals
+            .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
+        emit_ops(g, &plan.table_ops)?;
+        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+        let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+        let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
+        let addr = g.e.b.ins().iadd(scratch, row);
+        for (f, v) in plan.table_values.iter().enumerate() {
+            let x = match g.vals.get(v).map(lane0) {
+                Some(Cv::Index(x) | Cv::F32(x)) => x,
+                _ => return Err("a k-table value is an index or a float".into()),
+            };
+            g.e.b
+                .ins()
+                .store(MemFlagsData::trusted(), x, addr, 8 * f as i32);
+        }
+        Ok(())
+    })?;
     Ok(())
+}
+
+/// The k-table's values at `k` (loaded once per `k`, shared by the rows).
+fn load_table(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Vec<(ValueId, Lv)> {
+    if plan.table_values.is_empty() {
+        return Vec::new();
+    }
+    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
+    let addr = g.e.b.ins().iadd(scratch, row);
+    let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+    plan.table_values
+        .iter()
+        .enumerate()
+        .map(|(f, &v)| {
+            let offset = 8 * f as i32;
+            let x = if g.ir.ty(v) == &Type::Index {
+                Cv::Index(g.e.b.ins().load(types::I64, flags, addr, offset))
+            } else {
+                Cv::F32(g.e.b.ins().load(types::F32, flags, addr, offset))
+            };
+            (v, Lv::Shared(x))
+        })
+        .collect()
 }
 
 fn lane0(l: &Lv) -> Cv {
@@ -676,17 +896,43 @@ impl Kernel<'_> {
             }
             rows.push(idx);
         }
+        // The row indices pass through memory (an atomic load, which Cranelift neither
+        // forwards nor moves): otherwise it folds their division by constant dimensions into
+        // shifts and masks that it then recomputes at every use inside the `k` loop.
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * (count * prefix) as u32,
+            3,
+        ));
+        for (at, x) in rows.iter_mut().flatten().enumerate() {
+            let offset = 8 * at as i32;
+            g.e.b.ins().stack_store(types::I64, *x, slot, offset);
+            let addr = g.e.b.ins().stack_addr(types::I64, slot, offset);
+            *x =
+                g.e.b
+                    .ins()
+                    .atomic_load(types::I64, MemFlagsData::trusted(), addr);
+        }
+        // The row pack pays when several groups of outputs share it (measured: from two; with
+        // one, evaluating the row operand in the group's `k` loop is faster).
+        let packed_rows = if self.plan.n > 4 * vecs as u64 {
+            self.pack_rows(g, &rows)?
+        } else {
+            None
+        };
         let n = self.plan.n as i64;
         let zero = g.e.i64c(0);
         let end = g.e.i64c(n);
         let j = counted_loop(g, zero, end, 4 * vecs as i64, true, |g, j| {
-            self.group(g, &rows, j, vecs, 4)
+            self.group(g, &rows, packed_rows, j, vecs, 4)
         })?;
         let whole = g.e.i64c(n - n % 4);
-        counted_loop(g, j, whole, 4, true, |g, j| self.group(g, &rows, j, 1, 4))?;
+        counted_loop(g, j, whole, 4, true, |g, j| {
+            self.group(g, &rows, packed_rows, j, 1, 4)
+        })?;
         if n % 4 != 0 {
             let j = g.e.i64c(n - n % 4);
-            self.group(g, &rows, j, 1, (n % 4) as usize)?;
+            self.group(g, &rows, packed_rows, j, 1, (n % 4) as usize)?;
         }
         Ok(())
     }
@@ -703,11 +949,79 @@ impl Kernel<'_> {
         }
     }
 
-    /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored).
+    /// The row pack of `rows` (module doc) if the plan takes one: a stack buffer holding, for
+    /// each row `i` and `k`, the row operand (f32) at byte `4·(i·K + k − k_lo)`, then `keep`
+    /// (i32) at `4·(rows·K + i·K + k − k_lo)`. Returns its address.
+    fn pack_rows(&self, g: &mut Gen, rows: &[Vec<Value>]) -> Result<Option<Value>, String> {
+        let plan = self.plan;
+        if !plan.pack_rows {
+            return Ok(None);
+        }
+        let ir = g.ir;
+        let span = (plan.k_hi - plan.k_lo) as i64;
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (8 * span * rows.len() as i64) as u32,
+            4,
+        ));
+        let buffer = g.e.b.ins().stack_addr(types::I64, slot, 0);
+        let saved = g.vals.clone();
+        let (klo, khi) = (g.e.i64c(plan.k_lo as i64), g.e.i64c(plan.k_hi as i64));
+        let zero = g.e.i64c(0);
+        let k_arg = ir.blocks[plan.term_block].args[0];
+        for (i, row) in rows.iter().enumerate() {
+            self.set_position(g, row, Lv::Shared(Cv::Index(zero)));
+            emit_ops(g, &plan.pre_ops)?;
+            let before = g.vals.clone();
+            counted_loop(g, klo, khi, 1, false, |g, k| {
+                g.vals.clone_from(&before);
+                let table = load_table(g, plan, self.scratch, k);
+                g.vals.extend(table);
+                g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                emit_row_ops(g, plan)?;
+                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                    return Err("the row operand is a scalar".into());
+                };
+                let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+                let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
+                let addr = g.e.b.ins().iadd(buffer, bytes);
+                let flags = MemFlagsData::trusted();
+                g.e.b
+                    .ins()
+                    .store(flags, x, addr, (4 * span * i as i64) as i32);
+                if let Some(kv) = plan.keep {
+                    // The conjunction of the factors' truths (no products).
+                    let mut keep = None;
+                    for c in keep_conditions(g, kv)? {
+                        let c = if g.e.b.func.dfg.value_type(c) == types::I8 {
+                            c
+                        } else {
+                            g.e.b.ins().icmp_imm_s(IntCC::NotEqual, c, 0)
+                        };
+                        keep = Some(match keep {
+                            Some(k) => g.e.b.ins().band(k, c),
+                            None => c,
+                        });
+                    }
+                    let keep = keep.ok_or("a keep condition")?;
+                    let keep = g.e.b.ins().uextend(types::I32, keep);
+                    let offset = 4 * span * (rows.len() + i) as i64;
+                    g.e.b.ins().store(flags, keep, addr, offset as i32);
+                }
+                Ok(())
+            })?;
+        }
+        g.vals = saved;
+        Ok(Some(buffer))
+    }
+
+    /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored);
+    /// `packed_rows`: the rows' row pack.
     fn group(
         &self,
         g: &mut Gen,
         rows: &[Vec<Value>],
+        packed_rows: Option<Value>,
         j0: Value,
         vecs: usize,
         valid: usize,
@@ -759,6 +1073,7 @@ impl Kernel<'_> {
         let results = match plan.inner {
             None => self.k_loop(
                 g,
+                packed_rows,
                 &snapshots,
                 &inits,
                 j0,
@@ -769,7 +1084,6 @@ impl Kernel<'_> {
                 &accs,
                 plan.outer_step,
                 false,
-                None,
             )?,
             Some(inner) => {
                 let io = &ir.ops[inner];
@@ -788,9 +1102,15 @@ impl Kernel<'_> {
                         .stack_store(types::I64, acc, slot, 16 * a as i32);
                 }
                 loop_carrying(g, klo, khi, outer_stride, &[], |g, ko, _| {
-                    g.vals = snapshots[0].clone();
-                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
-                    emit_ops(g, &plan.chunk_ops)?;
+                    // Each row's chunk values, once per chunk (row 0's last: the bounds).
+                    let mut chunk_snapshots = Vec::with_capacity(snapshots.len());
+                    for snapshot in snapshots.iter().rev() {
+                        g.vals = snapshot.clone();
+                        g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
+                        emit_ops(g, &plan.chunk_ops)?;
+                        chunk_snapshots.push(g.vals.clone());
+                    }
+                    chunk_snapshots.reverse();
                     let ilo = g.index(io.operands[0])?;
                     let ihi = g.index(io.operands[1])?;
                     let Some(Cv::F32(init)) = g.vals.get(&io.operands[2]).map(lane0) else {
@@ -800,7 +1120,8 @@ impl Kernel<'_> {
                     let inner_init = vec![init; inits.len() * vecs];
                     let sums = self.k_loop(
                         g,
-                        &snapshots,
+                        packed_rows,
+                        &chunk_snapshots,
                         &inits,
                         j0,
                         vecs,
@@ -810,7 +1131,6 @@ impl Kernel<'_> {
                         &inner_init,
                         step,
                         true,
-                        Some(ko),
                     )?;
                     for (a, &sum) in sums.iter().enumerate() {
                         let vi = &inits[a / vecs][a % vecs];
@@ -867,11 +1187,13 @@ impl Kernel<'_> {
     }
 
     /// The loop over the products: `acc = round(acc + u·v)` for `k in lo..hi by stride`, per
-    /// row and vector; `inner`: the products belong to the inner accumulation (chunk `ko`).
+    /// row and vector; `snapshots`: each row's values (with its chunk's when `inner`: the
+    /// products belong to the inner accumulation).
     #[allow(clippy::too_many_arguments)]
     fn k_loop(
         &self,
         g: &mut Gen,
+        packed_rows: Option<Value>,
         snapshots: &[HashMap<ValueId, Lv>],
         inits: &[Vec<VecInit>],
         j0: Value,
@@ -882,14 +1204,9 @@ impl Kernel<'_> {
         accs: &[Value],
         step: Step,
         inner: bool,
-        ko: Option<Value>,
     ) -> Result<Vec<Value>, String> {
         let ir = g.ir;
         let plan = self.plan;
-        let outer_block = ir
-            .entry_block(ir.ops[plan.outer].regions[0])
-            .ok_or("a body")?;
-        let ko_arg = ir.blocks[outer_block].args[0];
         let k_arg = ir.blocks[plan.term_block].args[0];
         let npad = padded(plan.n) as i64;
         // The draw counters are induction variables of the loop, advanced by `stride` per
@@ -959,23 +1276,62 @@ impl Kernel<'_> {
                     })
                 })
                 .collect();
+            let table = match packed_rows {
+                Some(_) => Vec::new(),
+                None => load_table(g, plan, self.scratch, k),
+            };
             let mut next = Vec::with_capacity(accs.len());
             for (i, snapshot) in snapshots.iter().enumerate() {
-                g.vals = snapshot.clone();
-                if let Some(ko) = ko {
-                    g.vals.insert(ko_arg, Lv::Shared(Cv::Index(ko)));
-                    emit_ops(g, &plan.chunk_ops)?;
-                }
-                g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
-                emit_ops(g, &plan.row_ops)?;
-                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
-                    return Err("the row operand is a scalar".into());
-                };
-                let keep = match plan.keep {
-                    Some(kv) => Some(g.index(kv)?),
-                    None => None,
+                let (x, keep) = match packed_rows {
+                    Some(buffer) => {
+                        let span = (plan.k_hi - plan.k_lo) as i64;
+                        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+                        let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
+                        let addr = g.e.b.ins().iadd(buffer, bytes);
+                        let flags = MemFlagsData::trusted();
+                        let offset = (4 * span * i as i64) as i32;
+                        let x = g.e.b.ins().load(types::F32, flags, addr, offset);
+                        let keep = plan.keep.map(|_| {
+                            let offset = 4 * span * (snapshots.len() + i) as i64;
+                            vec![g.e.b.ins().load(types::I32, flags, addr, offset as i32)]
+                        });
+                        (x, keep)
+                    }
+                    None => {
+                        g.vals = snapshot.clone();
+                        g.vals.extend(table.iter().cloned());
+                        g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                        emit_row_ops(g, plan)?;
+                        let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                            return Err("the row operand is a scalar".into());
+                        };
+                        let keep = match plan.keep {
+                            Some(kv) => Some(keep_conditions(g, kv)?),
+                            None => None,
+                        };
+                        (x, keep)
+                    }
                 };
                 let xs = g.e.b.ins().splat(types::F32X4, x);
+                // A term that `keep` skips leaves the row's accumulators as they are: one
+                // branch per row around its steps.
+                let old = &accs[i * vecs..(i + 1) * vecs];
+                let join = match keep {
+                    Some(conditions) => {
+                        let join = g.e.b.create_block();
+                        for _ in old {
+                            g.e.b.append_block_param(join, types::F32X4);
+                        }
+                        let unchanged: Vec<BlockArg> = old.iter().map(|&a| a.into()).collect();
+                        for c in conditions {
+                            let next = g.e.b.create_block();
+                            g.e.b.ins().brif(c, next, &[], join, &unchanged);
+                            g.e.b.switch_to_block(next);
+                        }
+                        Some(join)
+                    }
+                    None => None,
+                };
                 let mut steps = Vec::with_capacity(vecs);
                 for (v, slot) in lane_vals.iter_mut().enumerate() {
                     let w = *slot.get_or_insert_with(|| {
@@ -987,13 +1343,15 @@ impl Kernel<'_> {
                     let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
                     steps.push((acc, Addend::Product(a, b, plan.fma), draw));
                 }
-                let sums = add_steps(g, step, &steps);
-                for (&(acc, ..), mut new) in steps.iter().zip(sums) {
-                    if let Some(keep) = keep {
-                        let c = g.e.b.ins().icmp_imm_s(IntCC::NotEqual, keep, 0);
-                        new = g.e.b.ins().select(c, new, acc);
+                let stepped = add_steps(g, step, &steps);
+                match join {
+                    Some(join) => {
+                        let args: Vec<BlockArg> = stepped.iter().map(|&a| a.into()).collect();
+                        g.e.b.ins().jump(join, &args);
+                        g.e.b.switch_to_block(join);
+                        next.extend_from_slice(g.e.b.block_params(join));
                     }
-                    next.push(new);
+                    None => next.extend(stepped),
                 }
             }
             for c in carried_draws.iter().flatten() {
@@ -1006,6 +1364,36 @@ impl Kernel<'_> {
         })?;
         Ok(sums[..accs.len()].to_vec())
     }
+}
+
+/// Conditions whose conjunction is `keep != 0` (each an integer, true when nonzero): the
+/// factors of a product of comparisons (`index_mul` of `index_lt`s, as padded convolutions
+/// build it), each a comparison, so that the kernel branches on each rather than forming
+/// the product; any other factor as its value.
+fn keep_conditions(g: &mut Gen, keep: ValueId) -> Result<Vec<Value>, String> {
+    let ir = g.ir;
+    // Whether `v` is 0 or 1: a comparison or a product of such.
+    fn boolean(ir: &Module, v: ValueId) -> bool {
+        def_op(ir, v).is_some_and(|op| match ir.ops[op].name() {
+            "kernel.index_lt" => true,
+            "kernel.index_mul" => ir.ops[op].operands.iter().all(|&x| boolean(ir, x)),
+            _ => false,
+        })
+    }
+    let mut factors = vec![keep];
+    let mut out = Vec::new();
+    while let Some(v) = factors.pop() {
+        let op = def_op(ir, v).filter(|_| boolean(ir, v));
+        match op.map(|op| (ir.ops[op].name(), &ir.ops[op].operands)) {
+            Some(("kernel.index_mul", x)) => factors.extend(x.iter().rev()),
+            Some(("kernel.index_lt", x)) => {
+                let (a, b) = (g.index(x[0])?, g.index(x[1])?);
+                out.push(g.e.b.ins().icmp(IntCC::UnsignedLessThan, a, b));
+            }
+            _ => out.push(g.index(v)?),
+        }
+    }
+    Ok(out)
 }
 
 /// `for k in lo..hi by stride` carrying `init` (vector values) through the iterations;
