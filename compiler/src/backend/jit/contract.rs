@@ -732,6 +732,21 @@ fn emit_ops(g: &mut Gen, ops: &[OpId]) -> Result<(), String> {
     Ok(())
 }
 
+/// For a chunked plan, the chunk ops evaluated at the first chunk `k_lo`, for the packing
+/// function (what it packs does not depend on the chunk: `plan` checks).
+fn enter_first_chunk(g: &mut Gen, plan: &Plan, k_lo: Value) -> Result<(), String> {
+    if plan.inner.is_none() {
+        return Ok(());
+    }
+    let ir = g.ir;
+    let outer_block = ir
+        .entry_block(ir.ops[plan.outer].regions[0])
+        .ok_or("a body")?;
+    g.vals
+        .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(k_lo)));
+    emit_ops(g, &plan.chunk_ops)
+}
+
 /// The packing function: `scratch[(k − k_lo)·npad + j]` = the packed operand at `(j, k)`.
 fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
     let ir = g.ir;
@@ -747,14 +762,7 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         }
         emit_ops(g, &plan.pre_ops)?;
         counted_loop(g, klo, khi, 1, false, |g, k| {
-            if plan.inner.is_some() {
-                let outer_block = ir
-                    .entry_block(ir.ops[plan.outer].regions[0])
-                    .ok_or("a body")?;
-                g.vals
-                    .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(klo)));
-                emit_ops(g, &plan.chunk_ops)?;
-            }
+            enter_first_chunk(g, plan, klo)?;
             g.vals
                 .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
             emit_ops(g, &plan.lane_ops)?;
@@ -780,14 +788,7 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         g.vals.insert(a, Lv::Shared(Cv::Index(zero)));
     }
     emit_ops(g, &plan.pre_ops)?;
-    if plan.inner.is_some() {
-        let outer_block = ir
-            .entry_block(ir.ops[plan.outer].regions[0])
-            .ok_or("a body")?;
-        g.vals
-            .insert(ir.blocks[outer_block].args[0], Lv::Shared(Cv::Index(klo)));
-        emit_ops(g, &plan.chunk_ops)?;
-    }
+    enter_first_chunk(g, plan, klo)?;
     counted_loop(g, klo, khi, 1, false, |g, k| {
         g.vals
             .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
