@@ -1097,10 +1097,13 @@ impl Kernel<'_> {
                     16 * accs.len() as u32,
                     4,
                 ));
+                // One address, the accumulators at immediate offsets from it: a
+                // `stack_load` per accumulator would become one hoisted address register
+                // each, which the inner loop cannot spare.
+                let stash = g.e.b.ins().stack_addr(types::I64, slot, 0);
+                let flags = MemFlagsData::trusted();
                 for (a, &acc) in accs.iter().enumerate() {
-                    g.e.b
-                        .ins()
-                        .stack_store(types::I64, acc, slot, 16 * a as i32);
+                    g.e.b.ins().store(flags, acc, stash, 16 * a as i32);
                 }
                 loop_carrying(g, klo, khi, outer_stride, &[], |g, ko, _| {
                     // Each row's chunk values, once per chunk (row 0's last: the bounds).
@@ -1137,25 +1140,18 @@ impl Kernel<'_> {
                         let vi = &inits[a / vecs][a % vecs];
                         let draw = vi.outer_draw.map(|d| draw_at(g, d, ko));
                         let offset = 16 * a as i32;
-                        let acc =
-                            g.e.b
-                                .ins()
-                                .stack_load(types::I64, types::F32X4, slot, offset);
+                        let acc = g.e.b.ins().load(types::F32X4, flags, stash, offset);
                         let [acc] =
                             add_steps(g, plan.outer_step, &[(acc, Addend::Sum(sum), draw)])[..]
                         else {
                             unreachable!("one step gives one sum")
                         };
-                        g.e.b.ins().stack_store(types::I64, acc, slot, offset);
+                        g.e.b.ins().store(flags, acc, stash, offset);
                     }
                     Ok(Vec::new())
                 })?;
                 (0..accs.len())
-                    .map(|a| {
-                        g.e.b
-                            .ins()
-                            .stack_load(types::I64, types::F32X4, slot, 16 * a as i32)
-                    })
+                    .map(|a| g.e.b.ins().load(types::F32X4, flags, stash, 16 * a as i32))
                     .collect()
             }
         };
