@@ -59,7 +59,7 @@ use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, L
 use super::round::Target;
 use super::vector_round::{
     ivec, random_word, round, round_nearest_with_subnormals, sum_nearest, sum_nearest_exact,
-    sum_stochastic_bits, sum_to_odd, DrawCounters,
+    sum_stochastic_bits, sum_to_odd, Draw, DrawCounters,
 };
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -647,6 +647,10 @@ fn inside(ir: &Module, parent: OpId, op: OpId) -> bool {
     all.contains(&op)
 }
 
+/// The `k` positions whose random words a stochastic step draws in one pass (`k_loop`): a
+/// block's 4 accumulators' words fill 4 KiB of stack.
+const WORD_TILE: i64 = 64;
+
 fn padded(n: u64) -> u64 {
     n.div_ceil(4) * 4
 }
@@ -1138,7 +1142,7 @@ impl Kernel<'_> {
                     )?;
                     for (a, &sum) in sums.iter().enumerate() {
                         let vi = &inits[a / vecs][a % vecs];
-                        let draw = vi.outer_draw.map(|d| draw_at(g, d, ko));
+                        let draw = vi.outer_draw.map(|d| Draw::Counters(draw_at(g, d, ko)));
                         let offset = 16 * a as i32;
                         let acc = g.e.b.ins().load(types::F32X4, flags, stash, offset);
                         let [acc] =
@@ -1186,6 +1190,11 @@ impl Kernel<'_> {
     /// The loop over the products: `acc = round(acc + u·v)` for `k in lo..hi by stride`, per
     /// row and vector; `snapshots`: each row's values (with its chunk's when `inner`: the
     /// products belong to the inner accumulation).
+    ///
+    /// A stochastic step draws its random words in a pass of its own over a tile of `k`
+    /// (stored to the stack) before the pass that adds the tile's terms reads them: each
+    /// pass then keeps its own constants in registers (the hash's and the rounding's did not
+    /// fit together, and spilled).
     #[allow(clippy::too_many_arguments)]
     fn k_loop(
         &self,
@@ -1202,10 +1211,7 @@ impl Kernel<'_> {
         step: Step,
         inner: bool,
     ) -> Result<Vec<Value>, String> {
-        let ir = g.ir;
         let plan = self.plan;
-        let k_arg = ir.blocks[plan.term_block].args[0];
-        let npad = padded(plan.n) as i64;
         // The draw counters are induction variables of the loop, advanced by `stride` per
         // iteration (a loop-invariant base plus `k` would have its index arithmetic
         // rematerialised inside the loop).
@@ -1231,8 +1237,9 @@ impl Kernel<'_> {
             carried.push(c.low);
             carried.extend(c.high);
         }
-        let sums = loop_carrying(g, lo, hi, stride, &carried, |g, k, carried| {
-            let (accs, mut rest) = carried.split_at(starts.len());
+        // The counters of every accumulator from the carried ones.
+        let counters = |g: &mut Gen, rest: &[Value]| -> Vec<Option<DrawCounters>> {
+            let mut rest = rest;
             let mut draws: Vec<Option<DrawCounters>> = starts
                 .iter()
                 .map(|c| {
@@ -1244,122 +1251,219 @@ impl Kernel<'_> {
                     })
                 })
                 .collect();
-            let carried_draws = draws.clone();
             if let Some(per_j) = draw_j {
+                // Each vector's counters are the previous vector's plus one constant.
+                let offset = ivec(g, 4u64.wrapping_mul(per_j) as i32);
                 for a in 0..draws.len() {
-                    let v = a % vecs;
-                    if let (Some(first), true) = (draws[a - v], v > 0) {
-                        let offset = ivec(g, (4 * v as u64).wrapping_mul(per_j) as i32);
-                        let low = g.e.b.ins().iadd(first.low, offset);
+                    if let (Some(previous), true) = (draws[a.saturating_sub(1)], a % vecs > 0) {
+                        let low = g.e.b.ins().iadd(previous.low, offset);
                         draws[a] = Some(DrawCounters { low, high: None });
                     }
                 }
             }
-            let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
-            let pos = g.e.b.ins().imul_imm_s(kk, npad);
-            let pos = g.e.b.ins().iadd(pos, j0);
-            let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
-            let base = g.e.b.ins().iadd(self.scratch, bytes);
-            // With one row, each packed vector is loaded where it is used, as a pure load
-            // (the scratch buffer is filled before the kernel runs), which keeps registers
-            // free for the rounding; with more rows, the loads come first and are shared.
-            let one_row = snapshots.len() == 1;
-            let mut lane_vals: Vec<Option<Value>> = (0..vecs)
-                .map(|v| {
-                    (!one_row).then(|| {
-                        g.e.b
-                            .ins()
-                            .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
-                    })
-                })
-                .collect();
-            let table = match packed_rows {
-                Some(_) => Vec::new(),
-                None => load_table(g, plan, self.scratch, k),
-            };
-            let mut next = Vec::with_capacity(accs.len());
-            for (i, snapshot) in snapshots.iter().enumerate() {
-                let (x, keep) = match packed_rows {
-                    Some(buffer) => {
-                        let span = (plan.k_hi - plan.k_lo) as i64;
-                        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
-                        let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
-                        let addr = g.e.b.ins().iadd(buffer, bytes);
-                        let flags = MemFlagsData::trusted();
-                        let offset = (4 * span * i as i64) as i32;
-                        let x = g.e.b.ins().load(types::F32, flags, addr, offset);
-                        let keep = plan.keep.map(|_| {
-                            let offset = 4 * span * (snapshots.len() + i) as i64;
-                            vec![g.e.b.ins().load(types::I32, flags, addr, offset as i32)]
-                        });
-                        (x, keep)
-                    }
-                    None => {
-                        g.vals = snapshot.clone();
-                        g.vals.extend(table.iter().cloned());
-                        g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
-                        emit_row_ops(g, plan)?;
-                        let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
-                            return Err("the row operand is a scalar".into());
-                        };
-                        let keep = match plan.keep {
-                            Some(kv) => Some(keep_conditions(g, kv)?),
-                            None => None,
-                        };
-                        (x, keep)
-                    }
+            draws
+        };
+        let has_draw: Vec<bool> = (0..accs.len())
+            .map(|a| starts[a].is_some() || (draw_j.is_some() && starts[a - a % vecs].is_some()))
+            .collect();
+        let advance = |g: &mut Gen, rest: &[Value], by: i64| -> Vec<Value> {
+            let mut next = Vec::with_capacity(rest.len());
+            let mut rest = rest;
+            for c in starts.iter().flatten() {
+                let carried = DrawCounters {
+                    low: rest[0],
+                    high: c.high.map(|_| rest[1]),
                 };
-                let xs = g.e.b.ins().splat(types::F32X4, x);
-                // A term that `keep` skips leaves the row's accumulators as they are: one
-                // branch per row around its steps.
-                let old = &accs[i * vecs..(i + 1) * vecs];
-                let join = match keep {
-                    Some(conditions) => {
-                        let join = g.e.b.create_block();
-                        for _ in old {
-                            g.e.b.append_block_param(join, types::F32X4);
-                        }
-                        let unchanged: Vec<BlockArg> = old.iter().map(|&a| a.into()).collect();
-                        for c in conditions {
-                            let next = g.e.b.create_block();
-                            g.e.b.ins().brif(c, next, &[], join, &unchanged);
-                            g.e.b.switch_to_block(next);
-                        }
-                        Some(join)
-                    }
-                    None => None,
-                };
-                let mut steps = Vec::with_capacity(vecs);
-                for (v, slot) in lane_vals.iter_mut().enumerate() {
-                    let w = *slot.get_or_insert_with(|| {
-                        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
-                        g.e.b.ins().load(types::F32X4, flags, base, 16 * v as i32)
-                    });
-                    let acc = accs[i * vecs + v];
-                    let draw = draws[i * vecs + v];
-                    let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
-                    steps.push((acc, Addend::Product(a, b, plan.fma), draw));
-                }
-                let stepped = add_steps(g, step, &steps);
-                match join {
-                    Some(join) => {
-                        let args: Vec<BlockArg> = stepped.iter().map(|&a| a.into()).collect();
-                        g.e.b.ins().jump(join, &args);
-                        g.e.b.switch_to_block(join);
-                        next.extend_from_slice(g.e.b.block_params(join));
-                    }
-                    None => next.extend(stepped),
-                }
-            }
-            for c in carried_draws.iter().flatten() {
-                let step = g.e.i64c(stride);
-                let c = draw_at(g, *c, step);
+                rest = &rest[1 + usize::from(c.high.is_some())..];
+                let by = g.e.i64c(by);
+                let c = draw_at(g, carried, by);
                 next.push(c.low);
                 next.extend(c.high);
             }
-            Ok(next)
+            next
+        };
+        let n = accs.len();
+        let stream = match step {
+            Step::Narrow { stream, .. } if stride == 1 && starts.iter().any(Option::is_some) => {
+                Some(stream)
+            }
+            _ => None,
+        };
+        let Some(stream) = stream else {
+            let sums = loop_carrying(g, lo, hi, stride, &carried, |g, k, carried| {
+                let (accs, rest) = carried.split_at(n);
+                let draws: Vec<Option<Draw>> = counters(g, rest)
+                    .into_iter()
+                    .map(|d| d.map(Draw::Counters))
+                    .collect();
+                let mut next = self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)?;
+                next.extend(advance(g, rest, stride));
+                Ok(next)
+            })?;
+            return Ok(sums[..n].to_vec());
+        };
+        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (16 * n as i64 * WORD_TILE) as u32,
+            4,
+        ));
+        let words = g.e.b.ins().stack_addr(types::I64, slot, 0);
+        let flags = MemFlagsData::trusted();
+        let sums = loop_carrying(g, lo, hi, WORD_TILE, &carried, |g, t, carried| {
+            let (accs, rest) = carried.split_at(n);
+            let end = g.e.b.ins().iadd_imm_s(t, WORD_TILE);
+            let end = g.e.b.ins().umin(end, hi);
+            let tile_address = |g: &mut Gen, k: Value| {
+                let kk = g.e.b.ins().isub(k, t);
+                let bytes = g.e.b.ins().imul_imm_s(kk, 16 * n as i64);
+                g.e.b.ins().iadd(words, bytes)
+            };
+            let rest = loop_carrying(g, t, end, 1, rest, |g, k, rest| {
+                let at = tile_address(g, k);
+                for (a, d) in counters(g, rest).into_iter().enumerate() {
+                    if let Some(d) = d {
+                        let w = random_word(g, stream, d);
+                        g.e.b.ins().store(flags, w, at, 16 * a as i32);
+                    }
+                }
+                Ok(advance(g, rest, 1))
+            })?;
+            let mut sums = loop_carrying(g, t, end, 1, accs, |g, k, accs| {
+                let at = tile_address(g, k);
+                let draws: Vec<Option<Draw>> = has_draw
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &has)| {
+                        has.then_some(Draw::Stored {
+                            address: at,
+                            offset: 16 * a as i32,
+                        })
+                    })
+                    .collect();
+                self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)
+            })?;
+            sums.extend(rest);
+            Ok(sums)
         })?;
-        Ok(sums[..accs.len()].to_vec())
+        Ok(sums[..n].to_vec())
+    }
+
+    /// The terms at `k` added to the block's accumulators `accs` (each row's vectors in
+    /// turn), with each accumulator's draw.
+    #[allow(clippy::too_many_arguments)]
+    fn terms(
+        &self,
+        g: &mut Gen,
+        packed_rows: Option<Value>,
+        snapshots: &[HashMap<ValueId, Lv>],
+        j0: Value,
+        vecs: usize,
+        k: Value,
+        accs: &[Value],
+        draws: &[Option<Draw>],
+        step: Step,
+    ) -> Result<Vec<Value>, String> {
+        let ir = g.ir;
+        let plan = self.plan;
+        let k_arg = ir.blocks[plan.term_block].args[0];
+        let npad = padded(plan.n) as i64;
+        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+        let pos = g.e.b.ins().imul_imm_s(kk, npad);
+        let pos = g.e.b.ins().iadd(pos, j0);
+        let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
+        let base = g.e.b.ins().iadd(self.scratch, bytes);
+        // With one row, each packed vector is loaded where it is used, as a pure load
+        // (the scratch buffer is filled before the kernel runs), which keeps registers
+        // free for the rounding; with more rows, the loads come first and are shared.
+        let one_row = snapshots.len() == 1;
+        let mut lane_vals: Vec<Option<Value>> = (0..vecs)
+            .map(|v| {
+                (!one_row).then(|| {
+                    g.e.b
+                        .ins()
+                        .load(types::F32X4, MemFlagsData::trusted(), base, 16 * v as i32)
+                })
+            })
+            .collect();
+        let table = match packed_rows {
+            Some(_) => Vec::new(),
+            None => load_table(g, plan, self.scratch, k),
+        };
+        let mut next = Vec::with_capacity(accs.len());
+        for (i, snapshot) in snapshots.iter().enumerate() {
+            let (x, keep) = match packed_rows {
+                Some(buffer) => {
+                    let span = (plan.k_hi - plan.k_lo) as i64;
+                    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+                    let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
+                    let addr = g.e.b.ins().iadd(buffer, bytes);
+                    let flags = MemFlagsData::trusted();
+                    let offset = (4 * span * i as i64) as i32;
+                    let x = g.e.b.ins().load(types::F32, flags, addr, offset);
+                    let keep = plan.keep.map(|_| {
+                        let offset = 4 * span * (snapshots.len() + i) as i64;
+                        vec![g.e.b.ins().load(types::I32, flags, addr, offset as i32)]
+                    });
+                    (x, keep)
+                }
+                None => {
+                    g.vals = snapshot.clone();
+                    g.vals.extend(table.iter().cloned());
+                    g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
+                    emit_row_ops(g, plan)?;
+                    let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
+                        return Err("the row operand is a scalar".into());
+                    };
+                    let keep = match plan.keep {
+                        Some(kv) => Some(keep_conditions(g, kv)?),
+                        None => None,
+                    };
+                    (x, keep)
+                }
+            };
+            let xs = g.e.b.ins().splat(types::F32X4, x);
+            // A term that `keep` skips leaves the row's accumulators as they are: one
+            // branch per row around its steps.
+            let old = &accs[i * vecs..(i + 1) * vecs];
+            let join = match keep {
+                Some(conditions) => {
+                    let join = g.e.b.create_block();
+                    for _ in old {
+                        g.e.b.append_block_param(join, types::F32X4);
+                    }
+                    let unchanged: Vec<BlockArg> = old.iter().map(|&a| a.into()).collect();
+                    for c in conditions {
+                        let next = g.e.b.create_block();
+                        g.e.b.ins().brif(c, next, &[], join, &unchanged);
+                        g.e.b.switch_to_block(next);
+                    }
+                    Some(join)
+                }
+                None => None,
+            };
+            let mut steps = Vec::with_capacity(vecs);
+            for (v, slot) in lane_vals.iter_mut().enumerate() {
+                let w = *slot.get_or_insert_with(|| {
+                    let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+                    g.e.b.ins().load(types::F32X4, flags, base, 16 * v as i32)
+                });
+                let acc = accs[i * vecs + v];
+                let draw = draws[i * vecs + v];
+                let (a, b) = if plan.lane_first { (w, xs) } else { (xs, w) };
+                steps.push((acc, Addend::Product(a, b, plan.fma), draw));
+            }
+            let stepped = add_steps(g, step, &steps);
+            match join {
+                Some(join) => {
+                    let args: Vec<BlockArg> = stepped.iter().map(|&a| a.into()).collect();
+                    g.e.b.ins().jump(join, &args);
+                    g.e.b.switch_to_block(join);
+                    next.extend_from_slice(g.e.b.block_params(join));
+                }
+                None => next.extend(stepped),
+            }
+        }
+        Ok(next)
     }
 }
 
@@ -1522,9 +1626,9 @@ enum Addend {
 fn add_steps(
     g: &mut Gen,
     step: Step,
-    steps: &[(Value, Addend, Option<DrawCounters>)],
+    steps: &[(Value, Addend, Option<Draw>)],
 ) -> Vec<Value> {
-    let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<DrawCounters>| match step {
+    let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<Draw>| match step {
         Step::Narrow {
             format,
             mode: Rounding::StochasticBits(bits),
@@ -1532,7 +1636,7 @@ fn add_steps(
         } => {
             let x = addend_value(g, addend);
             let d = draw.expect("a stochastic rounding has a draw counter (verified)");
-            let random = random_word(g, stream, d);
+            let random = d.word(g, stream);
             Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
         }
         Step::Narrow {
@@ -1587,7 +1691,7 @@ fn add_step(
     step: Step,
     acc: Value,
     addend: Addend,
-    draw: Option<DrawCounters>,
+    draw: Option<Draw>,
 ) -> Value {
     match (step, addend) {
         (Step::Binary32, Addend::Product(a, b, true)) => g.e.b.ins().fma(a, b, acc),
@@ -1611,7 +1715,7 @@ fn add_step(
         ) => {
             let x = addend_value(g, addend);
             let s = sum_to_odd(g, acc, x);
-            let random = draw.map(|d| random_word(g, stream, d));
+            let random = draw.map(|d| d.word(g, stream));
             round(g, s, &format, mode, random)
         }
     }

@@ -89,6 +89,29 @@ pub(super) struct DrawCounters {
     pub high: Option<Value>,
 }
 
+/// Where a step's random words come from: its draw counters (hashed where used) or words
+/// already drawn and stored at `address + offset`.
+#[derive(Clone, Copy)]
+pub(super) enum Draw {
+    Counters(DrawCounters),
+    Stored { address: Value, offset: i32 },
+}
+
+impl Draw {
+    /// Random word 0 of `stream` for the four lanes; a stored word is loaded here, where it
+    /// is used, so that the load folds into its first use.
+    pub(super) fn word(self, g: &mut Gen, stream: u64) -> Value {
+        match self {
+            Draw::Counters(counters) => random_word(g, stream, counters),
+            Draw::Stored { address, offset } => {
+                g.e.b
+                    .ins()
+                    .load(types::I32X4, MemFlagsData::trusted(), address, offset)
+            }
+        }
+    }
+}
+
 /// Random word 0 of `stream` at the four draw counters (`Emit::random_word` per lane).
 pub(super) fn random_word(g: &mut Gen, stream: u64, counters: DrawCounters) -> Value {
     let key =
@@ -339,11 +362,12 @@ pub(super) fn sum_stochastic_bits(
     bits: u32,
     random: Value,
 ) -> FastLane {
+    // Few constants (the magnitude mask gives the sign too; the kept grid is two shifts):
+    // the rest of a block's step is many vectors wide and would spill them.
     let (s, err) = two_sum(g, acc, x);
     let sb = as_int(g, s);
-    let sign_mask = ivec(g, i32::MIN);
-    let sign = g.e.b.ins().band(sb, sign_mask);
     let abs_mask = ivec(g, i32::MAX);
+    let sign = g.e.b.ins().band_not(sb, abs_mask);
     let magnitude = g.e.b.ins().band(sb, abs_mask);
     // The error relative to the sum's sign is negative where |s| > |exact| (an exact sum
     // has error +0).
@@ -357,8 +381,8 @@ pub(super) fn sum_stochastic_bits(
     let r = g.e.b.ins().ushr_imm_s(random, (32 - bits) as i64);
     let r = g.e.b.ins().ishl_imm_s(r, (quantum_shift - bits) as i64);
     let carried = g.e.b.ins().iadd(truncatable, r);
-    let kept = ivec(g, -(1i32 << quantum_shift));
-    let rounded = g.e.b.ins().band(carried, kept);
+    let rounded = g.e.b.ins().ushr_imm_s(carried, quantum_shift as i64);
+    let rounded = g.e.b.ins().ishl_imm_s(rounded, quantum_shift as i64);
     let value = g.e.b.ins().bor(rounded, sign);
     // Signed comparisons of the magnitude (one instruction each on x86). Up to the largest
     // value the rounding cannot overflow: the largest value lies on the kept grid.
