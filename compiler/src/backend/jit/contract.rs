@@ -648,7 +648,7 @@ fn inside(ir: &Module, parent: OpId, op: OpId) -> bool {
 }
 
 /// The `k` positions whose random words a stochastic step draws in one pass (`k_loop`): a
-/// block's 4 accumulators' words fill 4 KiB of stack.
+/// block's (up to 16) accumulators' words fill up to 16 KiB of stack.
 const WORD_TILE: i64 = 64;
 
 fn padded(n: u64) -> u64 {
@@ -863,15 +863,20 @@ struct Kernel<'p> {
 
 impl Kernel<'_> {
     fn emit(&self, g: &mut Gen, lo: Value, hi: Value) -> Result<(), String> {
-        // Binary32 steps and the short nearest steps take two rows of four vectors (eight
-        // accumulator chains); the longer odd-rounding steps one row, which keeps their
-        // constants in registers.
-        let short_step = matches!(
-            self.plan.inner_step.unwrap_or(self.plan.outer_step),
-            Step::Binary32 | Step::NearestThroughBinary32 { .. }
-        );
+        // A block's accumulator chains (rows × vectors). A rounded step's latency (twenty-odd
+        // cycles through TwoSum and the rounding; four through an fma) needs more independent
+        // chains than the sixteen vector registers hold to keep the vector units busy: where
+        // the layer is that wide, one row of sixteen vectors (measured on 256³ against two
+        // rows of four and one row of four or eight: 12–80% faster), except exact products
+        // into binary32 (a multiply and an add, already throughput-bound: two rows of four).
+        // Narrower layers: the short steps (binary32, nearest through binary32) two rows of
+        // four vectors, the longer odd-rounding steps one row of four.
+        let step = self.plan.inner_step.unwrap_or(self.plan.outer_step);
+        let short_step = matches!(step, Step::Binary32 | Step::NearestThroughBinary32 { .. });
+        let latency_bound = !matches!(step, Step::Binary32) || self.plan.fma;
         let nvec = (self.plan.n / 4) as usize;
         let (rows, vecs) = match (short_step, nvec) {
+            (_, v) if v >= 16 && latency_bound => (1, 16),
             (true, v) if v >= 4 => (2, 4),
             (true, _) => (4, 2),
             (false, v) if v >= 4 => (1, 4),
@@ -880,7 +885,9 @@ impl Kernel<'_> {
         let r = counted_loop(g, lo, hi, rows as i64, true, |g, r| {
             self.rows(g, r, rows, vecs)
         })?;
-        counted_loop(g, r, hi, 1, false, |g, r| self.rows(g, r, 1, vecs))?;
+        if rows > 1 {
+            counted_loop(g, r, hi, 1, false, |g, r| self.rows(g, r, 1, vecs))?;
+        }
         Ok(())
     }
 
@@ -931,10 +938,13 @@ impl Kernel<'_> {
         let j = counted_loop(g, zero, end, 4 * vecs as i64, true, |g, j| {
             self.group(g, &rows, packed_rows, j, vecs, 4)
         })?;
-        let whole = g.e.i64c(n - n % 4);
-        counted_loop(g, j, whole, 4, true, |g, j| {
-            self.group(g, &rows, packed_rows, j, 1, 4)
-        })?;
+        // Single vectors for the whole vectors the blocks leave (none when they divide `n`).
+        if n % (4 * vecs as i64) >= 4 {
+            let whole = g.e.i64c(n - n % 4);
+            counted_loop(g, j, whole, 4, true, |g, j| {
+                self.group(g, &rows, packed_rows, j, 1, 4)
+            })?;
+        }
         if n % 4 != 0 {
             let j = g.e.i64c(n - n % 4);
             self.group(g, &rows, packed_rows, j, 1, (n % 4) as usize)?;
