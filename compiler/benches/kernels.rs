@@ -2,8 +2,8 @@
 //! a dense layer 256×256×256 and a 3×3 convolution 32×32×16→16 (batch 8, so the MAC counts
 //! are comparable) in several arithmetics, each beside the reference interpreter (one run per
 //! case: it is slow) and native f32 (matrixmultiply's sgemm, the convolution as im2col +
-//! sgemm), native timed right beside each case with the same thread count; a chunked case
-//! also prints its speed over the unchunked one (the two timed alternately); then the compile time of
+//! sgemm) with the same thread count, timed alternately with each case; a chunked case also
+//! prints its speed over the unchunked one (the two timed alternately); then the compile time of
 //! examples/resnet20.qnn from source to JIT-ready code. An argument (after `--`) runs only
 //! the cases whose "layer arithmetic" contains it.
 
@@ -67,38 +67,23 @@ fn data(format: &str, shape: &[usize], stream: u64) -> Vec<f32> {
     out
 }
 
-/// The best of a few timed runs (after one warm-up).
-fn best(mut f: impl FnMut()) -> Duration {
-    f();
-    let mut best = Duration::MAX;
-    let start = Instant::now();
-    for _ in 0..5 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed());
-        if start.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
-    best
-}
-
-/// The best times of `f` and `g` run alternately (after one warm-up each), so that both see
-/// the same moments of a shared machine: a ratio of two close figures needs this more than
-/// an absolute figure does.
+/// The best times of `f` and `g` run alternately (after one warm-up each) for about two
+/// seconds (at least 5 and at most 200 of each), so that both see the same moments of a
+/// shared machine, whose speed drifts by ±20% between seconds: every ratio the benchmark
+/// prints compares two figures measured this way.
 fn best_alternating(mut f: impl FnMut(), mut g: impl FnMut()) -> (Duration, Duration) {
     f();
     g();
     let (mut best_f, mut best_g) = (Duration::MAX, Duration::MAX);
     let start = Instant::now();
-    for _ in 0..15 {
+    for round in 0..200 {
         let t = Instant::now();
         f();
         best_f = best_f.min(t.elapsed());
         let t = Instant::now();
         g();
         best_g = best_g.min(t.elapsed());
-        if start.elapsed() > Duration::from_secs(6) {
+        if round >= 4 && start.elapsed() > Duration::from_secs(2) {
             break;
         }
     }
@@ -173,12 +158,20 @@ fn main() {
             let compiled = jit.compile(&p).unwrap();
             let x = Tensor::new(shape.clone(), data(a.input, &shape, 5)).unwrap();
             let inputs = [x];
-            // Native f32 and (for a chunked variant) the unchunked one are timed right beside
-            // this case, so every ratio compares figures of the same moment of the machine.
-            let native = if layer == "dense" { best(|| native_dense(&xd, &wd, &mut yd)) } else { best(|| native_conv(&xc, &wc, &mut cols, &mut yc)) };
-            let t = best(|| {
-                std::hint::black_box(compiled.run(&p, &inputs).unwrap());
-            });
+            // Native f32 and (for a chunked variant) the unchunked one are timed alternately
+            // with this case, so every ratio compares figures of the same moments of the machine.
+            let (native, t) = best_alternating(
+                || {
+                    if layer == "dense" {
+                        native_dense(&xd, &wd, &mut yd)
+                    } else {
+                        native_conv(&xc, &wc, &mut cols, &mut yc)
+                    }
+                },
+                || {
+                    std::hint::black_box(compiled.run(&p, &inputs).unwrap());
+                },
+            );
             let chunked_vs_unchunked = a.with.strip_suffix(", chunk = 32").map(|unchunked| {
                 let pu = program(&source(unchunked));
                 let cu = jit.compile(&pu).unwrap();

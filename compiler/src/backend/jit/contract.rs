@@ -4,9 +4,12 @@
 //!
 //! - **Lanes**: four adjacent outputs of the last axis form one `f32x4` accumulator; each lane
 //!   keeps its own order of additions over `k`, so every output's additions are the scalar
-//!   code's. A block of rows × vectors (register blocking) shares each loaded value: 2 × 4
-//!   for binary32 and direct `nearest` steps, 1 × 4 for the odd-rounding ones (more chains
-//!   measured no faster there: their many operations fill the vector units already).
+//!   code's. A block of rows × vectors (register blocking) shares each loaded value. A
+//!   rounded step's latency (twenty-odd cycles through TwoSum and the rounding, four
+//!   through an fma) needs many independent chains: where the layer has at least 64
+//!   outputs, one row of 16 vectors (more chains than registers, but faster); else 2 × 4
+//!   for binary32 and direct `nearest` steps and 1 × 4 for the odd-rounding ones. Exact
+//!   products into binary32 (a multiply and an add, throughput-bound) keep 2 × 4.
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
@@ -36,7 +39,10 @@
 //!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
 //!   format's rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
-//!   the counter-based hash computed in `i32x4` lanes.
+//!   the counter-based hash computed in `i32x4` lanes, in a **word pass** of its own over a
+//!   tile of 64 `k` that stores the words on the stack before the pass adding the tile's
+//!   terms loads them (the hash's constants and the rounding's do not fit the registers
+//!   together).
 //! - **Fast lanes** (`vector_round`): `stochastic:R` rounds on the bits where the sum lies in
 //!   the format's normal range and stays finite (the f32 sum stepped down where TwoSum says
 //!   it was rounded away from zero truncates like the exact sum; the random bits are added
@@ -47,8 +53,9 @@
 //!   arithmetic would be rematerialised inside it), 32-bit where an interval bound of the
 //!   counter expression shows they stay below 2^32, and shared by a block's vectors (plus
 //!   constant offsets) where they grow by a constant per `j`.
-//! - **Chunks**: the outer accumulators wait in a stack slot while a chunk's inner
-//!   accumulators run, so the blocking's registers stay free for the inner loop; the ops
+//! - **Chunks**: the outer accumulators wait in a stack slot (addressed from one register)
+//!   while a chunk's inner accumulators run, so the blocking's registers stay free for the
+//!   inner loop; the ops
 //!   before the inner accumulation are evaluated once per chunk and row, not per `k`.
 //! - **Epilogue**: the accumulated value is handed to the scalar code generator for the rest
 //!   of the element (output rounding, stores), lane by lane.
