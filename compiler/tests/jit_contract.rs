@@ -304,12 +304,17 @@ fn nearest_accumulators_of_products_inexact_in_binary32_match_the_interpreter() 
         ("fp32", "e5m2", "fp16"),
         ("fp16", "fp32", "fp16"),
         ("bf16", "fp32", "fp16"),
+        ("bf16", "fp32", "bf16"),
         ("bf16", "fp32", "fp<5,7>"),
         ("e5m2", "fp32", "fp<5,7>"),
     ];
     let mut case = 0u64;
     for (fx, fw, acc) in cases {
         for chunk in ["", ", chunk = 5", ", chunk = 64, chunk_acc = fp32"] {
+            if acc == "bf16" && chunk == ", chunk = 5" {
+                // Chunk sums added in bf16 stay scalar (no vector step for them).
+                continue;
+            }
             case += 1;
             let (m, n, k) = (5, 12, 300);
             let source = format!(
@@ -341,14 +346,16 @@ fn fma_false_ties(base: f64, target: f64, b: f64) -> Vec<f32> {
 /// normal range (around 1536 for fp16, where binary32 holds 13 bits below the accumulator's
 /// last), in the subnormal range (fp16: odd multiples of 2^-25) and next to fp16's largest
 /// value (65488, the midpoint below it, and 65520, the one above it, where the exact sum
-/// does not overflow). Each row `m` has a base `x[m, 0]·1` and a second product
-/// `x[m, 1]·w[n, 1]`: the crafted `b`s in three columns of four, one of which is the row's
-/// (a false tie), another e5m2 value in the fourth.
+/// does not overflow); for bf16 also in its subnormal range (binary32's) and on both sides
+/// of 2^112, above which the vector code sends every sum to the exact sequence. Each row
+/// `m` has a base `x[m, 0]·1` and a second product `x[m, 1]·w[n, 1]`: the crafted `b`s in
+/// three columns of four, one of which is the row's (a false tie), another e5m2 value in
+/// the fourth.
 #[test]
 fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
     let sub = 2f64.powi(-25);
     // (accumulator, base, midpoint, b)
-    let crafted: [(&str, f64, f64, f64); 12] = [
+    let crafted: [(&str, f64, f64, f64); 17] = [
         ("fp16", 1536.0, 1537.5, 1.5),
         ("fp16", 1536.0, 1536.5, 1.25),
         ("fp16", -1536.0, -1537.5, 1.75),
@@ -361,8 +368,13 @@ fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
         ("fp16", -65472.0, -65488.0, 1.75),
         ("fp<5,7>", 384.0, 385.0, 1.5),
         ("fp<5,7>", 0.0, 3.0 * 2f64.powi(-22), 1.25),
+        ("bf16", 1.0, 1.0 + 2f64.powi(-8), 1.5),
+        ("bf16", -3.0, -3.0 - 2f64.powi(-7), 1.75),
+        ("bf16", 0.0, 3.0 * 2f64.powi(-134), 1.25),
+        ("bf16", 1.5 * 2f64.powi(111), 1.5 * 2f64.powi(111) + 2f64.powi(103), 1.5),
+        ("bf16", 2f64.powi(112), 2f64.powi(112) + 2f64.powi(104), 1.25),
     ];
-    for acc in ["fp16", "fp<5,7>"] {
+    for acc in ["fp16", "fp<5,7>", "bf16"] {
         let mut rows: Vec<(f64, f32)> = Vec::new();
         for &(_, base, target, b) in crafted.iter().filter(|c| c.0 == acc) {
             let ties = fma_false_ties(base, target, b);
@@ -381,6 +393,9 @@ fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
         let x = Tensor::new(vec![m, 2], x).unwrap();
         let w = Tensor::new(vec![n, 2], w).unwrap();
         for chunk in ["", ", chunk = 2, chunk_acc = fp32", ", chunk = 2"] {
+            if acc == "bf16" && chunk == ", chunk = 2" {
+                continue;
+            }
             let source = format!(
                 "model dense {{\n  input x: [{m}, 2] fp32;\n  input w: [{n}, 2] e5m2;\n  let y = dense(x, w) with {{ acc = {acc}{chunk} }} : fp32;\n  output y;\n}}\n"
             );

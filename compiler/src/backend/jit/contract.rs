@@ -138,6 +138,19 @@ fn nearest_of_fma(acc: &FloatFormat) -> bool {
     acc.subnormals && midpoint_bits <= 24 && midpoint_lowest >= -149 && acc.emin() >= -126
 }
 
+/// Whether the step's vector sequences stay within binary32's range: the narrow ones add a
+/// magic constant `1.5·2^(s+23)` or scale by `2^±s`, finite for formats below 2^100; the
+/// fused `nearest` sends sums beyond its range to the exact sequence instead
+/// ([`fma_sum_nearest`]).
+fn within_binary32(step: Step) -> bool {
+    match step {
+        Step::Narrow { format, .. } | Step::NearestThroughBinary32 { format } => {
+            format.max() < 2f64.powi(100)
+        }
+        Step::Binary32 | Step::NearestOfFma { .. } => true,
+    }
+}
+
 /// `step` without the odd rounding where [`nearest_through_binary32`] allows it.
 fn cheaper(step: Step, addend_bits: u32, addend_lowest: i32) -> Step {
     match step {
@@ -293,7 +306,7 @@ fn step_of(ir: &Module, op: OpId) -> Option<Step> {
     } else {
         lowest >= -126
     };
-    (mode_ok && lowest_ok && format.max() < 2f64.powi(100)).then_some(Step::Narrow {
+    (mode_ok && lowest_ok).then_some(Step::Narrow {
         format,
         mode,
         stream: o.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64,
@@ -461,6 +474,9 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             )
         }
     };
+    if !within_binary32(outer_step) || inner_step.is_some_and(|s| !within_binary32(s)) {
+        return None;
+    }
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);

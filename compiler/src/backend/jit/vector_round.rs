@@ -430,7 +430,8 @@ pub(super) fn sum_nearest_exact(g: &mut Gen, acc: Value, x: Value, f: &FloatForm
 /// to `f` (subnormals, smallest normal exponent at least −126, every midpoint a binary32
 /// value: `contract::nearest_of_fma`): `RN_f(s)` is the rounding of the exact sum unless `s`
 /// is a midpoint of `f`'s values (the exact sum may lie to one side: a possible false tie)
-/// or lies beyond `f`'s largest value (overflow, ±∞, NaN); those lanes are `outside`. The
+/// or lies beyond `f`'s largest value (overflow, ±∞, NaN) or 2^(105+m) (where `C` would
+/// overflow: bf16's largest binades); those lanes are `outside`. The
 /// midpoint test: `d = s − RN_f(s)` is exact, and `s` is a midpoint exactly when `|d|` is
 /// half the format's spacing at `s` (`2^(E−m−1)` with `C = 1.5·2^(E+23−m)` the magic
 /// constant, a power of two ≥ 2^-149, so the scaling is exact).
@@ -467,8 +468,10 @@ pub(super) fn fma_sum_nearest(g: &mut Gen, s: Value, f: &FloatFormat) -> FastLan
     let half_bits = as_int(g, half_spacing);
     let midpoint = g.e.b.ins().icmp(IntCC::Equal, distance, half_bits);
     let magnitude = g.e.b.ins().band(bits, abs_mask);
-    let max = ivec(g, (f.max() as f32).to_bits() as i32);
-    let beyond = g.e.b.ins().icmp(IntCC::SignedGreaterThan, magnitude, max);
+    // Up to the format's largest value, and below 2^(105+m), where `C` is finite.
+    let finite_c = 2f64.powi(105 + f.man_bits as i32) * (1.0 - 2f64.powi(-24));
+    let limit = ivec(g, (f.max().min(finite_c) as f32).to_bits() as i32);
+    let beyond = g.e.b.ins().icmp(IntCC::SignedGreaterThan, magnitude, limit);
     let outside = g.e.b.ins().bor(midpoint, beyond);
     FastLane { value, outside }
 }
