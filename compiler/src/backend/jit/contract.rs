@@ -29,11 +29,12 @@
 //!   exact in f32 takes only `nearest` (with subnormals, every midpoint a binary32 value:
 //!   [`nearest_of_fma`]): the fma's binary32 sum rounded to the format, lanes on one of its
 //!   midpoints or beyond its largest value by the scalar code's exact f64 sequence, per lane.
-//!   Otherwise a narrower accumulator needs the product exact in f32; the sum is formed exactly as the f32
-//!   rounded to odd (TwoSum, then the last bit set toward the error), which rounds like the
-//!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
-//!   rounded to the format: `nearest` by the magic-constant addition, the other modes by
-//!   scaling to the format's quantum, truncating and deciding from the exact fraction.
+//!   Otherwise a narrower accumulator needs the product exact in f32; the sum is formed
+//!   exactly as the f32 rounded to odd (TwoSum, then the last bit set toward the error),
+//!   which rounds like the exact sum when the target keeps at most 22 bits (`stochastic:R`:
+//!   `p + R ≤ 23`), then rounded to the format: `nearest` by the magic-constant addition,
+//!   the other modes by scaling to the format's quantum, truncating and deciding from the
+//!   exact fraction.
 //!   `nearest` skips the odd rounding where double rounding through binary32 is innocuous
 //!   (terms of at most the accumulator's `p ≤ 11` bits, subnormal sums exact in f32:
 //!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
@@ -1571,10 +1572,10 @@ enum Addend {
 /// [`add_step`] for several accumulators (a block's vectors). Where the step has a fast path
 /// (`stochastic:R` on the bits: [`sum_stochastic_bits`]; `nearest` through binary32 without
 /// the specials: [`sum_nearest`], or with wider terms [`sum_nearest_exact`], or of products
-/// not exact in f32 [`fma_sum_nearest`]), each vector takes it and branches to the general sequence
-/// only when a lane falls outside it (rare). The branch follows each vector's fast path, so
-/// the values the general sequence shares with it die there instead of waiting in registers
-/// (or the stack) for the block's other vectors.
+/// not exact in f32 [`fma_sum_nearest`]), each vector takes it and branches to the general
+/// sequence only when a lane falls outside it (rare). The branch follows each vector's fast
+/// path, so the values the general sequence shares with it die there instead of waiting in
+/// registers (or the stack) for the block's other vectors.
 fn add_steps(
     g: &mut Gen,
     step: Step,

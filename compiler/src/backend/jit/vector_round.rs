@@ -431,10 +431,11 @@ pub(super) fn sum_nearest_exact(g: &mut Gen, acc: Value, x: Value, f: &FloatForm
 /// value: `contract::nearest_of_fma`): `RN_f(s)` is the rounding of the exact sum unless `s`
 /// is a midpoint of `f`'s values (the exact sum may lie to one side: a possible false tie)
 /// or lies beyond `f`'s largest value (overflow, ±∞, NaN) or 2^(105+m) (where `C` would
-/// overflow: bf16's largest binades); those lanes are `outside`. The
-/// midpoint test: `d = s − RN_f(s)` is exact, and `s` is a midpoint exactly when `|d|` is
-/// half the format's spacing at `s` (`2^(E−m−1)` with `C = 1.5·2^(E+23−m)` the magic
-/// constant, a power of two ≥ 2^-149, so the scaling is exact).
+/// overflow: bf16's largest binades); those lanes are `outside`. The midpoint test:
+/// `d = s − RN_f(s)` is exact (Sterbenz), and `s` is a midpoint exactly when `|d|` is half
+/// the format's spacing at `s`, `2^(E−m−1)` with `C = 1.5·2^(E+23−m)` the magic constant (a
+/// power of two ≥ 2^-149, so scaling it by 2^-24 is exact). The low bits of `s` would not
+/// do in `f`'s subnormal range, where `f`'s spacing is not binary32's at `s`.
 pub(super) fn fma_sum_nearest(g: &mut Gen, s: Value, f: &FloatFormat) -> FastLane {
     let bits = as_int(g, s);
     let sign_mask = ivec(g, i32::MIN);
