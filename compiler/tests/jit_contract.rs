@@ -13,9 +13,11 @@ use qc_runtime::numerics::{Format, RandomStream, Rounding};
 use qc_runtime::tensor::Tensor;
 
 /// Accumulations: the `with { ... }` of the layer and its operand format.
-const ARITHS: [(&str, &str); 19] = [
+const ARITHS: [(&str, &str); 21] = [
     ("e4m3", "acc = fp32"),
     ("fp32", "acc = fp32"),
+    ("fp32", "acc = fp16"),
+    ("fp32", "acc = fp<5,7>"),
     ("e4m3", "acc = fp16"),
     ("fp16", "acc = fp16"),
     ("fp16", "acc = fp<5,7>"),
@@ -288,4 +290,116 @@ fn false_ties_of_the_binary32_sum_round_like_the_exact_sum() {
         .run(&p, &[x, w])
         .unwrap();
     assert_eq!(got[0].data(), [[1537.0; 8], [1538.0; 8]].concat());
+}
+
+/// `nearest` accumulators of products that binary32 cannot hold (an fp32 operand): the
+/// vector code rounds the fma's binary32 sum and sends lanes on a midpoint or beyond the
+/// largest value to the exact sequence. Mixed operand formats (either one the packed
+/// operand), long sums with cancellation, overflow and the accumulator's subnormals, chunked
+/// into the accumulator's format, into fp32, and not.
+#[test]
+fn nearest_accumulators_of_products_inexact_in_binary32_match_the_interpreter() {
+    let cases = [
+        ("e5m2", "fp32", "fp16"),
+        ("fp32", "e5m2", "fp16"),
+        ("fp16", "fp32", "fp16"),
+        ("bf16", "fp32", "fp16"),
+        ("bf16", "fp32", "bf16"),
+        ("bf16", "fp32", "fp<5,7>"),
+        ("e5m2", "fp32", "fp<5,7>"),
+    ];
+    let mut case = 0u64;
+    for (fx, fw, acc) in cases {
+        for chunk in ["", ", chunk = 5", ", chunk = 64, chunk_acc = fp32"] {
+            if acc == "bf16" && chunk == ", chunk = 5" {
+                // Chunk sums added in bf16 stay scalar (no vector step for them).
+                continue;
+            }
+            case += 1;
+            let (m, n, k) = (5, 12, 300);
+            let source = format!(
+                "model dense {{\n  input x: [{m}, {k}] {fx};\n  input w: [{n}, {k}] {fw};\n  let y = dense(x, w) with {{ acc = {acc}{chunk} }} : fp32;\n  output y;\n}}\n"
+            );
+            let x = spread(fx, &[m, k], case);
+            let w = spread(fw, &[n, k], case + 1000);
+            check(&source, &[x, w]);
+        }
+    }
+}
+
+/// Fp32 values `a` with `RN₂₄(base + a·b)` exactly `target` while `base + a·b` is not (the
+/// fma's binary32 sum on a point the exact sum is not on): `a` near `(target − base)/b`.
+fn fma_false_ties(base: f64, target: f64, b: f64) -> Vec<f32> {
+    let a0 = ((target - base) / b) as f32;
+    (-6i32..=6)
+        .map(|d| f32::from_bits((a0.to_bits() as i32 + d) as u32))
+        .filter(|&a| {
+            // Exact in f64: a base on the accumulator's grid and a product of 24 + 3 bits.
+            let exact = base + a as f64 * b;
+            exact as f32 as f64 == target && exact != target
+        })
+        .collect()
+}
+
+/// Sums whose fma result lands exactly on a midpoint of the accumulator's values while the
+/// exact sum lies to one side (possible false ties, which take the exact sequence): in the
+/// normal range (around 1536 for fp16, where binary32 holds 13 bits below the accumulator's
+/// last), in the subnormal range (fp16: odd multiples of 2^-25) and next to fp16's largest
+/// value (65488, the midpoint below it, and 65520, the one above it, where the exact sum
+/// does not overflow); for bf16 also in its subnormal range (binary32's) and on both sides
+/// of 2^112, above which the vector code sends every sum to the exact sequence. Each row
+/// `m` has a base `x[m, 0]·1` and a second product `x[m, 1]·w[n, 1]`: the crafted `b`s in
+/// three columns of four, one of which is the row's (a false tie), another e5m2 value in
+/// the fourth.
+#[test]
+fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
+    let sub = 2f64.powi(-25);
+    // (accumulator, base, midpoint, b)
+    let crafted: [(&str, f64, f64, f64); 17] = [
+        ("fp16", 1536.0, 1537.5, 1.5),
+        ("fp16", 1536.0, 1536.5, 1.25),
+        ("fp16", -1536.0, -1537.5, 1.75),
+        ("fp16", -1536.0, -1536.5, 1.5),
+        ("fp16", 0.0, 3.0 * sub, 1.25),
+        ("fp16", 0.0, -5.0 * sub, 1.5),
+        ("fp16", 2f64.powi(-24), 7.0 * sub, 1.5),
+        ("fp16", 65472.0, 65488.0, 1.25),
+        ("fp16", 65504.0, 65520.0, 1.5),
+        ("fp16", -65472.0, -65488.0, 1.75),
+        ("fp<5,7>", 384.0, 385.0, 1.5),
+        ("fp<5,7>", 0.0, 3.0 * 2f64.powi(-22), 1.25),
+        ("bf16", 1.0, 1.0 + 2f64.powi(-8), 1.5),
+        ("bf16", -3.0, -3.0 - 2f64.powi(-7), 1.75),
+        ("bf16", 0.0, 3.0 * 2f64.powi(-134), 1.25),
+        ("bf16", 1.5 * 2f64.powi(111), 1.5 * 2f64.powi(111) + 2f64.powi(103), 1.5),
+        ("bf16", 2f64.powi(112), 2f64.powi(112) + 2f64.powi(104), 1.25),
+    ];
+    for acc in ["fp16", "fp<5,7>", "bf16"] {
+        let mut rows: Vec<(f64, f32)> = Vec::new();
+        for &(_, base, target, b) in crafted.iter().filter(|c| c.0 == acc) {
+            let ties = fma_false_ties(base, target, b);
+            assert!(!ties.is_empty(), "no false tie at {target} in {acc}");
+            rows.extend(ties.into_iter().map(|a| (base, a)));
+        }
+        // Columns j = 0, 1, 2 (mod 4) multiply by the crafted b values: each vector has one
+        // lane with the row's false tie and three without.
+        let (m, n) = (rows.len(), 12);
+        let bs = [1.25f32, 1.5, 1.75];
+        let others = [1.0f32, -0.75, 2.0];
+        let x: Vec<f32> = rows.iter().flat_map(|&(base, a)| [base as f32, a]).collect();
+        let w: Vec<f32> = (0..n)
+            .flat_map(|j| [1.0, if j % 4 < 3 { bs[j % 4] } else { others[j / 4] }])
+            .collect();
+        let x = Tensor::new(vec![m, 2], x).unwrap();
+        let w = Tensor::new(vec![n, 2], w).unwrap();
+        for chunk in ["", ", chunk = 2, chunk_acc = fp32", ", chunk = 2"] {
+            if acc == "bf16" && chunk == ", chunk = 2" {
+                continue;
+            }
+            let source = format!(
+                "model dense {{\n  input x: [{m}, 2] fp32;\n  input w: [{n}, 2] e5m2;\n  let y = dense(x, w) with {{ acc = {acc}{chunk} }} : fp32;\n  output y;\n}}\n"
+            );
+            check(&source, &[x.clone(), w.clone()]);
+        }
+    }
 }

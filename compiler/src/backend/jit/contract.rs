@@ -28,12 +28,16 @@
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is a
 //!   multiply and an add when the product is exact in f32 (three-operand instructions; an fma
 //!   would tie its destination to a multiplicand that the block reuses, costing a register
-//!   copy per product), and one fma otherwise. A narrower
-//!   float accumulator needs the product exact in f32; the sum is formed exactly as the f32
-//!   rounded to odd (TwoSum, then the last bit set toward the error), which rounds like the
-//!   exact sum when the target keeps at most 22 bits (`stochastic:R`: `p + R ≤ 23`), then
-//!   rounded to the format: `nearest` by the magic-constant addition, the other modes by
-//!   scaling to the format's quantum, truncating and deciding from the exact fraction.
+//!   copy per product), and one fma otherwise. A narrower float accumulator of products not
+//!   exact in f32 takes only `nearest` (with subnormals, every midpoint a binary32 value:
+//!   [`nearest_of_fma`]): the fma's binary32 sum rounded to the format, lanes on one of its
+//!   midpoints or beyond its largest value by the scalar code's exact f64 sequence, per lane.
+//!   Otherwise a narrower accumulator needs the product exact in f32; the sum is formed
+//!   exactly as the f32 rounded to odd (TwoSum, then the last bit set toward the error),
+//!   which rounds like the exact sum when the target keeps at most 22 bits (`stochastic:R`:
+//!   `p + R ≤ 23`), then rounded to the format: `nearest` by the magic-constant addition,
+//!   the other modes by scaling to the format's quantum, truncating and deciding from the
+//!   exact fraction.
 //!   `nearest` skips the odd rounding where double rounding through binary32 is innocuous
 //!   (terms of at most the accumulator's `p ≤ 11` bits, subnormal sums exact in f32:
 //!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
@@ -65,8 +69,9 @@
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
 use super::vector_round::{
-    ivec, random_word, round, round_nearest_with_subnormals, sum_nearest, sum_nearest_exact,
-    sum_stochastic_bits, sum_to_odd, Draw, DrawCounters,
+    fma_sum_nearest, ivec, product_sum_nearest_per_lane, random_word, round,
+    round_nearest_with_subnormals, sum_nearest, sum_nearest_exact, sum_stochastic_bits, sum_to_odd,
+    Draw, DrawCounters,
 };
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -100,6 +105,10 @@ enum Step {
     /// `nearest` to a float format with subnormals where rounding the binary32 sum is the
     /// rounding of the exact sum ([`nearest_through_binary32`]): no TwoSum.
     NearestThroughBinary32 { format: FloatFormat },
+    /// `nearest` to a float format of products not exact in binary32 ([`nearest_of_fma`]):
+    /// the fma's binary32 sum rounded to the format, lanes on a midpoint or beyond the
+    /// largest value by the scalar code's exact sequence.
+    NearestOfFma { format: FloatFormat },
 }
 
 /// The significant bits a value of `f` has at most, and the exponent of its lowest bit.
@@ -122,6 +131,32 @@ fn nearest_through_binary32(acc: &FloatFormat, addend_bits: u32, addend_lowest: 
         && acc.emin() - lowest <= 24
         && lowest >= -149
         && acc.emin() >= -126
+}
+
+/// Whether `nearest` to `acc` may round the fma's binary32 sum `RN₂₄(a + x·y)` of a product
+/// not exact in binary32 (spec/ir.md, the fast lanes, for the argument): every value and
+/// midpoint of `acc` is a binary32 value (`p + 1 ≤ 24` bits, the lowest midpoint bit at or
+/// above 2^-149), so binary32's monotone rounding keeps the sum on the exact sum's side of
+/// each midpoint; the format has subnormals and a smallest normal exponent of at least −126
+/// (the magic constant's exponent).
+fn nearest_of_fma(acc: &FloatFormat) -> bool {
+    let (p, lowest) = precision_and_lowest(acc);
+    // A midpoint has one bit more than the format's values, one place lower.
+    let (midpoint_bits, midpoint_lowest) = (p + 1, lowest - 1);
+    acc.subnormals && midpoint_bits <= 24 && midpoint_lowest >= -149 && acc.emin() >= -126
+}
+
+/// Whether the step's vector sequences stay within binary32's range: the narrow ones add a
+/// magic constant `1.5·2^(s+23)` or scale by `2^±s`, finite for formats below 2^100; the
+/// fused `nearest` sends sums beyond its range to the exact sequence instead
+/// ([`fma_sum_nearest`]).
+fn within_binary32(step: Step) -> bool {
+    match step {
+        Step::Narrow { format, .. } | Step::NearestThroughBinary32 { format } => {
+            format.max() < 2f64.powi(100)
+        }
+        Step::Binary32 | Step::NearestOfFma { .. } => true,
+    }
 }
 
 /// `step` without the odd rounding where [`nearest_through_binary32`] allows it.
@@ -279,7 +314,7 @@ fn step_of(ir: &Module, op: OpId) -> Option<Step> {
     } else {
         lowest >= -126
     };
-    (mode_ok && lowest_ok && format.max() < 2f64.powi(100)).then_some(Step::Narrow {
+    (mode_ok && lowest_ok).then_some(Step::Narrow {
         format,
         mode,
         stream: o.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64,
@@ -408,20 +443,34 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         && lowest(&fu) + lowest(&fv) >= -149
         && fu.max() * fv.max() < 2f64.powi(100);
     let term_step = inner_step.unwrap_or(outer_step);
-    match term_step {
+    // A narrow accumulator of products not exact in f32: `nearest` through one fma.
+    let fused = match term_step {
         Step::Binary32 if !fma && !exact_product => return None,
+        Step::Narrow {
+            format,
+            mode: Rounding::Nearest,
+            ..
+        } if !exact_product => {
+            if !fma || !nearest_of_fma(&format) {
+                return None;
+            }
+            Some(Step::NearestOfFma { format })
+        }
         Step::Narrow { .. } if !exact_product => return None,
-        _ => {}
-    }
+        _ => None,
+    };
+    let term = |step: Step, bits: u32, lowest: i32| fused.unwrap_or(cheaper(step, bits, lowest));
     // The products have the operands' bits together, their lowest bits' exponents summed.
     let (bits_u, lowest_u) = precision_and_lowest(&fu);
     let (bits_v, lowest_v) = precision_and_lowest(&fv);
     let (product_bits, product_lowest) = (bits_u + bits_v, lowest_u + lowest_v);
     let (outer_step, inner_step) = match inner_step {
-        None => (cheaper(outer_step, product_bits, product_lowest), None),
+        None => (term(outer_step, product_bits, product_lowest), None),
         Some(inner_step) => {
             let outer_step = match inner_step {
-                Step::Narrow { format, .. } | Step::NearestThroughBinary32 { format } => {
+                Step::Narrow { format, .. }
+                | Step::NearestThroughBinary32 { format }
+                | Step::NearestOfFma { format } => {
                     let (bits, lowest) = precision_and_lowest(&format);
                     cheaper(outer_step, bits, lowest)
                 }
@@ -429,10 +478,13 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             };
             (
                 outer_step,
-                Some(cheaper(inner_step, product_bits, product_lowest)),
+                Some(term(inner_step, product_bits, product_lowest)),
             )
         }
     };
+    if !within_binary32(outer_step) || inner_step.is_some_and(|s| !within_binary32(s)) {
+        return None;
+    }
     let mut row_wanted = vec![row_operand];
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
@@ -1636,10 +1688,11 @@ enum Addend {
 
 /// [`add_step`] for several accumulators (a block's vectors). Where the step has a fast path
 /// (`stochastic:R` on the bits: [`sum_stochastic_bits`]; `nearest` through binary32 without
-/// the specials: [`sum_nearest`], or with wider terms [`sum_nearest_exact`]), each vector takes it and branches to the general sequence
-/// only when a lane falls outside it (rare). The branch follows each vector's fast path, so
-/// the values the general sequence shares with it die there instead of waiting in registers
-/// (or the stack) for the block's other vectors.
+/// the specials: [`sum_nearest`], or with wider terms [`sum_nearest_exact`], or of products
+/// not exact in f32 [`fma_sum_nearest`]), each vector takes it and branches to the general
+/// sequence only when a lane falls outside it (rare). The branch follows each vector's fast
+/// path, so the values the general sequence shares with it die there instead of waiting in
+/// registers (or the stack) for the block's other vectors.
 fn add_steps(
     g: &mut Gen,
     step: Step,
@@ -1668,6 +1721,11 @@ fn add_steps(
             let x = addend_value(g, addend);
             let v = g.e.b.ins().fadd(acc, x);
             Some(sum_nearest(g, v, &format))
+        }
+        Step::NearestOfFma { format } => {
+            let (a, b) = product_operands(addend);
+            let s = g.e.b.ins().fma(a, b, acc);
+            Some(fma_sum_nearest(g, s, &format))
         }
         _ => None,
     };
@@ -1702,6 +1760,15 @@ fn addend_value(g: &mut Gen, addend: Addend) -> Value {
     }
 }
 
+/// The operands of a product addend: a [`Step::NearestOfFma`] is only the term step
+/// (`plan`), whose addends are products.
+fn product_operands(addend: Addend) -> (Value, Value) {
+    match addend {
+        Addend::Product(a, b, _) => (a, b),
+        Addend::Sum(_) => unreachable!("a fused step adds products (`plan`)"),
+    }
+}
+
 /// `round(acc + addend)` per lane (module doc), mirroring the scalar code's operand order.
 fn add_step(
     g: &mut Gen,
@@ -1721,6 +1788,10 @@ fn add_step(
             let x = addend_value(g, addend);
             let s = g.e.b.ins().fadd(acc, x);
             round_nearest_with_subnormals(g, s, &format)
+        }
+        (Step::NearestOfFma { format }, addend) => {
+            let (a, b) = product_operands(addend);
+            product_sum_nearest_per_lane(g, acc, a, b, &format)
         }
         (
             Step::Narrow {

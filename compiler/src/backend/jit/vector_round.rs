@@ -3,9 +3,11 @@
 //! each mode, bit-exact to `FloatFormat::round`.
 
 use super::codegen::Gen;
-use super::round::overflow;
+use super::round::{overflow, Target};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{
+    types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
+};
 use qc_runtime::numerics::{FloatFormat, Rounding};
 
 pub(super) fn ivec(g: &mut Gen, v: i32) -> Value {
@@ -446,4 +448,100 @@ pub(super) fn sum_nearest_exact(g: &mut Gen, acc: Value, x: Value, f: &FloatForm
         value: rounded.value,
         outside,
     }
+}
+
+/// `nearest` rounding of `s = RN₂₄(acc + a·b)` (one fma, the product not exact in binary32)
+/// to `f` (subnormals, smallest normal exponent at least −126, every midpoint a binary32
+/// value: `contract::nearest_of_fma`): `RN_f(s)` is the rounding of the exact sum unless `s`
+/// is a midpoint of `f`'s values (the exact sum may lie to one side: a possible false tie)
+/// or lies beyond `f`'s largest value (overflow, ±∞, NaN) or 2^(105+m) (where `C` would
+/// overflow: bf16's largest binades); those lanes are `outside`. The midpoint test:
+/// `d = s − RN_f(s)` is exact (Sterbenz), and `s` is a midpoint exactly when `|d|` is half
+/// the format's spacing at `s`, `2^(E−m−1)` with `C = 1.5·2^(E+23−m)` the magic constant (a
+/// power of two ≥ 2^-149, so scaling it by 2^-24 is exact). The low bits of `s` would not
+/// do in `f`'s subnormal range, where `f`'s spacing is not binary32's at `s`.
+pub(super) fn fma_sum_nearest(g: &mut Gen, s: Value, f: &FloatFormat) -> FastLane {
+    let bits = as_int(g, s);
+    let sign_mask = ivec(g, i32::MIN);
+    let sign = g.e.b.ins().band(bits, sign_mask);
+    let exponent_mask = ivec(g, 0x7f80_0000);
+    let exponent = g.e.b.ins().band(bits, exponent_mask);
+    let smallest = ivec(g, (f.emin() + 127) << 23);
+    let exponent = g.e.b.ins().smax(exponent, smallest);
+    // 2^(E+23−m): the spacing at s scaled by 2^23; `C` is 1.5 times it.
+    let scaled_spacing = ivec(g, (23 - f.man_bits as i32) << 23);
+    let scaled_spacing = g.e.b.ins().iadd(exponent, scaled_spacing);
+    let half_c = ivec(g, 1 << 22);
+    let cbits = g.e.b.ins().bor(scaled_spacing, half_c);
+    let c = as_float(g, cbits);
+    let sum = g.e.b.ins().fadd(s, c);
+    let r = g.e.b.ins().fsub(sum, c);
+    let value = if f.has_negative_zero() {
+        let rbits = as_int(g, r);
+        let signed = g.e.b.ins().bor(rbits, sign);
+        as_float(g, signed)
+    } else {
+        r
+    };
+    let d = g.e.b.ins().fsub(s, r);
+    let scaled_spacing = as_float(g, scaled_spacing);
+    let down = fvec(g, 2f32.powi(-24));
+    let half_spacing = g.e.b.ins().fmul(scaled_spacing, down);
+    let abs_mask = ivec(g, i32::MAX);
+    let dbits = as_int(g, d);
+    let distance = g.e.b.ins().band(dbits, abs_mask);
+    let half_bits = as_int(g, half_spacing);
+    let midpoint = g.e.b.ins().icmp(IntCC::Equal, distance, half_bits);
+    let magnitude = g.e.b.ins().band(bits, abs_mask);
+    // Up to the format's largest value, and below 2^(105+m), where `C` is finite.
+    let finite_c = 2f64.powi(105 + f.man_bits as i32) * (1.0 - 2f64.powi(-24));
+    let limit = ivec(g, (f.max().min(finite_c) as f32).to_bits() as i32);
+    let beyond = g.e.b.ins().icmp(IntCC::SignedGreaterThan, magnitude, limit);
+    let outside = g.e.b.ins().bor(midpoint, beyond);
+    FastLane { value, outside }
+}
+
+/// `round_nearest_f(acc + a·b)` per lane by the scalar code's exact sequence (`codegen`'s
+/// `round_inexact` of a sum): the f64 product (exact: two binary32 values), the f64 sum
+/// rounded to odd, then rounded to `f` (bit-exact to `FloatFormat::round`). The general path
+/// of [`fma_sum_nearest`]'s lanes: a loop over the four lanes through a stack slot, so that
+/// the rare path costs one copy of the scalar sequence.
+pub(super) fn product_sum_nearest_per_lane(
+    g: &mut Gen,
+    acc: Value,
+    a: Value,
+    b: Value,
+    f: &FloatFormat,
+) -> Value {
+    // acc (overwritten by the results), a, b: 16 bytes each.
+    let slot =
+        g.e.b
+            .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 48, 4));
+    for (i, v) in [acc, a, b].into_iter().enumerate() {
+        g.e.b.ins().stack_store(types::I64, v, slot, 16 * i as i32);
+    }
+    let base = g.e.b.ins().stack_addr(types::I64, slot, 0);
+    let lane = g.e.b.create_block();
+    let done = g.e.b.create_block();
+    g.e.b.append_block_param(lane, types::I64);
+    let first = g.e.i64c(0);
+    g.e.b.ins().jump(lane, &[first.into()]);
+    g.e.b.switch_to_block(lane);
+    let offset = g.e.b.block_params(lane)[0];
+    let addr = g.e.b.ins().iadd(base, offset);
+    let flags = MemFlagsData::trusted();
+    let [acc, a, b] = [0, 16, 32].map(|at| {
+        let x = g.e.b.ins().load(types::F32, flags, addr, at);
+        g.e.b.ins().fpromote(types::F64, x)
+    });
+    let product = g.e.b.ins().fmul(a, b);
+    let sum = g.e.sum_to_odd(acc, product);
+    let r =
+        g.e.round(sum, &Target::Float(*f), Rounding::Nearest, 0, None);
+    g.e.b.ins().store(flags, r, addr, 0);
+    let next = g.e.b.ins().iadd_imm_s(offset, 4);
+    let more = g.e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, next, 16);
+    g.e.b.ins().brif(more, lane, &[next.into()], done, &[]);
+    g.e.b.switch_to_block(done);
+    g.e.b.ins().stack_load(types::I64, types::F32X4, slot, 0)
 }
