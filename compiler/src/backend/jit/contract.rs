@@ -1365,7 +1365,8 @@ impl Kernel<'_> {
                     .into_iter()
                     .map(|d| d.map(Draw::Counters))
                     .collect();
-                let mut next = self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)?;
+                let mut next =
+                    self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)?;
                 next.extend(advance(g, rest, stride));
                 Ok(next)
             })?;
@@ -1693,11 +1694,7 @@ enum Addend {
 /// sequence only when a lane falls outside it (rare). The branch follows each vector's fast
 /// path, so the values the general sequence shares with it die there instead of waiting in
 /// registers (or the stack) for the block's other vectors.
-fn add_steps(
-    g: &mut Gen,
-    step: Step,
-    steps: &[(Value, Addend, Option<Draw>)],
-) -> Vec<Value> {
+fn add_steps(g: &mut Gen, step: Step, steps: &[(Value, Addend, Option<Draw>)]) -> Vec<Value> {
     let fast = |g: &mut Gen, acc: Value, addend: Addend, draw: Option<Draw>| match step {
         Step::Narrow {
             format,
@@ -1770,13 +1767,7 @@ fn product_operands(addend: Addend) -> (Value, Value) {
 }
 
 /// `round(acc + addend)` per lane (module doc), mirroring the scalar code's operand order.
-fn add_step(
-    g: &mut Gen,
-    step: Step,
-    acc: Value,
-    addend: Addend,
-    draw: Option<Draw>,
-) -> Value {
+fn add_step(g: &mut Gen, step: Step, acc: Value, addend: Addend, draw: Option<Draw>) -> Value {
     match (step, addend) {
         (Step::Binary32, Addend::Product(a, b, true)) => g.e.b.ins().fma(a, b, acc),
         (Step::Binary32, Addend::Product(a, b, false)) => {
