@@ -23,46 +23,14 @@ struct Arith {
 }
 
 const ARITHS: [Arith; 8] = [
-    Arith {
-        name: "fp32 exact",
-        input: "fp32",
-        with: "acc = fp32",
-    },
-    Arith {
-        name: "e4m3 in, fp32 acc",
-        input: "e4m3",
-        with: "acc = fp32",
-    },
-    Arith {
-        name: "e4m3 in, fp16 acc nearest",
-        input: "e4m3",
-        with: "acc = fp16",
-    },
-    Arith {
-        name: "e4m3 in, fp<6,5> acc stochastic:9",
-        input: "e4m3",
-        with: "acc = fp<6,5> @ stochastic:9",
-    },
-    Arith {
-        name: "fp32 exact, chunk 32",
-        input: "fp32",
-        with: "acc = fp32, chunk = 32",
-    },
-    Arith {
-        name: "e4m3 in, fp32 acc, chunk 32",
-        input: "e4m3",
-        with: "acc = fp32, chunk = 32",
-    },
-    Arith {
-        name: "e4m3 in, fp16 acc nearest, chunk 32",
-        input: "e4m3",
-        with: "acc = fp16, chunk = 32",
-    },
-    Arith {
-        name: "e4m3 in, fp<6,5> stoch:9, chunk 32",
-        input: "e4m3",
-        with: "acc = fp<6,5> @ stochastic:9, chunk = 32",
-    },
+    Arith { name: "fp32 exact", input: "fp32", with: "acc = fp32" },
+    Arith { name: "e4m3 in, fp32 acc", input: "e4m3", with: "acc = fp32" },
+    Arith { name: "e4m3 in, fp16 acc nearest", input: "e4m3", with: "acc = fp16" },
+    Arith { name: "e4m3 in, fp<6,5> acc stochastic:9", input: "e4m3", with: "acc = fp<6,5> @ stochastic:9" },
+    Arith { name: "fp32 exact, chunk 32", input: "fp32", with: "acc = fp32, chunk = 32" },
+    Arith { name: "e4m3 in, fp32 acc, chunk 32", input: "e4m3", with: "acc = fp32, chunk = 32" },
+    Arith { name: "e4m3 in, fp16 acc nearest, chunk 32", input: "e4m3", with: "acc = fp16, chunk = 32" },
+    Arith { name: "e4m3 in, fp<6,5> stoch:9, chunk 32", input: "e4m3", with: "acc = fp<6,5> @ stochastic:9, chunk = 32" },
 ];
 
 const BATCH_CONV: usize = 8;
@@ -93,14 +61,9 @@ fn program(source: &str) -> Program {
 fn data(format: &str, shape: &[usize], stream: u64) -> Vec<f32> {
     let rng = RandomStream::new(3, stream);
     let n: usize = shape.iter().product();
-    let raw: Vec<f32> = (0..n)
-        .map(|i| (rng.word(i as u64, 0) as f64 / 2f64.powi(32) * 4.0 - 2.0) as f32)
-        .collect();
+    let raw: Vec<f32> = (0..n).map(|i| (rng.word(i as u64, 0) as f64 / 2f64.powi(32) * 4.0 - 2.0) as f32).collect();
     let mut out = vec![0f32; n];
-    Format::parse(format)
-        .unwrap()
-        .quantize(&raw, shape, Rounding::Nearest, &rng, &mut out)
-        .unwrap();
+    Format::parse(format).unwrap().quantize(&raw, shape, Rounding::Nearest, &rng, &mut out).unwrap();
     out
 }
 
@@ -132,22 +95,7 @@ fn native_dense(x: &[f32], w: &[f32], y: &mut [f32]) {
     // SAFETY: x is 256×256 row-major; w is [n, k], read as the k×n matrix wᵀ (row stride 1,
     // column stride k); y is 256×256 row-major.
     unsafe {
-        matrixmultiply::sgemm(
-            256,
-            256,
-            256,
-            1.0,
-            x.as_ptr(),
-            256,
-            1,
-            w.as_ptr(),
-            1,
-            256,
-            0.0,
-            y.as_mut_ptr(),
-            256,
-            1,
-        );
+        matrixmultiply::sgemm(256, 256, 256, 1.0, x.as_ptr(), 256, 1, w.as_ptr(), 1, 256, 0.0, y.as_mut_ptr(), 256, 1);
     }
 }
 
@@ -161,15 +109,12 @@ fn native_conv(x: &[f32], w: &[f32], cols: &mut [f32], y: &mut [f32]) {
                 let row = &mut cols[((n * h + oy) * wd + ox) * k..][..k];
                 for ky in 0..3 {
                     for kx in 0..3 {
-                        let (iy, ix) =
-                            (oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
+                        let (iy, ix) = (oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
                         let dst = &mut row[(ky * 3 + kx) * c..][..c];
                         if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
                             dst.fill(0.0);
                         } else {
-                            dst.copy_from_slice(
-                                &x[((n * h + iy as usize) * wd + ix as usize) * c..][..c],
-                            );
+                            dst.copy_from_slice(&x[((n * h + iy as usize) * wd + ix as usize) * c..][..c]);
                         }
                     }
                 }
@@ -179,22 +124,7 @@ fn native_conv(x: &[f32], w: &[f32], cols: &mut [f32], y: &mut [f32]) {
     let m = BATCH_CONV * h * wd;
     // SAFETY: cols is m×k, w is [o, k] read transposed, y is m×o.
     unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            o,
-            1.0,
-            cols.as_ptr(),
-            k as isize,
-            1,
-            w.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            y.as_mut_ptr(),
-            o as isize,
-            1,
-        );
+        matrixmultiply::sgemm(m, k, o, 1.0, cols.as_ptr(), k as isize, 1, w.as_ptr(), 1, k as isize, 0.0, y.as_mut_ptr(), o as isize, 1);
     }
 }
 
@@ -215,38 +145,15 @@ fn main() {
     let mut cols = vec![0f32; BATCH_CONV * 32 * 32 * 144];
     let mut yc = vec![0f32; BATCH_CONV * 32 * 32 * 16];
 
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     println!(
         "{:<8} {:<38} {:>12} {:>12} {:>10} {:>14} {:>10} {:>11}",
-        "layer",
-        "arithmetic",
-        "JIT MAC/s",
-        "interp",
-        "JIT/interp",
-        "native f32",
-        "native/JIT",
-        "chunked/un"
+        "layer", "arithmetic", "JIT MAC/s", "interp", "JIT/interp", "native f32", "native/JIT", "chunked/un"
     );
     for (layer, macs) in [("dense", dense_macs), ("conv", conv_macs)] {
-        for a in ARITHS
-            .iter()
-            .filter(|a| format!("{layer} {}", a.name).contains(&filter))
-        {
-            let source = |with: &str| {
-                if layer == "dense" {
-                    dense_source(a.input, with)
-                } else {
-                    conv_source(a.input, with)
-                }
-            };
-            let shape = if layer == "dense" {
-                vec![256, 256]
-            } else {
-                vec![BATCH_CONV, 32, 32, 16]
-            };
+        for a in ARITHS.iter().filter(|a| format!("{layer} {}", a.name).contains(&filter)) {
+            let source = |with: &str| if layer == "dense" { dense_source(a.input, with) } else { conv_source(a.input, with) };
+            let shape = if layer == "dense" { vec![256, 256] } else { vec![BATCH_CONV, 32, 32, 16] };
             let p = program(&source(a.with));
             let compiled = jit.compile(&p).unwrap();
             let x = Tensor::new(shape.clone(), data(a.input, &shape, 5)).unwrap();
@@ -296,16 +203,11 @@ fn main() {
         }
     }
 
-    let source = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/resnet20.qnn"
-    ))
-    .unwrap();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/resnet20.qnn")).unwrap();
     let compile = || {
         let t = Instant::now();
         let (model, _) = qc_lang::check_source(&source);
-        let p =
-            Program::prepare(compile_to_kernel(&model.unwrap(), "optimize").unwrap(), 0).unwrap();
+        let p = Program::prepare(compile_to_kernel(&model.unwrap(), "optimize").unwrap(), 0).unwrap();
         let c = jit.compile(&p).unwrap();
         std::hint::black_box(c);
         t.elapsed()
@@ -313,10 +215,7 @@ fn main() {
     let times: Vec<Duration> = (0..3).map(|_| compile()).collect();
     let best_time = times.iter().min().unwrap();
     println!();
-    println!(
-        "resnet20.qnn, source to JIT-ready code: {:.0} ms (best of 3; target < 1000 ms)",
-        best_time.as_secs_f64() * 1e3
-    );
+    println!("resnet20.qnn, source to JIT-ready code: {:.0} ms (best of 3; target < 1000 ms)", best_time.as_secs_f64() * 1e3);
 }
 
 /// 1.23 G, 456 M, ...

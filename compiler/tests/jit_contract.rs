@@ -165,16 +165,7 @@ fn convolutions_with_padding_and_stride_match_the_interpreter() {
         (1, 6, 7, 2, 9, 3, 3, "padding = 1, stride = 2"),
         (3, 4, 4, 4, 3, 3, 3, "padding = 2, stride = [1, 2]"),
         (1, 5, 5, 1, 16, 3, 3, "padding = same, dilation = 2"),
-        (
-            2,
-            7,
-            5,
-            3,
-            37,
-            5,
-            3,
-            "padding = [2, 1], stride = [2, 1], dilation = [1, 2]",
-        ),
+        (2, 7, 5, 3, 37, 5, 3, "padding = [2, 1], stride = [2, 1], dilation = [1, 2]"),
         (3, 5, 3, 2, 6, 1, 1, "stride = 2"),
         (1, 3, 4, 240, 5, 3, 3, "padding = same"),
     ];
@@ -380,18 +371,8 @@ fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
         ("bf16", 1.0, 1.0 + 2f64.powi(-8), 1.5),
         ("bf16", -3.0, -3.0 - 2f64.powi(-7), 1.75),
         ("bf16", 0.0, 3.0 * 2f64.powi(-134), 1.25),
-        (
-            "bf16",
-            1.5 * 2f64.powi(111),
-            1.5 * 2f64.powi(111) + 2f64.powi(103),
-            1.5,
-        ),
-        (
-            "bf16",
-            2f64.powi(112),
-            2f64.powi(112) + 2f64.powi(104),
-            1.25,
-        ),
+        ("bf16", 1.5 * 2f64.powi(111), 1.5 * 2f64.powi(111) + 2f64.powi(103), 1.5),
+        ("bf16", 2f64.powi(112), 2f64.powi(112) + 2f64.powi(104), 1.25),
     ];
     for acc in ["fp16", "fp<5,7>", "bf16"] {
         let mut rows: Vec<(f64, f32)> = Vec::new();
@@ -405,10 +386,7 @@ fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
         let (m, n) = (rows.len(), 12);
         let bs = [1.25f32, 1.5, 1.75];
         let others = [1.0f32, -0.75, 2.0];
-        let x: Vec<f32> = rows
-            .iter()
-            .flat_map(|&(base, a)| [base as f32, a])
-            .collect();
+        let x: Vec<f32> = rows.iter().flat_map(|&(base, a)| [base as f32, a]).collect();
         let w: Vec<f32> = (0..n)
             .flat_map(|j| [1.0, if j % 4 < 3 { bs[j % 4] } else { others[j / 4] }])
             .collect();
