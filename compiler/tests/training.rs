@@ -537,3 +537,65 @@ fn a_layers_backward_arithmetic_overrides_the_models() {
     assert_ne!(one_layer[..2], fp32[..2], "one step changes the first layer's weights");
     assert_eq!(one_layer[2..], fp32[2..], "and not the second layer's (its own gradients are fp32)");
 }
+
+/// `nn.maxpool2d_grad` of `dy` (`[1, oh, ow, c]`) for `x` (`[1, h, w, c]`) as the definition
+/// says: each window's `dy` goes to its first largest element inside the input (row-major
+/// taps; a later element only when strictly larger, so `−0` and `+0` tie).
+fn first_largest_gradient(x: &[f32], dy: &[f32], (h, w, c): (usize, usize, usize), (size, stride, pad): (usize, usize, usize)) -> Vec<f32> {
+    let (oh, ow) = ((h + 2 * pad - size) / stride + 1, (w + 2 * pad - size) / stride + 1);
+    let mut grad = vec![0f32; x.len()];
+    for (i, o) in (0..oh).flat_map(|i| (0..ow).map(move |o| (i, o))) {
+        for ch in 0..c {
+            let mut best: Option<usize> = None;
+            for (th, tw) in (0..size).flat_map(|th| (0..size).map(move |tw| (th, tw))) {
+                let (r, s) = ((i * stride + th) as isize - pad as isize, (o * stride + tw) as isize - pad as isize);
+                if r < 0 || s < 0 || r >= h as isize || s >= w as isize {
+                    continue;
+                }
+                let at = (r as usize * w + s as usize) * c + ch;
+                if best.is_none_or(|b| x[at] > x[b]) {
+                    best = Some(at);
+                }
+            }
+            grad[best.expect("every window has an input")] += dy[(i * ow + o) * c + ch];
+        }
+    }
+    grad
+}
+
+#[test]
+fn max_pooling_gradients_go_to_the_first_largest_element_on_both_backends() {
+    use qc_compiler::pass::{parse_pipeline, PassManager, PassOptions};
+    // Values from a small set, so most windows hold ties (−0 with +0 among them); `dy` small
+    // integers, so every sum is exact in fp32.
+    let choices = [-1.0f32, -0.0, 0.0, 0.5, 1.0, 2.0];
+    let rng = RandomStream::new(5, 0);
+    for (h, c, size, stride, pad) in [(4, 2, 2, 2, 0), (4, 2, 3, 1, 0), (5, 2, 3, 2, 1), (6, 1, 2, 2, 1)] {
+        let o = (h + 2 * pad - size) / stride + 1;
+        let source = format!(
+            "func @f(%dy: tensor<1x{o}x{o}x{c}xfp32>, %x: tensor<1x{h}x{h}x{c}xbf16>) -> (tensor<1x{h}x{h}x{c}xfp32>) {{\n  \
+             %g = nn.maxpool2d_grad %dy, %x {{arith = #arith<mul=exact, acc=fp32 @ nearest>, padding = [{pad}, {pad}], stride = [{stride}, {stride}], window = [{size}, {size}]}} : \
+             (tensor<1x{o}x{o}x{c}xfp32>, tensor<1x{h}x{h}x{c}xbf16>) -> tensor<1x{h}x{h}x{c}xfp32>\n  \
+             func.return %g : (tensor<1x{h}x{h}x{c}xfp32>) -> ()\n}}\n"
+        );
+        let mut module = qc_compiler::parse_module(&source).unwrap_or_else(|d| panic!("{}", d.render("case", &source)));
+        let options = PassOptions { verify_each: true, ..PassOptions::default() };
+        PassManager::new(parse_pipeline("lower-kernel").unwrap(), options).run(&mut module).unwrap();
+        let program = Program::prepare(module, 0).unwrap();
+        for trial in 0..20u64 {
+            let pick = |i: usize, j: u32| rng.word(trial << 20 | i as u64, j);
+            let x: Vec<f32> = (0..h * h * c).map(|i| choices[pick(i, 0) as usize % choices.len()]).collect();
+            let dy: Vec<f32> = (0..o * o * c).map(|i| (1 + pick(i, 1) % 8) as f32).collect();
+            let expected = first_largest_gradient(&x, &dy, (h, h, c), (size, stride, pad));
+            let inputs = [Tensor::new(vec![1, o, o, c], dy).unwrap(), Tensor::new(vec![1, h, h, c], x).unwrap()];
+            let case = format!("window {size} stride {stride} padding {pad}, trial {trial}");
+            let found = Interpreter.run(&program, &inputs).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(found[0].data()), bits(&expected), "interpreter, {case}");
+            for threads in [1, 2] {
+                let found = Jit::with_threads(threads).run(&program, &inputs).unwrap();
+                assert_eq!(bits(found[0].data()), bits(&expected), "JIT on {threads} threads, {case}");
+            }
+        }
+    }
+}

@@ -314,6 +314,83 @@ impl FloatFormat {
     }
 }
 
+/// [`FloatFormat::round`] with one rounding mode and the format's constants computed once, for
+/// rounding many values one at a time. A finite `x` whose exponent lies in the format's normal
+/// range rounds on its f64 bits: the grid there is the f64 values whose low `52 − M`
+/// significand bits are zero, so those bits are the whole fraction of the gap; adding the
+/// rounding's carry to the truncated bits steps into the next binade when it overflows the
+/// significand, and a result above the largest value is an overflow. A normal f64 below the
+/// format's normal range rounds onto the fixed grid there (the subnormal spacing, or `2^emin`
+/// without subnormals) as the reference does, with the spacing precomputed. Every other `x`
+/// (zero, an f64 subnormal, above the normal range, ±∞, NaN) takes [`FloatFormat::round`].
+/// The same decision ([`Rounding::away_from_zero`] on the same fraction) makes the bits agree.
+#[derive(Clone, Copy, Debug)]
+pub struct PreparedRounding {
+    format: FloatFormat,
+    rounding: Rounding,
+    /// The biased f64 exponent fields of the format's normal binades: `emin + 1023 ..= emax + 1023`.
+    normal_fields: (u64, u64),
+    /// Bits of the f64 significand below the format's last bit: `52 − M`.
+    drop: u32,
+    /// The f64 bits of the largest finite value.
+    max_bits: u64,
+    /// The exponent `g` of the grid below the normal range (`emin − M`, or `emin` without
+    /// subnormals) plus 1075: an f64 of exponent field `E` drops `g + 1075 − E` bits there.
+    low_grid: u32,
+    /// `2^g`.
+    low_spacing: f64,
+}
+
+impl PreparedRounding {
+    pub fn new(format: FloatFormat, rounding: Rounding) -> Self {
+        let low = if format.subnormals { format.emin() - format.man_bits as i32 } else { format.emin() };
+        PreparedRounding {
+            format,
+            rounding,
+            normal_fields: ((format.emin() + 1023) as u64, (format.emax() + 1023) as u64),
+            drop: 52 - format.man_bits,
+            max_bits: format.max().to_bits(),
+            low_grid: (low + 1075) as u32,
+            low_spacing: pow2(low),
+        }
+    }
+
+    /// `format.round(x, rounding, draw)`, bit for bit.
+    #[inline]
+    pub fn round(&self, x: f64, draw: Draw<'_>) -> f64 {
+        const SIGN: u64 = 1 << 63;
+        let bits = x.to_bits();
+        let magnitude = bits & !SIGN;
+        let field = magnitude >> 52;
+        if field == 0 || field > self.normal_fields.1 {
+            return self.format.round(x, self.rounding, draw);
+        }
+        let negative = bits & SIGN != 0;
+        let significand = (magnitude & ((1 << 52) - 1)) | (1 << 52);
+        if field < self.normal_fields.0 {
+            let drop = self.low_grid - field as u32;
+            let (k, frac) = if drop >= 64 {
+                (0, Dyadic { rem: significand, shift: drop })
+            } else {
+                (significand >> drop, Dyadic { rem: low_bits(significand, drop), shift: drop })
+            };
+            let away = self.rounding.away_from_zero(&frac, negative, k & 1 == 1, draw);
+            let m = (k + away as u64) as f64 * self.low_spacing;
+            return if negative && (m != 0.0 || self.format.has_negative_zero()) { -m } else { m };
+        }
+        let below = (1u64 << self.drop) - 1;
+        let frac = Dyadic { rem: significand & below, shift: self.drop };
+        let k_odd = (significand >> self.drop) & 1 == 1;
+        let away = self.rounding.away_from_zero(&frac, negative, k_odd, draw);
+        let rounded = (magnitude & !below) + ((away as u64) << self.drop);
+        if rounded > self.max_bits {
+            let m = self.format.overflow(negative, self.rounding);
+            return if negative { -m } else { m };
+        }
+        f64::from_bits(rounded | (bits & SIGN))
+    }
+}
+
 /// `2^e` for any `e` in f64's range, subnormals included.
 pub fn pow2(e: i32) -> f64 {
     if e >= -1022 {
@@ -439,5 +516,95 @@ mod tests {
         assert_eq!(rne(&f, -1e-9).to_bits(), 0.0f64.to_bits());
         assert!(f.decode(0x80).is_nan());
         assert_eq!(f.max(), 240.0);
+    }
+
+    /// Values around every binade and rounding boundary of `f`: each f64 exponent from below
+    /// the subnormals to above the largest binade, significands with random low bits and
+    /// those at, just below and just above the grid points and midpoints of `f`; the
+    /// extremes and specials.
+    fn values_around(f: &FloatFormat, rng: &RandomStream) -> Vec<f64> {
+        let mut xs = vec![0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -f64::NAN, f64::MAX, f64::MIN_POSITIVE, f64::from_bits(1), 5e-324];
+        for m in [f.max(), f.min_normal(), f.min_positive()] {
+            for ulps in -3i64..=3 {
+                xs.push(f64::from_bits((m.to_bits() as i64 + ulps) as u64));
+            }
+            xs.push(m * (1.0 + f.epsilon() / 2.0)); // the midpoint above (or a tie at max)
+            xs.push(m * (1.0 - f.epsilon() / 4.0));
+        }
+        let drop = 52 - f.man_bits;
+        let mut i = 0u64;
+        for e in (f.min_positive_exponent() - 70)..=(f.emax() + 2) {
+            for shape in 0..8 {
+                for _ in 0..12 {
+                    let random = ((rng.word(i, 0) as u64) << 32 | rng.word(i, 1) as u64) & ((1 << 52) - 1);
+                    i += 1;
+                    let grid = random & !((1u64 << drop) - 1);
+                    let half = 1u64 << (drop - 1);
+                    let man = match shape {
+                        0 => random,
+                        1 => grid,
+                        2 => grid | half,
+                        3 => (grid | half) + 1,
+                        4 => (grid | half) - 1,
+                        5 => grid | 1,
+                        6 => grid.wrapping_sub(1) & ((1 << 52) - 1),
+                        _ => grid | (random & ((1u64 << drop.min(20)) - 1)),
+                    };
+                    let x = f64::from_bits((((e + 1023) as u64) << 52) | man);
+                    xs.extend([x, -x]);
+                }
+            }
+        }
+        xs
+    }
+
+    #[test]
+    fn prepared_rounding_agrees_with_round_bit_for_bit() {
+        let formats = [
+            FloatFormat::ieee(5, 10),
+            FloatFormat::ieee(8, 7),
+            FloatFormat::ieee(8, 23),
+            FloatFormat::ieee(4, 3).with_specials(Specials::Fn),
+            FloatFormat::ieee(4, 3).with_specials(Specials::Fnuz).with_bias(8),
+            FloatFormat::ieee(5, 2),
+            FloatFormat { saturate: true, ..FloatFormat::ieee(5, 2) },
+            FloatFormat::ieee(5, 2).without_subnormals(),
+            FloatFormat::ieee(6, 5),
+            FloatFormat::ieee(5, 0),
+            FloatFormat::ieee(3, 1).with_specials(Specials::None),
+        ];
+        let roundings = [
+            Rounding::Nearest,
+            Rounding::NearestAway,
+            Rounding::TowardZero,
+            Rounding::Up,
+            Rounding::Down,
+            Rounding::Stochastic,
+            Rounding::StochasticBits(1),
+            Rounding::StochasticBits(9),
+            Rounding::StochasticBits(32),
+            Rounding::StochasticUnbiased(4),
+            Rounding::StochasticUnbiased(13),
+        ];
+        let rng = RandomStream::new(11, 0);
+        let draws = RandomStream::new(12, 0);
+        let mut checked = 0;
+        for f in &formats {
+            let xs = values_around(f, &rng);
+            for &rounding in &roundings {
+                let prepared = PreparedRounding::new(*f, rounding);
+                for (i, &x) in xs.iter().enumerate() {
+                    // Stochastic draws at several indices, so each value meets several words.
+                    for d in 0..if rounding.is_stochastic() { 3 } else { 1 } {
+                        let at = (i * 3 + d) as u64;
+                        let exact = f.round(x, rounding, draws.at(at));
+                        let fast = prepared.round(x, draws.at(at));
+                        assert_eq!(fast.to_bits(), exact.to_bits(), "{f} {rounding} x = {x:e} ({:#x}): {fast:e} vs {exact:e}", x.to_bits());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
     }
 }

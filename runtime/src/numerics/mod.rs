@@ -17,7 +17,7 @@ pub mod scaled;
 pub(crate) mod simd;
 pub mod suggest;
 
-pub use float::{FloatFormat, Specials};
+pub use float::{FloatFormat, PreparedRounding, Specials};
 pub use relations::represents_all_of;
 pub use format::{BlockElement, BlockFormat, BlockScale, Codebook, FixedFormat, Format, FormatError, Granularity, IntFormat, LogFormat, QuantizeError, ScaleRule};
 pub use rng::RandomStream;

@@ -16,7 +16,7 @@
 //! `s` draw, for element `i` of parameter `p`, from `RandomStream::new(seed, 2^63 + s·2^16 +
 //! 2p)` (update) and `… + 2p + 1` (master) at index `i`: nothing depends on thread count.
 
-use crate::numerics::{FloatFormat, Format, RandomStream, Rounding};
+use crate::numerics::{FloatFormat, Format, PreparedRounding, RandomStream, Rounding};
 
 /// The optimizer and its hyper-parameters (the learning rate is given per step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,26 +58,25 @@ const STREAM_BASE: u64 = 1 << 63;
 
 /// Rounds one f64 value at a time into an element-wise float format: element `i` draws at
 /// index `i` of the stream.
-enum ElementRounding<'a> {
+enum ElementRounding {
     /// Binary32 to nearest: the hardware conversion rounds exactly so.
     Binary32Nearest,
+    /// `FloatFormat::round`, with the format's constants computed once.
     Float {
-        format: &'a FloatFormat,
-        rounding: Rounding,
+        rounding: PreparedRounding,
         stream: RandomStream,
     },
 }
 
-impl<'a> ElementRounding<'a> {
+impl ElementRounding {
     /// The rounding into `format`, if it is a float format (others round whole tensors).
-    fn new(format: &'a Format, rounding: Rounding, stream: RandomStream) -> Option<Self> {
+    fn new(format: &Format, rounding: Rounding, stream: RandomStream) -> Option<Self> {
         let f = format.as_float()?;
         Some(if *f == FloatFormat::ieee(8, 23) && rounding == Rounding::Nearest {
             ElementRounding::Binary32Nearest
         } else {
             ElementRounding::Float {
-                format: f,
-                rounding,
+                rounding: PreparedRounding::new(*f, rounding),
                 stream,
             }
         })
@@ -87,11 +86,9 @@ impl<'a> ElementRounding<'a> {
     fn round(&self, i: usize, x: f64) -> f32 {
         match self {
             ElementRounding::Binary32Nearest => x as f32,
-            ElementRounding::Float {
-                format,
-                rounding,
-                stream,
-            } => format.round(x, *rounding, stream.at(i as u64)) as f32,
+            ElementRounding::Float { rounding, stream } => {
+                rounding.round(x, stream.at(i as u64)) as f32
+            }
         }
     }
 }

@@ -477,9 +477,14 @@ fn valid_count(body: &mut Body<'_>, o: ValueId, stride: u64, size: u64, pad: u64
 /// The input gradient of max pooling at `(n, h, w, c)`: the sum over the taps `k = (th, tw)`
 /// (row-major) of the windows `(oh, ow)` that place tap `k` on `(h, w)` of
 /// `dy[n, oh, ow, c]·[x[n, h, w, c] is the window's first largest element]`, in `acc`.
-/// "Largest": `m` = the window's maximum (as `nn.maxpool2d` computes it), and
-/// `1 − step(m − x)`; "first": no earlier tap `j < k` inside the input equals `m`
-/// (`1 − step(Σ_j [x_j = m])`, the count exact in fp32). Every indicator is an exact 0 or 1.
+/// With `x = x[n, h, w, c]`, `e` the largest of the window's earlier taps `j < k` and `l` of
+/// its later ones (each a `kernel.reduce_max` in fp32 from −∞ over the taps inside the input,
+/// converted to fp32 exactly), the indicator is `step(x − e)·(1 − step(l − x))`: `x` above
+/// every earlier tap and not below any later one. For finite inputs it is an exact 0 or 1
+/// (every step is exact in fp32) and marks the first largest as `nn.maxpool2d` compares
+/// (`−0 = +0`). A NaN in the window makes every indicator of it NaN; an input ±∞ has a NaN
+/// indicator when the same infinity is its `e` or `l` (another +∞ in the window; for −∞ also
+/// no earlier or no later tap above −∞).
 pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
     let arith = arith_of(module, op)?;
     let size = pair(module, op, "window", [1, 1]);
@@ -514,29 +519,26 @@ pub fn maxpool_grad(module: &mut Module, op: OpId) -> Result<(), PassError> {
         let sum = body.accumulate(lo, hi, acc, None, |inner, k| {
             let (oh, ow, keep) = window_of_tap(inner, k, (h, w), win, size, out_hw);
             let out = [n, oh, ow, c];
+            let largest = |inner: &mut Body<'_>, from: ValueId, to: ValueId| {
+                let below_all = inner.constant(fp32.format, f64::NEG_INFINITY);
+                inner.reduce("kernel.reduce_max", from, to, below_all, Default::default(), None, |r, j| {
+                    let (at, keep) = pool_position(r, &out, j, win, &xt);
+                    let xj = r.load(x, at);
+                    (r.round(xj, fp32), keep)
+                })
+            };
             let zero = inner.index(0);
-            let (first, _) = pool_position(inner, &out, zero, win, &xt);
-            let init = inner.load(x, first);
+            let earlier = largest(inner, zero, k);
+            let next = inner.ix_const("kernel.index_add", k, 1);
             let all = inner.index(taps);
-            let m = inner.reduce("kernel.reduce_max", zero, all, init, Default::default(), None, |r, j| {
-                let (at, keep) = pool_position(r, &out, j, win, &xt);
-                (r.load(x, at), keep)
-            });
+            let later = largest(inner, next, all);
+            let above_earlier = inner.rounded("kernel.sub", vec![own, earlier], fp32);
+            let first = super::grad::step(inner, above_earlier);
+            let later_above = inner.rounded("kernel.sub", vec![later, own], fp32);
+            let below_later = super::grad::step(inner, later_above);
             let one = inner.constant(fp32.format, 1.0);
-            let below = inner.rounded("kernel.sub", vec![m, own], fp32);
-            let below = super::grad::step(inner, below);
-            let is_max = inner.rounded("kernel.sub", vec![one, below], fp32);
-            let earlier = inner.accumulate(zero, k, fp32, None, |r, j| {
-                let (at, keep) = pool_position(r, &out, j, win, &xt);
-                let xj = r.load(x, at);
-                let d = r.rounded("kernel.sub", vec![m, xj], fp32);
-                let s = super::grad::step(r, d);
-                let one = r.constant(fp32.format, 1.0);
-                (r.rounded("kernel.sub", vec![one, s], fp32), keep)
-            });
-            let seen = super::grad::step(inner, earlier);
-            let is_first = inner.rounded("kernel.sub", vec![one, seen], fp32);
-            let indicator = inner.rounded("kernel.mul", vec![is_max, is_first], fp32);
+            let not_below = inner.rounded("kernel.sub", vec![one, below_later], fp32);
+            let indicator = inner.rounded("kernel.mul", vec![first, not_below], fp32);
             let g = inner.load(dy, out.to_vec());
             (inner.exact_mul(g, indicator), Some(keep))
         });
