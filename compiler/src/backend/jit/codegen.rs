@@ -732,7 +732,12 @@ impl Gen<'_, '_> {
                 let a = self.num(ops[0])?;
                 let b = self.num(ops[1])?;
                 // IEEE 754-2019 maximum/minimum: NaN if either is, −0 below +0 (Cranelift's
-                // fmax/fmin).
+                // fmax/fmin). Of two f32 values it is one of them, which every mode of
+                // binary32 keeps.
+                if let (true, Cv::F32(x), Cv::F32(y)) = (r.0.is_binary32(), a, b) {
+                    let m = if name == "kernel.max" { self.e.b.ins().fmax(x, y) } else { self.e.b.ins().fmin(x, y) };
+                    return Ok(Cv::F32(m));
+                }
                 let x = self.as_f64(a)?;
                 let y = self.as_f64(b)?;
                 let m = if name == "kernel.max" { self.e.b.ins().fmax(x, y) } else { self.e.b.ins().fmin(x, y) };

@@ -222,6 +222,11 @@ impl Emit<'_, '_> {
             return self.round_e8m0(x, mode, stream, draw);
         }
         if let (Target::Float(f), Rounding::Nearest) = (target, mode) {
+            if target.is_binary32() {
+                // IEEE 754 conversion rounds to nearest even, with subnormals, overflow to ∞
+                // and NaN kept; an odd-rounded x has 29 more bits than binary32.
+                return self.b.ins().fdemote(types::F32, x);
+            }
             if f.subnormals {
                 return self.round_nearest_with_subnormals(x, f);
             }
