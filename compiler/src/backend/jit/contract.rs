@@ -8,8 +8,8 @@
 //!   rounded step's latency (twenty-odd cycles through TwoSum and the rounding, four
 //!   through an fma) needs many independent chains: where the layer has at least 64
 //!   outputs, one row of 16 vectors (more chains than registers, but faster); else 2 × 4
-//!   for binary32 and direct `nearest` steps and 1 × 4 for the odd-rounding ones. Exact
-//!   products into binary32 (a multiply and an add, throughput-bound) keep 2 × 4.
+//!   for direct `nearest` steps and 1 × 4 for the odd-rounding ones. Binary32 steps (a
+//!   multiply and an add, or an fma) keep 2 × 4: eight chains hide the fma's latency.
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
@@ -923,19 +923,19 @@ struct Kernel<'p> {
 impl Kernel<'_> {
     fn emit(&self, g: &mut Gen, lo: Value, hi: Value) -> Result<(), String> {
         // A block's accumulator chains (rows × vectors). A rounded step's latency (twenty-odd
-        // cycles through TwoSum and the rounding; four through an fma) needs more independent
-        // chains than the sixteen vector registers hold to keep the vector units busy: where
-        // the layer is that wide, one row of sixteen vectors (measured on 256³ against two
-        // rows of four and one row of four or eight: 12–80% faster), except exact products
-        // into binary32 (a multiply and an add, already throughput-bound: two rows of four).
+        // cycles through TwoSum and the rounding) needs more independent chains than the
+        // sixteen vector registers hold to keep the vector units busy: where the layer is that
+        // wide, one row of sixteen vectors (measured on 256³ against two rows of four and one
+        // row of four or eight: 12–80% faster). Binary32 steps (a multiply and an add, or an
+        // fma of four cycles' latency) are busy with eight chains, and sixteen would spill:
+        // two rows of four (measured on 256³ with an fma: as fast unchunked, 5% faster chunked).
         // Narrower layers: the short steps (binary32, nearest through binary32) two rows of
         // four vectors, the longer odd-rounding steps one row of four.
         let step = self.plan.inner_step.unwrap_or(self.plan.outer_step);
         let short_step = matches!(step, Step::Binary32 | Step::NearestThroughBinary32 { .. });
-        let latency_bound = !matches!(step, Step::Binary32) || self.plan.fma;
         let nvec = (self.plan.n / 4) as usize;
         let (rows, vecs) = match (short_step, nvec) {
-            (_, v) if v >= 16 && latency_bound => (1, 16),
+            (_, v) if v >= 16 && !matches!(step, Step::Binary32) => (1, 16),
             (true, v) if v >= 4 => (2, 4),
             (true, _) => (4, 2),
             (false, v) if v >= 4 => (1, 4),
