@@ -15,7 +15,7 @@ use qc_runtime::tensor::Tensor;
 
 /// Float result formats the vector code rounds to (with and without subnormals, saturating,
 /// without −0, largest values past 2^101).
-const FORMATS: [&str; 11] = ["fp32", "fp16", "bf16", "e4m3", "e5m2", "hfp8_fwd", "fp<6,5>", "fp<6,5,nosub>", "fp<4,3,fn,sat,bias=9>", "e4m3fnuz", "fp<8,4,nosub>"];
+const FORMATS: [&str; 12] = ["fp32", "fp16", "bf16", "e4m3", "e5m2", "hfp8_fwd", "fp<6,5>", "fp<6,5,nosub>", "fp<4,3,fn,sat,bias=9>", "e4m3fnuz", "fp<8,4,nosub>", "fp<5,2,sat>"];
 
 /// Shapes: rank 1 to 4, last extents with and without a remainder of four.
 const SHAPES: [&[usize]; 5] = [&[37], &[7, 10], &[3, 5, 12], &[2, 3, 4, 9], &[5, 4]];
@@ -45,11 +45,13 @@ fn largest(f: &str) -> Option<f64> {
 }
 
 /// Raw values for a tensor of `n` elements: mostly few-bit significands over a wide
-/// exponent range (so many are ties of narrow formats), with the specials interleaved;
-/// `target` adds its largest value, the tie just above it and values beyond.
+/// exponent range (so many are ties of narrow formats), some with full binary32
+/// significands, with the specials interleaved (among them a value in each binade from 2^100
+/// up); `target` adds its largest value, the tie just above it and values beyond.
 fn raw_values(n: usize, seed: u64, target: &str) -> Vec<f32> {
     let rng = RandomStream::new(seed, 3);
     let mut specials = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, 1e-40, -1e-45, 1.1754942e-38, 2f32.powi(101), -3e38, 2f32.powi(-100), 2f32.powi(-127), 1.5, -2.5, 0.1];
+    specials.extend((100..128).map(|k| 1.25 * 2f32.powi(k)));
     if let Some(max) = largest(target) {
         let max = max as f32;
         let above = max * (1.0 + 2f32.powi(-12));
@@ -59,9 +61,9 @@ fn raw_values(n: usize, seed: u64, target: &str) -> Vec<f32> {
         .map(|i| {
             let w = rng.word(i as u64, 0);
             if w % 3 == 0 {
-                return specials[(w as usize / 3) % specials.len()];
+                return specials[(w as usize >> 2) % specials.len()];
             }
-            let significand = 1.0 + ((w >> 8) % 32) as f32 / 32.0;
+            let significand = if w % 4 == 1 { 1.0 + (w >> 9) as f32 / 2f32.powi(23) } else { 1.0 + ((w >> 8) % 32) as f32 / 32.0 };
             let e = ((w >> 16) % 70) as i32 - 40;
             let e = if w % 7 == 0 { ((w >> 16) % 250) as i32 - 125 } else { e };
             let x = significand * 2f32.powi(e.clamp(-126, 127));
@@ -232,5 +234,42 @@ fn other_roundings_and_formats_keep_the_scalar_code() {
         // Shorter rows than a vector.
         (kernel(&[5, 3], &["fp32"], None, "fp16", "    %z = kernel.round %x0 {round = nearest} : (fp32) -> fp16\n"), vec![tensor("fp32", &[5, 3], &raw_values(15, 3, "fp16"))], false),
     ];
+    run_cases(cases);
+}
+
+#[test]
+fn products_in_binary32_subnormal_range_round_like_the_exact_product() {
+    // 2^-67 · 2^-67·(1 + 2^-20) = 2^-134 + 2^-154: binary32 rounds it to 2^-134, a tie of
+    // bf16's subnormal grid (to 0 by even), while the exact product rounds up to 2^-133; the
+    // fma residue 2^-154 is lost below binary32's subnormals too.
+    let shape: &[usize] = &[2, 8];
+    let a: Vec<f32> = (0..16).map(|i| if i % 3 == 0 { -(2f32.powi(-67)) } else { 2f32.powi(-67) }).collect();
+    let b: Vec<f32> = (0..16).map(|i| 2f32.powi(-67) * (1.0 + 2f32.powi(-20 + (i % 4)))).collect();
+    let mut cases = Vec::new();
+    for result in ["bf16", "fp<8,4,nosub>", "fp32"] {
+        let body = format!("    %z = kernel.mul %x0, %x1 {{round = nearest}} : (fp32, fp32) -> {result}\n");
+        cases.push((kernel(shape, &["fp32", "fp32"], None, result, &body), vec![tensor("fp32", shape, &a), tensor("fp32", shape, &b)], result == "fp32" || host_fma()));
+    }
+    run_cases(cases);
+}
+
+#[test]
+fn products_inexact_in_binary32_near_ties_round_like_the_exact_product() {
+    // a · b within binary32's rounding of a midpoint of the target's values: the binary32
+    // product is the midpoint (a false tie) while the exact product lies to one side.
+    let shape: &[usize] = &[4, 12];
+    let mut cases = Vec::new();
+    for (result, man) in [("fp16", 10), ("e5m2", 2), ("e4m3", 3), ("bf16", 7), ("hfp8_fwd", 3), ("fp<6,5>", 5)] {
+        let midpoint = 1.0 + 2f64.powi(-(man + 1));
+        let a: Vec<f32> = (0..48).map(|i| [1.25f32, 1.5, 1.75, -3.0][i % 4]).collect();
+        let b: Vec<f32> = (0..48)
+            .map(|i| {
+                let q = (midpoint * 2f64.powi((i / 12) as i32 - 1) / a[i] as f64) as f32;
+                f32::from_bits((q.to_bits() as i64 + (i % 3) as i64 - 1) as u32)
+            })
+            .collect();
+        let body = format!("    %z = kernel.mul %x0, %x1 {{round = nearest}} : (e5m2, fp32) -> {result}\n");
+        cases.push((kernel(shape, &["e5m2", "fp32"], None, result, &body), vec![tensor("e5m2", shape, &a), tensor("fp32", shape, &b)], host_fma()));
+    }
     run_cases(cases);
 }
