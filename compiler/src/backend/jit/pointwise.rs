@@ -47,10 +47,10 @@ const WIDTH: i64 = 4;
 
 /// Finite values from here up are replaced or sent to the scalar code before a narrow
 /// rounding (module doc): the magic constant of the rounding stays finite below it.
-const LARGE: f32 = 2_535_301_200_456_458_802_993_406_410_752.0; // 2^101
+const LARGE: f32 = f32::from_bits((101 + 127) << 23); // 2^101
 
 /// Products below this magnitude (of nonzero operands) take the scalar code (module doc).
-const TINY_PRODUCT: f32 = 7.888_609_052_210_118e-31; // 2^-100
+const TINY_PRODUCT: f32 = f32::from_bits((127 - 100) << 23); // 2^-100
 
 /// An element-wise generate the vector code computes: which ops depend on the last axis.
 pub(super) struct Plan {
@@ -97,7 +97,9 @@ fn precision(ir: &Module, v: ValueId) -> Option<u32> {
 pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor()?;
-    let &Dim::Fixed(n) = out_ty.dims.last()? else { return None };
+    let &Dim::Fixed(n) = out_ty.dims.last()? else {
+        return None;
+    };
     if n < WIDTH as u64 {
         return None;
     }
@@ -125,7 +127,8 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             return None;
         }
         let result = o.results[0];
-        let float_operands = |k: usize| o.operands.len() == k && o.operands.iter().all(|v| floats.contains(v));
+        let float_operands =
+            |k: usize| o.operands.len() == k && o.operands.iter().all(|v| floats.contains(v));
         match o.name() {
             "kernel.index" => {
                 indices.insert(result);
@@ -137,11 +140,14 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
                 let idx = &o.operands[1..];
                 if idx == args.as_slice() {
                     // Lane-contiguous: the tensor's last axis is the output's.
-                    if tensor.dims.len() != args.len() || tensor.dims.last() != Some(&Dim::Fixed(n)) {
+                    if tensor.dims.len() != args.len() || tensor.dims.last() != Some(&Dim::Fixed(n))
+                    {
                         return None;
                     }
                     varying.insert(op);
-                } else if !idx.iter().all(|&v| indices.contains(&v) || (!in_body(v) && matches!(ir.ty(v), Type::Index))) {
+                } else if !idx.iter().all(|&v| {
+                    indices.contains(&v) || (!in_body(v) && matches!(ir.ty(v), Type::Index))
+                }) {
                     return None;
                 }
             }
@@ -189,7 +195,11 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     if !floats.contains(&y.operands[0]) {
         return None;
     }
-    Some(Plan { body, varying, fma_checked })
+    Some(Plan {
+        body,
+        varying,
+        fma_checked,
+    })
 }
 
 /// Whether the generate `op` compiles to this vector code on `jit`'s host (`plan`).
@@ -199,52 +209,87 @@ pub(super) fn recognises(jit: &JITModule, ir: &Module, op: OpId) -> bool {
 
 /// Whether `jit`'s host has a fused multiply-add.
 pub(super) fn has_fma(jit: &JITModule) -> bool {
-    jit.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
+    jit.isa()
+        .isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
 }
 
 /// Compiles the element-wise generate `op` by `plan` (module doc).
-pub(super) fn compile(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str, plan: &Plan) -> Result<KernelFn, String> {
+pub(super) fn compile(
+    jit: &mut JITModule,
+    fctx: &mut FunctionBuilderContext,
+    ir: &Module,
+    op: OpId,
+    helpers: Helpers,
+    name: &str,
+    plan: &Plan,
+) -> Result<KernelFn, String> {
     let o = &ir.ops[op];
-    let rank = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.rank();
+    let rank = ir
+        .ty(o.results[0])
+        .as_tensor()
+        .ok_or("a generate makes a tensor")?
+        .rank();
     let split = rank.min(2);
     let cost = ir.blocks[plan.body].ops.len() as f64;
-    let (id, captures, streams) = build_function(jit, fctx, ir, op, helpers, name, |g, out, _env, _slot, lo, hi| {
-        match rank {
-            1 => row(g, plan, out, &[], lo, hi),
-            2 => {
-                // Rows i0 meeting [lo, hi), each over its part of the range.
-                let d1 = out.dims[1];
-                let first = g.e.b.ins().udiv(lo, d1);
-                let last = g.e.b.ins().iadd_imm_s(hi, -1);
-                let last = g.e.b.ins().udiv(last, d1);
-                let end = g.e.b.ins().iadd_imm_s(last, 1);
-                let empty = g.e.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, lo, hi);
-                let end = g.e.b.ins().select(empty, first, end);
-                counted_loop(g, first, end, 1, false, |g, i0| {
-                    let start = g.e.b.ins().imul(i0, d1);
-                    let stop = g.e.b.ins().iadd(start, d1);
-                    let from = g.e.b.ins().umax(lo, start);
-                    let to = g.e.b.ins().umin(hi, stop);
-                    let js = g.e.b.ins().isub(from, start);
-                    let je = g.e.b.ins().isub(to, start);
-                    row(g, plan, out, &[i0], js, je)
-                })?;
-                Ok(())
+    let (id, captures, streams) = build_function(
+        jit,
+        fctx,
+        ir,
+        op,
+        helpers,
+        name,
+        |g, out, _env, _slot, lo, hi| {
+            match rank {
+                1 => row(g, plan, out, &[], lo, hi),
+                2 => {
+                    // Rows i0 meeting [lo, hi), each over its part of the range.
+                    let d1 = out.dims[1];
+                    let first = g.e.b.ins().udiv(lo, d1);
+                    let last = g.e.b.ins().iadd_imm_s(hi, -1);
+                    let last = g.e.b.ins().udiv(last, d1);
+                    let end = g.e.b.ins().iadd_imm_s(last, 1);
+                    let empty = g.e.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, lo, hi);
+                    let end = g.e.b.ins().select(empty, first, end);
+                    counted_loop(g, first, end, 1, false, |g, i0| {
+                        let start = g.e.b.ins().imul(i0, d1);
+                        let stop = g.e.b.ins().iadd(start, d1);
+                        let from = g.e.b.ins().umax(lo, start);
+                        let to = g.e.b.ins().umin(hi, stop);
+                        let js = g.e.b.ins().isub(from, start);
+                        let je = g.e.b.ins().isub(to, start);
+                        row(g, plan, out, &[i0], js, je)
+                    })?;
+                    Ok(())
+                }
+                _ => {
+                    counted_loop(g, lo, hi, 1, false, |g, r| {
+                        let mut prefix = g.leading(out, r, split);
+                        middle_axes(g, plan, out, &mut prefix)
+                    })?;
+                    Ok(())
+                }
             }
-            _ => {
-                counted_loop(g, lo, hi, 1, false, |g, r| {
-                    let mut prefix = g.leading(out, r, split);
-                    middle_axes(g, plan, out, &mut prefix)
-                })?;
-                Ok(())
-            }
-        }
-    })?;
-    Ok(KernelFn { id, captures, split, cost_per_element: cost, streams, pack: None })
+        },
+    )?;
+    Ok(KernelFn {
+        id,
+        captures,
+        split,
+        cost_per_element: cost,
+        streams,
+        pack: None,
+    })
 }
 
 /// Loops over the axes between the leading ones and the last, then the row.
-fn middle_axes(g: &mut Gen, plan: &Plan, out: &TensorView, prefix: &mut Vec<Value>) -> Result<(), String> {
+fn middle_axes(
+    g: &mut Gen,
+    plan: &Plan,
+    out: &TensorView,
+    prefix: &mut Vec<Value>,
+) -> Result<(), String> {
     let axis = prefix.len();
     if axis + 1 == out.dims.len() {
         let zero = g.e.i64c(0);
@@ -262,7 +307,13 @@ fn middle_axes(g: &mut Gen, plan: &Plan, out: &TensorView, prefix: &mut Vec<Valu
 
 /// The offset of `prefix` (the indices of all but the last axis, each clamped to its axis
 /// when `clamp`, as the scalar loads do) in a tensor of `view`'s shape.
-fn row_offset(g: &mut Gen, view_dims: &[Value], strides: &[Value], prefix: &[Value], clamp: bool) -> Value {
+fn row_offset(
+    g: &mut Gen,
+    view_dims: &[Value],
+    strides: &[Value],
+    prefix: &[Value],
+    clamp: bool,
+) -> Value {
     let mut offset = g.e.i64c(0);
     for ((&i, &d), &s) in prefix.iter().zip(view_dims).zip(strides) {
         let i = if clamp {
@@ -279,11 +330,19 @@ fn row_offset(g: &mut Gen, view_dims: &[Value], strides: &[Value], prefix: &[Val
 
 /// The elements `js..je` of the last axis at leading indices `prefix`: vectors while four
 /// fit, then the scalar code.
-fn row(g: &mut Gen, plan: &Plan, out: &TensorView, prefix: &[Value], js: Value, je: Value) -> Result<(), String> {
+fn row(
+    g: &mut Gen,
+    plan: &Plan,
+    out: &TensorView,
+    prefix: &[Value],
+    js: Value,
+    je: Value,
+) -> Result<(), String> {
     let ir = g.ir;
     let body = plan.body;
     let args = ir.blocks[body].args.clone();
-    let mut index: HashMap<ValueId, Value> = args.iter().zip(prefix).map(|(&a, &i)| (a, i)).collect();
+    let mut index: HashMap<ValueId, Value> =
+        args.iter().zip(prefix).map(|(&a, &i)| (a, i)).collect();
     let out_row = row_offset(g, &out.dims, &out.strides, prefix, false);
     // Per row: the contiguous loads' row offsets and every value not depending on the last axis.
     let mut rows: HashMap<ValueId, Value> = HashMap::new();
@@ -316,7 +375,9 @@ fn row(g: &mut Gen, plan: &Plan, out: &TensorView, prefix: &[Value], js: Value, 
                 vals.insert(ir.ops[op].results[0], v);
             }
         }
-        let result = *vals.get(&ir.ops[yield_op].operands[0]).ok_or("a yielded value")?;
+        let result = *vals
+            .get(&ir.ops[yield_op].operands[0])
+            .ok_or("a yielded value")?;
         let at = g.e.b.ins().iadd(out_row, j);
         let bytes = g.e.b.ins().ishl_imm_s(at, 2);
         let addr = g.e.b.ins().iadd(out.ptr, bytes);
@@ -393,20 +454,29 @@ fn vector_op(
 ) -> Result<Value, String> {
     let ir = g.ir;
     let o = &ir.ops[op];
-    let operand = |k: usize| vals.get(&o.operands[k]).copied().ok_or_else(|| "an operand".to_string());
+    let operand = |k: usize| {
+        vals.get(&o.operands[k])
+            .copied()
+            .ok_or_else(|| "an operand".to_string())
+    };
     let value = match o.name() {
         "kernel.constant" => {
             let v = o.attr("value").and_then(Attr::as_f64).unwrap_or(0.0);
             splat(g, v as f32)
         }
         "kernel.load" => {
-            let t = g.tensors.get(&o.operands[0]).ok_or("a load from a tensor")?;
+            let t = g
+                .tensors
+                .get(&o.operands[0])
+                .ok_or("a load from a tensor")?;
             let ptr = t.ptr;
             if let Some(j) = j.filter(|_| plan.varying.contains(&op)) {
                 let at = g.e.b.ins().iadd(rows[&o.operands[0]], j);
                 let bytes = g.e.b.ins().ishl_imm_s(at, 2);
                 let addr = g.e.b.ins().iadd(ptr, bytes);
-                g.e.b.ins().load(types::F32X4, MemFlagsData::new().with_notrap(), addr, 0)
+                g.e.b
+                    .ins()
+                    .load(types::F32X4, MemFlagsData::new().with_notrap(), addr, 0)
             } else {
                 let (dims, strides) = (t.dims.clone(), t.strides.clone());
                 let idx: Vec<Value> = o.operands[1..]
@@ -422,12 +492,16 @@ fn vector_op(
                 let offset = row_offset(g, &dims, &strides, &idx, true);
                 let bytes = g.e.b.ins().ishl_imm_s(offset, 2);
                 let addr = g.e.b.ins().iadd(ptr, bytes);
-                let x = g.e.b.ins().load(types::F32, MemFlagsData::trusted(), addr, 0);
+                let x =
+                    g.e.b
+                        .ins()
+                        .load(types::F32, MemFlagsData::trusted(), addr, 0);
                 g.e.b.ins().splat(types::F32X4, x)
             }
         }
         name => {
-            let format = vector_rounding(ir, op).ok_or("a rounding the vector code was planned for")?;
+            let format =
+                vector_rounding(ir, op).ok_or("a rounding the vector code was planned for")?;
             let exact = match name {
                 "kernel.add" => {
                     let (a, b) = (operand(0)?, operand(1)?);
@@ -466,12 +540,22 @@ fn vector_op(
 }
 
 /// Flags the lanes where `p = fmul(a, b)` may not be the exact product (module doc).
-fn exact_product_lanes(g: &mut Gen, fma_checked: bool, a: Value, b: Value, p: Value, outside: &mut Option<Value>) {
+fn exact_product_lanes(
+    g: &mut Gen,
+    fma_checked: bool,
+    a: Value,
+    b: Value,
+    p: Value,
+    outside: &mut Option<Value>,
+) {
     let abs_mask = ivec(g, i32::MAX);
     let pb = as_int(g, p);
     let pm = g.e.b.ins().band(pb, abs_mask);
     let inf_bits = ivec(g, 0x7f80_0000);
-    let not_finite = g.e.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, pm, inf_bits);
+    let not_finite =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedGreaterThanOrEqual, pm, inf_bits);
     flag(g, outside, not_finite);
     let tiny_bits = ivec(g, TINY_PRODUCT.to_bits() as i32);
     let tiny = g.e.b.ins().icmp(IntCC::SignedLessThan, pm, tiny_bits);
@@ -502,7 +586,10 @@ fn round_narrow(g: &mut Gen, v: Value, f: &FloatFormat, outside: &mut Option<Val
     let magnitude = g.e.b.ins().band(bits, abs_mask);
     let large_bits = ivec(g, LARGE.to_bits() as i32);
     let inf_bits = ivec(g, 0x7f80_0000);
-    let from_large = g.e.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, magnitude, large_bits);
+    let from_large =
+        g.e.b
+            .ins()
+            .icmp(IntCC::SignedGreaterThanOrEqual, magnitude, large_bits);
     let finite = g.e.b.ins().icmp(IntCC::SignedLessThan, magnitude, inf_bits);
     let large = g.e.b.ins().band(from_large, finite);
     let v = if f.max() < (LARGE / 2.0) as f64 {
