@@ -1,4 +1,4 @@
-//! Scalar code generation (and the scaffolding `contract`'s vector code shares): one `kernel.generate` becomes one native function
+//! Scalar code generation (and the scaffolding `contract`'s and `pointwise`'s vector code share): one `kernel.generate` becomes one native function
 //! `fn(env: *const u64, lo: u64, hi: u64)` that computes the elements whose leading position
 //! (the row-major position over the first `min(rank, 2)` axes) lies in `[lo, hi)`.
 //!
