@@ -463,10 +463,18 @@ fn kernels_large_enough_for_threads_split_rows_the_same_way() {
         let n: usize = shape.iter().product();
         let x = tensor("fp32", shape, &raw_values(n, 900 + s as u64, "hfp8_fwd"));
         let relu = "    %c = kernel.constant {value = 0.0} : () -> fp32\n    %z = kernel.max %x0, %c {round = nearest} : (fp32, fp32) -> hfp8_fwd\n";
-        cases.push((kernel(shape, &["fp32"], None, "hfp8_fwd", relu), vec![x.clone()], true));
+        cases.push((
+            kernel(shape, &["fp32"], None, "hfp8_fwd", relu),
+            vec![x.clone()],
+            true,
+        ));
         let dy = tensor("e5m2", shape, &raw_values(n, 950 + s as u64, "e5m2"));
         let grad = "    %c = kernel.constant {value = 0.0} : () -> fp32\n    %st = kernel.max %x1, %c {round = nearest} : (fp32, fp32) -> fp32\n    %one = kernel.constant {value = 1.0} : () -> fp32\n    %s = kernel.min %st, %one {round = nearest} : (fp32, fp32) -> fp32\n    %z = kernel.mul %x0, %s {round = nearest} : (e5m2, fp32) -> e5m2\n";
-        cases.push((kernel(shape, &["e5m2", "fp32"], None, "e5m2", grad), vec![dy, x], host_fma()));
+        cases.push((
+            kernel(shape, &["e5m2", "fp32"], None, "e5m2", grad),
+            vec![dy, x],
+            host_fma(),
+        ));
     }
     run_cases(cases);
 }

@@ -110,7 +110,8 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         ValueDef::Arg { block, .. } => block == body,
     };
     // Index values a load may use: the leading axes, constants, captured indices.
-    let mut indices: HashSet<ValueId> = args[..args.len() - 1].iter().copied().collect();
+    let (_, leading) = args.split_last()?;
+    let mut indices: HashSet<ValueId> = leading.iter().copied().collect();
     let mut floats: HashSet<ValueId> = HashSet::new();
     let mut varying_values: HashSet<ValueId> = HashSet::new();
     let mut varying = HashSet::new();
