@@ -1,4 +1,4 @@
-//! Scalar code generation (and the scaffolding `contract`'s vector code shares): one `kernel.generate` becomes one native function
+//! Scalar code generation (and the scaffolding `contract`'s and `pointwise`'s vector code share): one `kernel.generate` becomes one native function
 //! `fn(env: *const u64, lo: u64, hi: u64)` that computes the elements whose leading position
 //! (the row-major position over the first `min(rank, 2)` axes) lies in `[lo, hi)`.
 //!
@@ -111,11 +111,14 @@ pub(super) struct Gen<'a, 'b> {
 }
 
 /// Compiles the `kernel.generate` `op` of `ir` into `jit`: the vector contraction code when
-/// `contract` recognises it, else scalar code.
+/// `contract` recognises it, the element-wise vector code when `pointwise` does, else scalar code.
 pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
     let fma = jit.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
     if let Some(plan) = super::contract::plan(ir, op, fma) {
         return super::contract::compile(jit, fctx, ir, op, helpers, name, &plan);
+    }
+    if let Some(plan) = super::pointwise::plan(ir, op, fma) {
+        return super::pointwise::compile(jit, fctx, ir, op, helpers, name, &plan);
     }
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor().ok_or("a generate makes a tensor")?.clone();

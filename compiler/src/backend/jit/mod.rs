@@ -26,6 +26,10 @@
 //!   `f32x4` code over four adjacent outputs of the last axis, with one operand packed into
 //!   `[k][j]` order once per call and a block of rows × vectors per inner loop; each output's
 //!   additions keep their order, so the bits are the scalar code's.
+//! - **Element-wise kernels** (`pointwise`): a generate without loops whose ops the vector
+//!   code rounds exactly (binary32 `nearest` arithmetic; `nearest` min, max, round and
+//!   products exact in binary32 into narrower float formats) runs as `f32x4` code along the
+//!   last axis, a vector with a lane outside those conditions through the scalar code.
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges, the first run by the calling thread and the others by worker threads
 //!   kept for the process (`workers`). Elements of a `kernel.generate` are independent
@@ -36,6 +40,7 @@
 mod codegen;
 mod contract;
 mod exact_call;
+mod pointwise;
 mod round;
 mod vector_round;
 
@@ -146,6 +151,8 @@ pub struct Compiled {
     steps: Vec<Step>,
     args: Vec<ValueId>,
     threads: usize,
+    /// How many kernels are element-wise vector code.
+    pointwise_kernels: usize,
 }
 
 extern "C" fn libm_exp(x: f64) -> f64 {
@@ -205,6 +212,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
 
     let mut fctx = FunctionBuilderContext::new();
     let mut kernel_fns = Vec::new();
+    let mut pointwise_kernels = 0;
     let mut steps = Vec::new();
     for &op in &ir.blocks[body].ops {
         let o = &ir.ops[op];
@@ -221,6 +229,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
                 let f = codegen::compile_generate(&mut module, &mut fctx, ir, op, helpers, &name)
                     .map_err(|e| ExecError::new(format!("JIT: {e}")))?;
                 kernel_fns.push(f);
+                pointwise_kernels += usize::from(pointwise::recognises(&module, ir, op));
                 Step::Generate { result: result.unwrap(), kernel: kernel_fns.len() - 1, sizes: o.operands.clone() }
             }
             "q.quantize" if o.operands.len() == 1 => {
@@ -253,7 +262,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
         })
         .collect();
     let args = ir.blocks[body].args.clone();
-    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1) })
+    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1), pointwise_kernels })
 }
 
 fn int_attr(ir: &crate::ir::Module, op: OpId, name: &str) -> Result<i64, ExecError> {
@@ -311,6 +320,11 @@ impl Compiled {
     /// How many of the program's kernels run as vector contraction code (the rest is scalar).
     pub fn vectorised_kernels(&self) -> usize {
         self.kernels.iter().filter(|k| k.pack.is_some()).count()
+    }
+
+    /// How many of the program's kernels run as element-wise vector code (`pointwise`).
+    pub fn pointwise_kernels(&self) -> usize {
+        self.pointwise_kernels
     }
 
     /// Runs the compiled function on `inputs` (`program` must be the one compiled: its
