@@ -403,3 +403,61 @@ fn false_ties_of_the_fma_sum_round_like_the_exact_sum() {
         }
     }
 }
+
+/// The rest of a layer's element after its accumulation (bias, relu, the result's rounding),
+/// which the element-wise vector code computes where it can: into every float result format
+/// it rounds to and into ones it leaves to the scalar code, from accumulators that overflow,
+/// on dense layers and convolutions whose outputs leave a remainder of the vectors.
+#[test]
+fn epilogues_after_the_accumulation_match_the_interpreter() {
+    let results = ["fp32", "fp16", "bf16", "e4m3", "e5m2", "hfp8_fwd", "fp<6,5,nosub>", "fp<4,3,fn,sat,bias=9>", "int<8,noscale>"];
+    let mut case = 0u64;
+    for result in results {
+        for (input, with) in [("e4m3", "acc = fp32"), ("fp16", "acc = fp16"), ("e5m2", "acc = fp<6,5> @ stochastic:9"), ("fp32", "acc = fp32, chunk = 5")] {
+            for (m, n, k) in [(5, 12, 9), (3, 7, 33)] {
+                case += 1;
+                let source = format!(
+                    "model dense {{\n  input x: [{m}, {k}] {input};\n  input w: [{n}, {k}] {input};\n  input b: [{n}] {input};\n  let y = relu(dense(x, w, b) with {{ {with} }}) : {result};\n  output y;\n}}\n"
+                );
+                let inputs = [spread(input, &[m, k], case), spread(input, &[n, k], case + 1000), spread(input, &[n], case + 2000)];
+                check(&source, &inputs);
+                let p = program(&source);
+                let vector = Jit::with_threads(1).compile(&p).unwrap().vector_epilogues();
+                // Integer results and stochastic bias additions stay on the scalar code.
+                if result != "int<8,noscale>" && !with.contains("stochastic") {
+                    assert_eq!(vector, 1, "vector code for the epilogue\n{source}");
+                }
+            }
+            case += 1;
+            let source = format!(
+                "model conv {{\n  input x: [2, 5, 5, 3] {input};\n  input k: [8, 3, 3, 3] {input};\n  input b: [8] {input};\n  let y = conv2d(x, k, b, padding = same) with {{ {with} }} : {result};\n  output y;\n}}\n"
+            );
+            let inputs = [spread(input, &[2, 5, 5, 3], case), spread(input, &[8, 3, 3, 3], case + 1000), spread(input, &[8], case + 2000)];
+            check(&source, &inputs);
+        }
+    }
+}
+
+/// A bias addition rounded to the accumulator's format where the binary32 sum would round
+/// twice wrongly: a bias not of that format (fp32 into fp16), or a format of 12 bits (2p + 1 >
+/// 24). Both stay on the scalar code, which rounds the exact sum.
+#[test]
+fn bias_additions_where_double_rounding_errs_round_the_exact_sum() {
+    let cases = [
+        // 1 + (2^-11 + 2^-30): the binary32 sum is fp16's midpoint 1 + 2^-11 (ties to 1).
+        ("fp32", "fp16", 1.0, 2f32.powi(-11) + 2f32.powi(-30)),
+        // (1 + 2^-11) + (2^-12 − 2^-24): binary32 ties up to the 12-bit midpoint.
+        ("fp<5,11>", "fp<5,11>", 1.0 + 2f32.powi(-11), 2f32.powi(-12) - 2f32.powi(-24)),
+    ];
+    for (input, acc, x, b) in cases {
+        let source = format!(
+            "model dense {{\n  input x: [1, 1] {input};\n  input w: [8, 1] {input};\n  input b: [8] {input};\n  let y = dense(x, w, b) with {{ acc = {acc} }} : {acc};\n  output y;\n}}\n"
+        );
+        let inputs = [
+            Tensor::new(vec![1, 1], vec![x]).unwrap(),
+            Tensor::new(vec![8, 1], vec![1.0; 8]).unwrap(),
+            Tensor::new(vec![8], vec![b, -b, b, 0.0, b, b, -b, b]).unwrap(),
+        ];
+        check(&source, &inputs);
+    }
+}

@@ -219,6 +219,16 @@ pub(super) struct Plan {
     /// share one counter vector plus constant offsets.
     outer_draw_j: Option<u64>,
     inner_draw_j: Option<u64>,
+    /// The rest of the element after the accumulation, where `pointwise` computes it as
+    /// vectors (else it runs as scalar code, lane by lane).
+    epilogue: Option<super::pointwise::Plan>,
+}
+
+impl Plan {
+    /// Whether the rest of the element after the accumulation runs as vector code.
+    pub(super) fn has_vector_epilogue(&self) -> bool {
+        self.epilogue.is_some()
+    }
 }
 
 const ROW: u8 = 1;
@@ -572,6 +582,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         draws_in_32_bits,
         outer_draw_j,
         inner_draw_j,
+        epilogue: super::pointwise::epilogue(ir, op, fma, outer),
     })
 }
 
@@ -1228,29 +1239,45 @@ impl Kernel<'_> {
                     .collect()
             }
         };
-        // The rest of each element, scalar, lane by lane.
+        // The rest of each element: whole vectors by `pointwise` where it computes the
+        // epilogue (lanes outside its conditions, and partial vectors, by the scalar code),
+        // else scalar, lane by lane.
+        let count = if vecs == 1 { valid } else { 4 };
         for (i, row) in rows.iter().enumerate() {
+            let epilogue = match &plan.epilogue {
+                Some(e) if count == 4 => Some((e, super::pointwise::row_values(g, e, self.out, row)?)),
+                _ => None,
+            };
             for v in 0..vecs {
                 let acc = results[i * vecs + v];
-                let count = if vecs == 1 { valid } else { 4 };
-                let lanes: Vec<Cv> = (0..count)
-                    .map(|l| Cv::F32(g.e.b.ins().extractlane(acc, l as u8)))
-                    .collect();
-                let value = if count == 1 {
-                    Lv::Shared(lanes[0])
-                } else {
-                    Lv::Lanes(lanes)
+                let scalar = |g: &mut Gen| {
+                    let lanes: Vec<Cv> = (0..count)
+                        .map(|l| Cv::F32(g.e.b.ins().extractlane(acc, l as u8)))
+                        .collect();
+                    let value = if count == 1 {
+                        Lv::Shared(lanes[0])
+                    } else {
+                        Lv::Lanes(lanes)
+                    };
+                    g.precomputed.insert(plan.outer, value);
+                    let idx: Vec<Vec<Value>> = (0..count)
+                        .map(|l| {
+                            let mut p = row.clone();
+                            p.push(g.e.b.ins().iadd_imm_s(j0, (4 * v + l) as i64));
+                            p
+                        })
+                        .collect();
+                    g.element(self.out, &idx, plan.body)?;
+                    g.precomputed.remove(&plan.outer);
+                    Ok(())
                 };
-                g.precomputed.insert(plan.outer, value);
-                let idx: Vec<Vec<Value>> = (0..count)
-                    .map(|l| {
-                        let mut p = row.clone();
-                        p.push(g.e.b.ins().iadd_imm_s(j0, (4 * v + l) as i64));
-                        p
-                    })
-                    .collect();
-                g.element(self.out, &idx, plan.body)?;
-                g.precomputed.remove(&plan.outer);
+                match &epilogue {
+                    Some((e, row_values)) => {
+                        let j = g.e.b.ins().iadd_imm_s(j0, 4 * v as i64);
+                        super::pointwise::vector(g, e, self.out, row_values, j, Some(acc), scalar)?
+                    }
+                    None => scalar(g)?,
+                }
             }
         }
         Ok(())

@@ -153,6 +153,8 @@ pub struct Compiled {
     threads: usize,
     /// How many kernels are element-wise vector code.
     pointwise_kernels: usize,
+    /// How many contractions compute their epilogue as element-wise vector code.
+    vector_epilogues: usize,
 }
 
 extern "C" fn libm_exp(x: f64) -> f64 {
@@ -213,6 +215,8 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
     let mut fctx = FunctionBuilderContext::new();
     let mut kernel_fns = Vec::new();
     let mut pointwise_kernels = 0;
+    let mut vector_epilogues = 0;
+    let fma = pointwise::has_fma(&module);
     let mut steps = Vec::new();
     for &op in &ir.blocks[body].ops {
         let o = &ir.ops[op];
@@ -229,7 +233,8 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
                 let f = codegen::compile_generate(&mut module, &mut fctx, ir, op, helpers, &name)
                     .map_err(|e| ExecError::new(format!("JIT: {e}")))?;
                 kernel_fns.push(f);
-                pointwise_kernels += usize::from(pointwise::recognises(&module, ir, op));
+                pointwise_kernels += usize::from(pointwise::plan(ir, op, fma).is_some());
+                vector_epilogues += usize::from(contract::plan(ir, op, fma).is_some_and(|p| p.has_vector_epilogue()));
                 Step::Generate { result: result.unwrap(), kernel: kernel_fns.len() - 1, sizes: o.operands.clone() }
             }
             "q.quantize" if o.operands.len() == 1 => {
@@ -262,7 +267,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
         })
         .collect();
     let args = ir.blocks[body].args.clone();
-    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1), pointwise_kernels })
+    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1), pointwise_kernels, vector_epilogues })
 }
 
 fn int_attr(ir: &crate::ir::Module, op: OpId, name: &str) -> Result<i64, ExecError> {
@@ -325,6 +330,12 @@ impl Compiled {
     /// How many of the program's kernels run as element-wise vector code (`pointwise`).
     pub fn pointwise_kernels(&self) -> usize {
         self.pointwise_kernels
+    }
+
+    /// How many of the program's contractions compute the rest of their element after the
+    /// accumulation (bias, activation, the result's rounding) as element-wise vector code.
+    pub fn vector_epilogues(&self) -> usize {
+        self.vector_epilogues
     }
 
     /// Runs the compiled function on `inputs` (`program` must be the one compiled: its

@@ -12,7 +12,9 @@
 //!   min and max (Cranelift's `fmin`/`fmax`: IEEE 754-2019 minimum/maximum, NaN if either
 //!   operand is, −0 below +0, on every target), `round` to binary32 (the identity);
 //! - `nearest` results in a narrower float format (subnormal range at or above binary32's)
-//!   of min, max, round and of products exact in binary32: the f32 value is exact, and
+//!   of min, max, round, of sums and differences of two of its own values where it keeps at
+//!   most 11 bits and stays below 2^100 (the binary32 sum then rounds like the exact one:
+//!   double rounding through 2p + 1 bits is innocuous), and of products exact in binary32: the f32 value is exact, and
 //!   `vector_round` rounds it as `FloatFormat::round`. A product is exact when the operands'
 //!   formats have at most 24 significant bits together, or (with a hardware fma) when
 //!   `fma(a, b, −p)` is zero; either way only while `|p|` lies in `[2^-100, ∞)` (below, the
@@ -39,7 +41,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
 use cranelift_module::Module as _;
-use qc_runtime::numerics::{FloatFormat, Format, Rounding};
+use qc_runtime::numerics::{represents_all_of, FloatFormat, Format, Rounding};
 use std::collections::{HashMap, HashSet};
 
 /// Elements per vector.
@@ -60,6 +62,9 @@ pub(super) struct Plan {
     /// Multiplications into a narrow format checked with an fma (their operands' formats
     /// together have more than 24 significant bits).
     fma_checked: HashSet<OpId>,
+    /// For a contraction's epilogue ([`epilogue`]): the accumulation, whose four lanes the
+    /// caller computes.
+    given: Option<OpId>,
 }
 
 /// The result format of a rounded op when the vector code rounds it: `Some(None)` for
@@ -95,6 +100,17 @@ fn precision(ir: &Module, v: ValueId) -> Option<u32> {
 /// Recognises an element-wise generate (module doc), or `None` for the scalar code. `fma`:
 /// the host has a vector fused multiply-add.
 pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
+    plan_given(ir, op, fma, None)
+}
+
+/// Recognises the rest of a contraction's element after its accumulation `outer` (an op of
+/// the generate's body), with the accumulation's value given per vector by `contract`: the
+/// same ops as [`plan`] accepts.
+pub(super) fn epilogue(ir: &Module, op: OpId, fma: bool, outer: OpId) -> Option<Plan> {
+    plan_given(ir, op, fma, Some(outer))
+}
+
+fn plan_given(ir: &Module, op: OpId, fma: bool, given: Option<OpId>) -> Option<Plan> {
     let o = &ir.ops[op];
     let out_ty = ir.ty(o.results[0]).as_tensor()?;
     let &Dim::Fixed(n) = out_ty.dims.last()? else {
@@ -122,8 +138,18 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     if y.name() != "kernel.yield" || y.operands.len() != 1 {
         return None;
     }
+    let (&last_axis, _) = args.split_last()?;
+    let row_invariant = |v: ValueId, indices: &HashSet<ValueId>| {
+        indices.contains(&v) || (!in_body(v) && matches!(ir.ty(v), Type::Index))
+    };
     for &op in ops {
         let o = &ir.ops[op];
+        if Some(op) == given && o.results.len() == 1 {
+            varying.insert(op);
+            varying_values.insert(o.results[0]);
+            floats.insert(o.results[0]);
+            continue;
+        }
         if !o.regions.is_empty() || o.results.len() != 1 {
             return None;
         }
@@ -139,22 +165,40 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             "kernel.load" => {
                 let tensor = ir.ty(*o.operands.first()?).as_tensor()?;
                 let idx = &o.operands[1..];
-                if idx == args.as_slice() {
-                    // Lane-contiguous: the tensor's last axis is the output's.
-                    if tensor.dims.len() != args.len() || tensor.dims.last() != Some(&Dim::Fixed(n))
+                let (&last, leading) = idx.split_last()?;
+                if last == last_axis {
+                    // Lane-contiguous: the tensor's last axis is the output's, indexed by it.
+                    if tensor.dims.last() != Some(&Dim::Fixed(n))
+                        || !leading.iter().all(|&v| row_invariant(v, &indices))
                     {
                         return None;
                     }
                     varying.insert(op);
-                } else if !idx.iter().all(|&v| {
-                    indices.contains(&v) || (!in_body(v) && matches!(ir.ty(v), Type::Index))
-                }) {
+                } else if !idx.iter().all(|&v| row_invariant(v, &indices)) {
                     return None;
                 }
             }
             "kernel.add" | "kernel.sub" => {
-                if !float_operands(2) || vector_rounding(ir, op)?.is_some() {
+                if !float_operands(2) {
                     return None;
+                }
+                if let Some(f) = vector_rounding(ir, op)? {
+                    // The binary32 sum rounded to f is the exact sum's rounding when both
+                    // operands are values of f and f keeps at most 11 bits (double rounding
+                    // through 2p + 1 ≤ 24 bits is innocuous, Figueroa), the sum finite
+                    // (f's values below 2^100).
+                    let target = ir.ty(result).scalar_format()?;
+                    let within = |v: &ValueId| {
+                        ir.ty(*v)
+                            .scalar_format()
+                            .is_some_and(|of| represents_all_of(&target, &of) == Some(true))
+                    };
+                    if f.man_bits > 10
+                        || f.max() >= (LARGE / 2.0) as f64
+                        || !o.operands.iter().all(within)
+                    {
+                        return None;
+                    }
                 }
             }
             "kernel.mul" => {
@@ -196,16 +240,15 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     if !floats.contains(&y.operands[0]) {
         return None;
     }
+    if given.is_some_and(|g| !varying.contains(&g)) {
+        return None;
+    }
     Some(Plan {
         body,
         varying,
         fma_checked,
+        given,
     })
-}
-
-/// Whether the generate `op` compiles to this vector code on `jit`'s host (`plan`).
-pub(super) fn recognises(jit: &JITModule, ir: &Module, op: OpId) -> bool {
-    plan(ir, op, has_fma(jit)).is_some()
 }
 
 /// Whether `jit`'s host has a fused multiply-add.
@@ -339,18 +382,57 @@ fn row(
     js: Value,
     je: Value,
 ) -> Result<(), String> {
+    let body = plan.body;
+    let values = row_values(g, plan, out, prefix)?;
+    let stop = counted_loop(g, js, je, WIDTH, true, |g, j| {
+        vector(g, plan, out, &values, j, None, |g| {
+            let lanes: Vec<Vec<Value>> = (0..WIDTH)
+                .map(|l| {
+                    let mut idx = prefix.to_vec();
+                    idx.push(g.e.b.ins().iadd_imm_s(j, l));
+                    idx
+                })
+                .collect();
+            g.element(out, &lanes, body)
+        })
+    })?;
+    counted_loop(g, stop, je, 1, false, |g, j| {
+        let mut idx = prefix.to_vec();
+        idx.push(j);
+        g.element(out, &[idx], body)
+    })?;
+    Ok(())
+}
+
+/// What the vectors of one row share: index values, the lane-contiguous loads' row offsets,
+/// the values that do not depend on the last axis, and the lanes they already send to the
+/// scalar code.
+pub(super) struct RowValues {
+    index: HashMap<ValueId, Value>,
+    rows: HashMap<OpId, Value>,
+    vals: HashMap<ValueId, Value>,
+    outside: Option<Value>,
+    out_row: Value,
+}
+
+/// Computes the row values at leading indices `prefix` (all axes but the last).
+pub(super) fn row_values(
+    g: &mut Gen,
+    plan: &Plan,
+    out: &TensorView,
+    prefix: &[Value],
+) -> Result<RowValues, String> {
     let ir = g.ir;
     let body = plan.body;
     let args = ir.blocks[body].args.clone();
     let mut index: HashMap<ValueId, Value> =
         args.iter().zip(prefix).map(|(&a, &i)| (a, i)).collect();
     let out_row = row_offset(g, &out.dims, &out.strides, prefix, false);
-    // Per row: the contiguous loads' row offsets and every value not depending on the last axis.
-    let mut rows: HashMap<ValueId, Value> = HashMap::new();
-    let mut vals: HashMap<ValueId, Value> = HashMap::new();
-    let mut outside: Option<Value> = None;
+    let mut rows = HashMap::new();
+    let mut vals = HashMap::new();
+    let mut outside = None;
     let ops = ir.blocks[body].ops.clone();
-    let (&yield_op, ops) = ops.split_last().ok_or("a region ends in kernel.yield")?;
+    let (_, ops) = ops.split_last().ok_or("a region ends in kernel.yield")?;
     for &op in ops {
         let o = &ir.ops[op];
         if o.name() == "kernel.index" {
@@ -359,64 +441,105 @@ fn row(
         } else if o.name() == "kernel.load" && plan.varying.contains(&op) {
             let t = &g.tensors[&o.operands[0]];
             let (dims, strides) = (t.dims.clone(), t.strides.clone());
-            let offset = row_offset(g, &dims, &strides, prefix, true);
-            rows.insert(o.operands[0], offset);
+            let (_, leading) = o.operands[1..].split_last().ok_or("a load has indices")?;
+            let leading = index_values(g, &index, leading)?;
+            rows.insert(op, row_offset(g, &dims, &strides, &leading, true));
         } else if !plan.varying.contains(&op) {
             let v = vector_op(g, plan, op, &vals, &index, None, &rows, &mut outside)?;
             vals.insert(o.results[0], v);
         }
     }
-    let row_outside = outside;
-    let stop = counted_loop(g, js, je, WIDTH, true, |g, j| {
-        let mut vals = vals.clone();
-        let mut outside = row_outside;
-        for &op in ops {
-            if plan.varying.contains(&op) {
-                let v = vector_op(g, plan, op, &vals, &index, Some(j), &rows, &mut outside)?;
-                vals.insert(ir.ops[op].results[0], v);
-            }
+    Ok(RowValues {
+        index,
+        rows,
+        vals,
+        outside,
+        out_row,
+    })
+}
+
+/// The elements `j..j+4` of the row of `row`: stored from the vector code, or computed by
+/// `scalar` where a lane is outside the vector code's conditions (module doc). `given`: the
+/// four lanes of the plan's given accumulation.
+pub(super) fn vector(
+    g: &mut Gen,
+    plan: &Plan,
+    out: &TensorView,
+    row: &RowValues,
+    j: Value,
+    given: Option<Value>,
+    scalar: impl FnOnce(&mut Gen) -> Result<(), String>,
+) -> Result<(), String> {
+    let ir = g.ir;
+    let ops = &ir.blocks[plan.body].ops;
+    let (&yield_op, ops) = ops.split_last().ok_or("a region ends in kernel.yield")?;
+    let mut vals = row.vals.clone();
+    let mut outside = row.outside;
+    for &op in ops {
+        if Some(op) == plan.given {
+            vals.insert(
+                ir.ops[op].results[0],
+                given.ok_or("the accumulation's lanes")?,
+            );
+        } else if plan.varying.contains(&op) {
+            let v = vector_op(
+                g,
+                plan,
+                op,
+                &vals,
+                &row.index,
+                Some(j),
+                &row.rows,
+                &mut outside,
+            )?;
+            vals.insert(ir.ops[op].results[0], v);
         }
-        let result = *vals
-            .get(&ir.ops[yield_op].operands[0])
-            .ok_or("a yielded value")?;
-        let at = g.e.b.ins().iadd(out_row, j);
-        let bytes = g.e.b.ins().ishl_imm_s(at, 2);
-        let addr = g.e.b.ins().iadd(out.ptr, bytes);
-        let flags = MemFlagsData::new().with_notrap();
-        match outside {
-            None => {
-                g.e.b.ins().store(flags, result, addr, 0);
-            }
-            Some(outside) => {
-                let vector = g.e.b.create_block();
-                let scalar = g.e.b.create_block();
-                let join = g.e.b.create_block();
-                let any = g.e.b.ins().vany_true(outside);
-                g.e.b.ins().brif(any, scalar, &[], vector, &[]);
-                g.e.b.switch_to_block(vector);
-                g.e.b.ins().store(flags, result, addr, 0);
-                g.e.b.ins().jump(join, &[]);
-                g.e.b.switch_to_block(scalar);
-                let lanes: Vec<Vec<Value>> = (0..WIDTH)
-                    .map(|l| {
-                        let mut idx = prefix.to_vec();
-                        idx.push(g.e.b.ins().iadd_imm_s(j, l));
-                        idx
-                    })
-                    .collect();
-                g.element(out, &lanes, body)?;
-                g.e.b.ins().jump(join, &[]);
-                g.e.b.switch_to_block(join);
-            }
+    }
+    let result = *vals
+        .get(&ir.ops[yield_op].operands[0])
+        .ok_or("a yielded value")?;
+    let at = g.e.b.ins().iadd(row.out_row, j);
+    let bytes = g.e.b.ins().ishl_imm_s(at, 2);
+    let addr = g.e.b.ins().iadd(out.ptr, bytes);
+    let flags = MemFlagsData::new().with_notrap();
+    match outside {
+        None => {
+            g.e.b.ins().store(flags, result, addr, 0);
         }
-        Ok(())
-    })?;
-    counted_loop(g, stop, je, 1, false, |g, j| {
-        let mut idx = prefix.to_vec();
-        idx.push(j);
-        g.element(out, &[idx], body)
-    })?;
+        Some(outside) => {
+            let vector = g.e.b.create_block();
+            let lanes = g.e.b.create_block();
+            let join = g.e.b.create_block();
+            let any = g.e.b.ins().vany_true(outside);
+            g.e.b.ins().brif(any, lanes, &[], vector, &[]);
+            g.e.b.switch_to_block(vector);
+            g.e.b.ins().store(flags, result, addr, 0);
+            g.e.b.ins().jump(join, &[]);
+            g.e.b.switch_to_block(lanes);
+            scalar(g)?;
+            g.e.b.ins().jump(join, &[]);
+            g.e.b.switch_to_block(join);
+        }
+    }
     Ok(())
+}
+
+/// The values of the index operands `operands` (row indices, constants, captured indices).
+fn index_values(
+    g: &Gen,
+    index: &HashMap<ValueId, Value>,
+    operands: &[ValueId],
+) -> Result<Vec<Value>, String> {
+    operands
+        .iter()
+        .map(|v| match index.get(v) {
+            Some(&x) => Ok(x),
+            None => match g.vals.get(v) {
+                Some(Lv::Shared(Cv::Index(x))) => Ok(*x),
+                _ => Err("an index operand".to_string()),
+            },
+        })
+        .collect()
 }
 
 fn splat(g: &mut Gen, x: f32) -> Value {
@@ -450,7 +573,7 @@ fn vector_op(
     vals: &HashMap<ValueId, Value>,
     index: &HashMap<ValueId, Value>,
     j: Option<Value>,
-    rows: &HashMap<ValueId, Value>,
+    rows: &HashMap<OpId, Value>,
     outside: &mut Option<Value>,
 ) -> Result<Value, String> {
     let ir = g.ir;
@@ -472,7 +595,7 @@ fn vector_op(
                 .ok_or("a load from a tensor")?;
             let ptr = t.ptr;
             if let Some(j) = j.filter(|_| plan.varying.contains(&op)) {
-                let at = g.e.b.ins().iadd(rows[&o.operands[0]], j);
+                let at = g.e.b.ins().iadd(rows[&op], j);
                 let bytes = g.e.b.ins().ishl_imm_s(at, 2);
                 let addr = g.e.b.ins().iadd(ptr, bytes);
                 g.e.b
@@ -480,16 +603,7 @@ fn vector_op(
                     .load(types::F32X4, MemFlagsData::new().with_notrap(), addr, 0)
             } else {
                 let (dims, strides) = (t.dims.clone(), t.strides.clone());
-                let idx: Vec<Value> = o.operands[1..]
-                    .iter()
-                    .map(|v| match index.get(v) {
-                        Some(&x) => Ok(x),
-                        None => match g.vals.get(v) {
-                            Some(Lv::Shared(Cv::Index(x))) => Ok(*x),
-                            _ => Err("an index operand".to_string()),
-                        },
-                    })
-                    .collect::<Result<_, _>>()?;
+                let idx = index_values(g, index, &o.operands[1..])?;
                 let offset = row_offset(g, &dims, &strides, &idx, true);
                 let bytes = g.e.b.ins().ishl_imm_s(offset, 2);
                 let addr = g.e.b.ins().iadd(ptr, bytes);
