@@ -20,6 +20,8 @@ pub struct PassOptions {
     pub time_passes: bool,
 }
 
+// Not derivable in debug builds, where the verifier runs after each pass by default.
+#[allow(clippy::derivable_impls)]
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions { verify_each: cfg!(debug_assertions), print_after_all: false, time_passes: false }
