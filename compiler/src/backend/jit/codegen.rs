@@ -113,7 +113,7 @@ pub(super) struct Gen<'a, 'b> {
 /// Compiles the `kernel.generate` `op` of `ir` into `jit`: the vector contraction code when
 /// `contract` recognises it, the element-wise vector code when `pointwise` does, else scalar code.
 pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderContext, ir: &Module, op: OpId, helpers: Helpers, name: &str) -> Result<KernelFn, String> {
-    let fma = jit.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+    let fma = super::pointwise::has_fma(jit);
     if let Some(plan) = super::contract::plan(ir, op, fma) {
         return super::contract::compile(jit, fctx, ir, op, helpers, name, &plan);
     }
