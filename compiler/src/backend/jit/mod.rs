@@ -29,7 +29,8 @@
 //! - **Element-wise kernels** (`pointwise`): a generate without loops whose ops the vector
 //!   code rounds exactly (binary32 `nearest` arithmetic; `nearest` min, max, round and
 //!   products exact in binary32 into narrower float formats) runs as `f32x4` code along the
-//!   last axis, a vector with a lane outside those conditions through the scalar code.
+//!   last axis, a vector with a lane outside those conditions through the scalar code; the
+//!   same code computes a contraction's epilogue (its element's ops after the accumulation).
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges, the first run by the calling thread and the others by worker threads
 //!   kept for the process (`workers`). Elements of a `kernel.generate` are independent
