@@ -34,7 +34,7 @@
 
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
-use super::vector_round::{ivec, round, round_nearest_with_subnormals};
+use super::vector_round::{as_float, as_int, fvec, ivec, round, round_nearest_with_subnormals};
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
@@ -542,19 +542,6 @@ fn index_values(
         .collect()
 }
 
-fn splat(g: &mut Gen, x: f32) -> Value {
-    let c = g.e.b.ins().f32const(x);
-    g.e.b.ins().splat(types::F32X4, c)
-}
-
-fn as_int(g: &mut Gen, x: Value) -> Value {
-    g.e.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x)
-}
-
-fn as_float(g: &mut Gen, x: Value) -> Value {
-    g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
-}
-
 /// Adds the lanes `flags` (all ones where set) to the lanes that take the scalar code.
 fn flag(g: &mut Gen, outside: &mut Option<Value>, flags: Value) {
     *outside = Some(match *outside {
@@ -586,7 +573,7 @@ fn vector_op(
     let value = match o.name() {
         "kernel.constant" => {
             let v = o.attr("value").and_then(Attr::as_f64).unwrap_or(0.0);
-            splat(g, v as f32)
+            fvec(g, v as f32)
         }
         "kernel.load" => {
             let t = g
@@ -687,7 +674,7 @@ fn exact_product_lanes(
     if fma_checked {
         let minus_p = g.e.b.ins().fneg(p);
         let residue = g.e.b.ins().fma(a, b, minus_p);
-        let fzero = splat(g, 0.0);
+        let fzero = fvec(g, 0.0);
         let inexact = g.e.b.ins().fcmp(FloatCC::NotEqual, residue, fzero);
         flag(g, outside, inexact);
     }

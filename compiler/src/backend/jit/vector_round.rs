@@ -15,16 +15,16 @@ pub(super) fn ivec(g: &mut Gen, v: i32) -> Value {
     g.e.b.ins().splat(types::I32X4, c)
 }
 
-fn fvec(g: &mut Gen, v: f32) -> Value {
+pub(super) fn fvec(g: &mut Gen, v: f32) -> Value {
     let c = g.e.b.ins().f32const(v);
     g.e.b.ins().splat(types::F32X4, c)
 }
 
-fn as_int(g: &mut Gen, x: Value) -> Value {
+pub(super) fn as_int(g: &mut Gen, x: Value) -> Value {
     g.e.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x)
 }
 
-fn as_float(g: &mut Gen, x: Value) -> Value {
+pub(super) fn as_float(g: &mut Gen, x: Value) -> Value {
     g.e.b.ins().bitcast(types::F32X4, MemFlagsData::new(), x)
 }
 
