@@ -103,21 +103,29 @@ fn same_bits(a: &[Tensor], b: &[Tensor]) -> Result<(), String> {
 
 /// Runs `source` on the interpreter and the JIT (1 and 2 threads), asserting vector code.
 fn check(source: &str, inputs: &[Tensor]) {
-    let p = program(source);
-    let expected = Interpreter.run(&p, inputs).unwrap();
+    check_program(&program(source), source, inputs);
+}
+
+/// Runs `p` (`label` names it in failures) on the interpreter and the JIT (1 and 2 threads),
+/// asserting vector code; returns how many of its contractions read an affine window.
+fn check_program(p: &Program, label: &str, inputs: &[Tensor]) -> usize {
+    let expected = Interpreter.run(p, inputs).unwrap();
+    let mut windows = 0;
     for threads in [1, 2] {
         let compiled = Jit::with_threads(threads)
-            .compile(&p)
-            .unwrap_or_else(|e| panic!("{e}\n{source}"));
+            .compile(p)
+            .unwrap_or_else(|e| panic!("{e}\n{label}"));
         assert!(
             compiled.vectorised_kernels() >= 1,
-            "no vector contraction in\n{source}"
+            "no vector contraction in\n{label}"
         );
-        let got = compiled.run(&p, inputs).unwrap();
+        windows = compiled.window_kernels();
+        let got = compiled.run(p, inputs).unwrap();
         if let Err(e) = same_bits(&expected, &got) {
-            panic!("{threads} thread(s): {e}\n{source}");
+            panic!("{threads} thread(s): {e}\n{label}");
         }
     }
+    windows
 }
 
 #[test]
@@ -179,7 +187,8 @@ fn convolutions_with_padding_and_stride_match_the_interpreter() {
                 );
                 let x = grid(input, &[b, h, w, c], case);
                 let kw = grid(input, &[o, kh, kw, c], case + 1000);
-                check(&source, &[x, kw]);
+                let windows = check_program(&program(&source), &source, &[x, kw]);
+                assert_eq!(windows, 1, "the window is not read as one in\n{source}");
             }
         }
     }
@@ -460,4 +469,56 @@ fn bias_additions_where_double_rounding_errs_round_the_exact_sum() {
         ];
         check(&source, &inputs);
     }
+}
+
+/// A contraction over `k < 4` for rows `r < 6` of `x[INDEX]·w[k, j]`, kept where `KEEP` is
+/// nonzero (`%d`: `r ∸ k`, the saturating subtraction).
+const SATURATED_WINDOW: &str = "func @f(%x: tensor<8xfp32>, %w: tensor<4x8xfp32>) -> (tensor<6x8xfp32>) {
+  %y = kernel.generate : () -> tensor<6x8xfp32> {
+  ^bb0(%r: index, %j: index):
+    %lo = kernel.index {value = 0} : () -> index
+    %hi = kernel.index {value = 4} : () -> index
+    %one = kernel.index {value = 1} : () -> index
+    %two = kernel.index {value = 2} : () -> index
+    %three = kernel.index {value = 3} : () -> index
+    %z = kernel.constant {value = 0.0} : () -> fp32
+    %s = kernel.accumulate %lo, %hi, %z {round = nearest} : (index, index, fp32) -> fp32 {
+    ^bb1(%k: index):
+      %d = kernel.index_sub %r, %k : (index, index) -> index
+      KEEP
+      INDEX
+      %a = kernel.load %x, %i : (tensor<8xfp32>, index) -> fp32
+      %b = kernel.load %w, %k, %j : (tensor<4x8xfp32>, index, index) -> fp32
+      %p = kernel.mul %a, %b : (fp32, fp32) -> real
+      kernel.yield %p, %keep : (real, index) -> ()
+    }
+    kernel.yield %s : (fp32) -> ()
+  }
+  func.return %y : (tensor<6x8xfp32>) -> ()
+}";
+
+#[test]
+fn windows_take_only_conditions_that_keep_establishes_in_order() {
+    let x = grid("fp32", &[8], 1);
+    let w = grid("fp32", &[4, 8], 2);
+    let run = |keep: &str, index: &str| {
+        let text = SATURATED_WINDOW.replace("KEEP", keep).replace("INDEX", index);
+        let module = qc_compiler::parse_module(&text).unwrap_or_else(|d| panic!("{d:?}"));
+        let p = Program::prepare(module, 5).unwrap();
+        check_program(&p, &text, &[x.clone(), w.clone()])
+    };
+    // `k ≤ r`, then `r ∸ k < 3` (whose subtraction does not saturate where the first holds),
+    // which makes the `min` pick `r ∸ k`: a window of the ranges `r − 2 ≤ k ≤ r`.
+    let ordered = "%after = kernel.index_lt %r, %k : (index, index) -> index
+      %not_after = kernel.index_sub %one, %after : (index, index) -> index
+      %near = kernel.index_lt %d, %three : (index, index) -> index
+      %keep = kernel.index_mul %not_after, %near : (index, index) -> index";
+    let clamped = "%i = kernel.index_min %d, %two : (index, index) -> index";
+    assert_eq!(run(ordered, clamped), 1, "the ordered conditions make a window");
+    // `0 < (r ∸ k) + 1` always holds, but its affine form `r − k ≥ 0` would skip the terms
+    // with `k > r`: its own subtraction's condition cannot come from it.
+    let circular = "%d1 = kernel.index_add %d, %one : (index, index) -> index
+      %keep = kernel.index_lt %lo, %d1 : (index, index) -> index";
+    let direct = "%i = kernel.index_add %d, %lo : (index, index) -> index";
+    assert_eq!(run(circular, direct), 0, "a condition cannot establish its own forms");
 }

@@ -68,6 +68,7 @@
 
 use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, Lv, TensorView};
 use super::round::Target;
+use super::window::{self, Window, WindowRow};
 use super::vector_round::{
     fma_sum_nearest, ivec, product_sum_nearest_per_lane, random_word, round,
     round_nearest_with_subnormals, sum_nearest, sum_nearest_exact, sum_stochastic_bits, sum_to_odd,
@@ -207,6 +208,9 @@ pub(super) struct Plan {
     /// Whether each block of rows evaluates its row operand and `keep` for every `k` into a
     /// row pack before its groups of outputs run (module doc).
     pack_rows: bool,
+    /// The row operand as an affine window ([`window`]): a base address per row, a range
+    /// check and a load per `k`, instead of its index arithmetic.
+    window: Option<Window>,
     outer_step: Step,
     inner_step: Option<Step>,
     /// Whether binary32 steps form each product inside an fma (it is not exact in f32).
@@ -228,6 +232,11 @@ impl Plan {
     /// Whether the rest of the element after the accumulation runs as vector code.
     pub(super) fn has_vector_epilogue(&self) -> bool {
         self.epilogue.is_some()
+    }
+
+    /// Whether the row operand is read through an affine window.
+    pub(super) fn has_window(&self) -> bool {
+        self.window.is_some()
     }
 }
 
@@ -552,9 +561,26 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         .iter()
         .filter(|&&o| ir.ops[o].name() != "kernel.index")
         .count();
-    let pack_rows = (keep.is_some() || computed > 1)
-        && row_wanted.iter().all(|&v| dep(&deps, v) & KO == 0)
-        && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
+    let costly = (keep.is_some() || computed > 1)
+        && row_wanted.iter().all(|&v| dep(&deps, v) & KO == 0);
+    let row_args = &args[..args.len() - 1];
+    let k_arg = ir.blocks[term_block].args[0];
+    let is_k_leaf =
+        |v: ValueId| v == k_arg || table_values.contains(&v) && ir.ty(v) == &Type::Index;
+    let bound = |v: ValueId| index_bound(ir, &args_bound, v, 32);
+    let window = if costly {
+        window::analyse(
+            ir,
+            row_operand,
+            keep,
+            &|v| row_args.contains(&v),
+            &is_k_leaf,
+            &bound,
+        )
+    } else {
+        None
+    };
+    let pack_rows = costly && window.is_none() && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
     let lane_ops = needed(ir, term_ops, &[lane_operand]);
     Some(Plan {
         body,
@@ -576,6 +602,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         table_ops,
         unclamped_loads,
         pack_rows,
+        window,
         outer_step,
         inner_step,
         fma: !exact_product,
@@ -633,7 +660,10 @@ fn index_bound(ir: &Module, args: &HashMap<ValueId, u64>, v: ValueId, depth: u32
         "kernel.index_add" => bound(0)?.checked_add(bound(1)?),
         "kernel.index_mul" => bound(0)?.checked_mul(bound(1)?),
         "kernel.index_sub" => bound(0),
-        "kernel.index_div" => bound(0),
+        "kernel.index_div" => match constant_index(ir, op.operands[1]) {
+            Some(d) if d >= 1 => bound(0).map(|a| a / d),
+            _ => bound(0),
+        },
         "kernel.index_rem" => match (bound(0), constant_index(ir, op.operands[1])) {
             (a, Some(d)) if d >= 1 => Some(a.map_or(d - 1, |a| a.min(d - 1))),
             (a, _) => a,
@@ -731,9 +761,10 @@ impl Plan {
         ((self.k_hi - self.k_lo) * padded(self.n) * 4) as i64
     }
 
-    /// The bytes of one `k`'s row of the k-table (8 per value).
+    /// The bytes of one `k`'s row of the k-table (8 per value, then the window's entries).
     fn table_row(&self) -> i64 {
-        8 * self.table_values.len() as i64
+        let window = self.window.as_ref().map_or(0, Window::table_entries);
+        8 * (self.table_values.len() + window) as i64
     }
 }
 
@@ -853,10 +884,11 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         })?;
         Ok(())
     })?;
-    if plan.table_values.is_empty() {
+    if plan.table_row() == 0 {
         return Ok(());
     }
-    // The k-table: `table_values` at every `k`, 8 bytes each, after the packed operand.
+    // The k-table: `table_values` at every `k`, 8 bytes each, after the packed operand, then
+    // the window's entries.
     let args = ir.blocks[plan.body].args.clone();
     for &a in &args {
         g.vals.insert(a, Lv::Shared(Cv::Index(zero)));
@@ -879,6 +911,13 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
             g.e.b
                 .ins()
                 .store(MemFlagsData::trusted(), x, addr, 8 * f as i32);
+        }
+        if let Some(w) = &plan.window {
+            let first = plan.table_values.len();
+            for (f, x) in w.emit_entries(g)?.into_iter().enumerate() {
+                let offset = 8 * (first + f) as i32;
+                g.e.b.ins().store(MemFlagsData::trusted(), x, addr, offset);
+            }
         }
         Ok(())
     })?;
@@ -908,6 +947,55 @@ fn load_table(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Vec<(ValueI
             (v, Lv::Shared(x))
         })
         .collect()
+}
+
+/// The window's k-table entries at `k`: the offset's bytes, then each range's `k` part.
+fn load_window_entries(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Vec<Value> {
+    let Some(w) = &plan.window else {
+        return Vec::new();
+    };
+    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+    let first = 8 * plan.table_values.len() as i64;
+    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset() + first);
+    let addr = g.e.b.ins().iadd(scratch, row);
+    let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+    (0..w.table_entries())
+        .map(|f| g.e.b.ins().load(types::I64, flags, addr, 8 * f as i32))
+        .collect()
+}
+
+/// `values` (i64) stored to the stack and read back by atomic loads, which Cranelift neither
+/// forwards nor moves: their computation stays where it is rather than being repeated at
+/// every use inside a loop.
+fn through_memory(g: &mut Gen, values: &[Value]) -> Vec<Value> {
+    let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        8 * values.len() as u32,
+        3,
+    ));
+    values
+        .iter()
+        .enumerate()
+        .map(|(at, &x)| {
+            let offset = 8 * at as i32;
+            g.e.b.ins().stack_store(types::I64, x, slot, offset);
+            let addr = g.e.b.ins().stack_addr(types::I64, slot, offset);
+            g.e.b
+                .ins()
+                .atomic_load(types::I64, MemFlagsData::trusted(), addr)
+        })
+        .collect()
+}
+
+/// Where a block's rows take their row operand (and `keep`) from at each `k`.
+enum RowSource {
+    /// Evaluated from the rows' positions and the k-table.
+    Computed,
+    /// Loaded from the row pack at this address.
+    Packed(Value),
+    /// Loaded from each row's window.
+    Window(Vec<WindowRow>),
 }
 
 fn lane0(l: &Lv) -> Cv {
@@ -978,46 +1066,56 @@ impl Kernel<'_> {
             }
             rows.push(idx);
         }
-        // The row indices pass through memory (an atomic load, which Cranelift neither
-        // forwards nor moves): otherwise it folds their division by constant dimensions into
-        // shifts and masks that it then recomputes at every use inside the `k` loop.
-        let slot = g.e.b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            8 * (count * prefix) as u32,
-            3,
-        ));
-        for (at, x) in rows.iter_mut().flatten().enumerate() {
-            let offset = 8 * at as i32;
-            g.e.b.ins().stack_store(types::I64, *x, slot, offset);
-            let addr = g.e.b.ins().stack_addr(types::I64, slot, offset);
-            *x =
-                g.e.b
-                    .ins()
-                    .atomic_load(types::I64, MemFlagsData::trusted(), addr);
+        // The row indices pass through memory: otherwise Cranelift folds their division by
+        // constant dimensions into shifts and masks that it recomputes at every use inside
+        // the `k` loop.
+        let flat: Vec<Value> = rows.iter().flatten().copied().collect();
+        let mut opaque = through_memory(g, &flat).into_iter();
+        for x in rows.iter_mut().flatten() {
+            *x = opaque.next().ok_or("a row index")?;
         }
         // The row pack pays when several groups of outputs share it (measured: from two; with
         // one, evaluating the row operand in the group's `k` loop is faster).
-        let packed_rows = if self.plan.n > 4 * vecs as u64 {
-            self.pack_rows(g, &rows)?
-        } else {
-            None
+        let source = match (&self.plan.window, self.plan.n > 4 * vecs as u64) {
+            (Some(w), _) => {
+                let mut window_rows = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    self.set_position(g, row, Lv::Shared(Cv::Index(row[0])));
+                    // Through memory, or Cranelift recomputes the bounds at every `k`.
+                    let WindowRow { base, bounds } = w.row(g)?;
+                    let mut values = vec![base];
+                    values.extend(bounds.iter().flat_map(|&(low, width)| [low, width]));
+                    let values = through_memory(g, &values);
+                    let bounds = values[1..].chunks(2).map(|b| (b[0], b[1])).collect();
+                    window_rows.push(WindowRow {
+                        base: values[0],
+                        bounds,
+                    });
+                }
+                RowSource::Window(window_rows)
+            }
+            (None, true) => match self.pack_rows(g, &rows)? {
+                Some(buffer) => RowSource::Packed(buffer),
+                None => RowSource::Computed,
+            },
+            (None, false) => RowSource::Computed,
         };
         let n = self.plan.n as i64;
         let zero = g.e.i64c(0);
         let end = g.e.i64c(n);
         let j = counted_loop(g, zero, end, 4 * vecs as i64, true, |g, j| {
-            self.group(g, &rows, packed_rows, j, vecs, 4)
+            self.group(g, &rows, &source, j, vecs, 4)
         })?;
         // Single vectors for the whole vectors the blocks leave (none when they divide `n`).
         if n % (4 * vecs as i64) >= 4 {
             let whole = g.e.i64c(n - n % 4);
             counted_loop(g, j, whole, 4, true, |g, j| {
-                self.group(g, &rows, packed_rows, j, 1, 4)
+                self.group(g, &rows, &source, j, 1, 4)
             })?;
         }
         if n % 4 != 0 {
             let j = g.e.i64c(n - n % 4);
-            self.group(g, &rows, packed_rows, j, 1, (n % 4) as usize)?;
+            self.group(g, &rows, &source, j, 1, (n % 4) as usize)?;
         }
         Ok(())
     }
@@ -1101,12 +1199,12 @@ impl Kernel<'_> {
     }
 
     /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored);
-    /// `packed_rows`: the rows' row pack.
+    /// `source`: where the rows' operands come from.
     fn group(
         &self,
         g: &mut Gen,
         rows: &[Vec<Value>],
-        packed_rows: Option<Value>,
+        source: &RowSource,
         j0: Value,
         vecs: usize,
         valid: usize,
@@ -1158,7 +1256,7 @@ impl Kernel<'_> {
         let results = match plan.inner {
             None => self.k_loop(
                 g,
-                packed_rows,
+                source,
                 &snapshots,
                 &inits,
                 j0,
@@ -1208,7 +1306,7 @@ impl Kernel<'_> {
                     let inner_init = vec![init; inits.len() * vecs];
                     let sums = self.k_loop(
                         g,
-                        packed_rows,
+                        source,
                         &chunk_snapshots,
                         &inits,
                         j0,
@@ -1295,7 +1393,7 @@ impl Kernel<'_> {
     fn k_loop(
         &self,
         g: &mut Gen,
-        packed_rows: Option<Value>,
+        source: &RowSource,
         snapshots: &[HashMap<ValueId, Lv>],
         inits: &[Vec<VecInit>],
         j0: Value,
@@ -1393,7 +1491,7 @@ impl Kernel<'_> {
                     .map(|d| d.map(Draw::Counters))
                     .collect();
                 let mut next =
-                    self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)?;
+                    self.terms(g, source, snapshots, j0, vecs, k, accs, &draws, step)?;
                 next.extend(advance(g, rest, stride));
                 Ok(next)
             })?;
@@ -1437,7 +1535,7 @@ impl Kernel<'_> {
                         })
                     })
                     .collect();
-                self.terms(g, packed_rows, snapshots, j0, vecs, k, accs, &draws, step)
+                self.terms(g, source, snapshots, j0, vecs, k, accs, &draws, step)
             })?;
             sums.extend(rest);
             Ok(sums)
@@ -1451,7 +1549,7 @@ impl Kernel<'_> {
     fn terms(
         &self,
         g: &mut Gen,
-        packed_rows: Option<Value>,
+        source: &RowSource,
         snapshots: &[HashMap<ValueId, Lv>],
         j0: Value,
         vecs: usize,
@@ -1482,18 +1580,23 @@ impl Kernel<'_> {
                 })
             })
             .collect();
-        let table = match packed_rows {
-            Some(_) => Vec::new(),
-            None => load_table(g, plan, self.scratch, k),
+        let table = match source {
+            RowSource::Computed => load_table(g, plan, self.scratch, k),
+            _ => Vec::new(),
+        };
+        let entries = match source {
+            RowSource::Window(_) => load_window_entries(g, plan, self.scratch, k),
+            _ => Vec::new(),
         };
         let mut next = Vec::with_capacity(accs.len());
         for (i, snapshot) in snapshots.iter().enumerate() {
-            let (x, keep) = match packed_rows {
-                Some(buffer) => {
+            // The row operand (a window's after its range check) and the conditions of `keep`.
+            let (x, keep) = match source {
+                RowSource::Packed(buffer) => {
                     let span = (plan.k_hi - plan.k_lo) as i64;
                     let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
                     let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
-                    let addr = g.e.b.ins().iadd(buffer, bytes);
+                    let addr = g.e.b.ins().iadd(*buffer, bytes);
                     let flags = MemFlagsData::trusted();
                     let offset = (4 * span * i as i64) as i32;
                     let x = g.e.b.ins().load(types::F32, flags, addr, offset);
@@ -1501,9 +1604,13 @@ impl Kernel<'_> {
                         let offset = 4 * span * (snapshots.len() + i) as i64;
                         vec![g.e.b.ins().load(types::I32, flags, addr, offset as i32)]
                     });
-                    (x, keep)
+                    (Some(x), keep)
                 }
-                None => {
+                RowSource::Window(rows) => {
+                    let kept = window::kept(g, &rows[i], &entries[1..]);
+                    (None, kept.map(|c| vec![c]))
+                }
+                RowSource::Computed => {
                     g.vals = snapshot.clone();
                     g.vals.extend(table.iter().cloned());
                     g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
@@ -1515,10 +1622,9 @@ impl Kernel<'_> {
                         Some(kv) => Some(keep_conditions(g, kv)?),
                         None => None,
                     };
-                    (x, keep)
+                    (Some(x), keep)
                 }
             };
-            let xs = g.e.b.ins().splat(types::F32X4, x);
             // A term that `keep` skips leaves the row's accumulators as they are: one
             // branch per row around its steps.
             let old = &accs[i * vecs..(i + 1) * vecs];
@@ -1538,6 +1644,12 @@ impl Kernel<'_> {
                 }
                 None => None,
             };
+            let x = match (x, source) {
+                (Some(x), _) => x,
+                (None, RowSource::Window(rows)) => window::load(g, &rows[i], entries[0]),
+                (None, _) => return Err("a row operand".into()),
+            };
+            let xs = g.e.b.ins().splat(types::F32X4, x);
             let mut steps = Vec::with_capacity(vecs);
             for (v, slot) in lane_vals.iter_mut().enumerate() {
                 let w = *slot.get_or_insert_with(|| {

@@ -44,6 +44,7 @@ mod exact_call;
 mod pointwise;
 mod round;
 mod vector_round;
+mod window;
 
 use super::{Backend, ExecError, Program};
 use crate::ir::{Attr, Dim, OpId, Type, ValueId};
@@ -156,6 +157,8 @@ pub struct Compiled {
     pointwise_kernels: usize,
     /// How many contractions compute their epilogue as element-wise vector code.
     vector_epilogues: usize,
+    /// How many contractions read their row operand through an affine window (`window`).
+    window_kernels: usize,
 }
 
 extern "C" fn libm_exp(x: f64) -> f64 {
@@ -217,6 +220,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
     let mut kernel_fns = Vec::new();
     let mut pointwise_kernels = 0;
     let mut vector_epilogues = 0;
+    let mut window_kernels = 0;
     let fma = pointwise::has_fma(&module);
     let mut steps = Vec::new();
     for &op in &ir.blocks[body].ops {
@@ -235,7 +239,9 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
                     .map_err(|e| ExecError::new(format!("JIT: {e}")))?;
                 kernel_fns.push(f);
                 pointwise_kernels += usize::from(pointwise::plan(ir, op, fma).is_some());
-                vector_epilogues += usize::from(contract::plan(ir, op, fma).is_some_and(|p| p.has_vector_epilogue()));
+                let contraction = contract::plan(ir, op, fma);
+                vector_epilogues += usize::from(contraction.as_ref().is_some_and(|p| p.has_vector_epilogue()));
+                window_kernels += usize::from(contraction.as_ref().is_some_and(|p| p.has_window()));
                 Step::Generate { result: result.unwrap(), kernel: kernel_fns.len() - 1, sizes: o.operands.clone() }
             }
             "q.quantize" if o.operands.len() == 1 => {
@@ -268,7 +274,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
         })
         .collect();
     let args = ir.blocks[body].args.clone();
-    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1), pointwise_kernels, vector_epilogues })
+    Ok(Compiled { _module: module, kernels, steps, args, threads: threads.max(1), pointwise_kernels, vector_epilogues, window_kernels })
 }
 
 fn int_attr(ir: &crate::ir::Module, op: OpId, name: &str) -> Result<i64, ExecError> {
@@ -337,6 +343,12 @@ impl Compiled {
     /// accumulation (bias, activation, the result's rounding) as element-wise vector code.
     pub fn vector_epilogues(&self) -> usize {
         self.vector_epilogues
+    }
+
+    /// How many of the program's contractions read their row operand through an affine
+    /// window (a base address per row, a range check per `k`) instead of its index arithmetic.
+    pub fn window_kernels(&self) -> usize {
+        self.window_kernels
     }
 
     /// Runs the compiled function on `inputs` (`program` must be the one compiled: its
