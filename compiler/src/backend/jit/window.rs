@@ -170,7 +170,9 @@ impl Analysis<'_> {
             _ => None,
         };
         if o.name() == "kernel.index" {
-            return constant(v).filter(|c| c.abs() < CONSTANT_BOUND).map(Affine::constant);
+            return constant(v)
+                .filter(|c| c.abs() < CONSTANT_BOUND)
+                .map(Affine::constant);
         }
         let [a, b] = o.operands[..] else { return None };
         match o.name() {
@@ -193,7 +195,11 @@ impl Analysis<'_> {
             // The form follows the operand that is not a constant (the first if neither is):
             // it is the one picked where the side condition holds.
             "kernel.index_min" | "kernel.index_max" => {
-                let (kept, other) = if constant(a).is_some() { (b, a) } else { (a, b) };
+                let (kept, other) = if constant(a).is_some() {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
                 let (kept, other) = (self.form(kept)?, self.form(other)?);
                 let slack = if o.name() == "kernel.index_min" {
                     other.plus(-1, &kept)?
