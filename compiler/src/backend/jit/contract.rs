@@ -7,9 +7,9 @@
 //!   code's. A block of rows × vectors (register blocking) shares each loaded value. A
 //!   rounded step's latency (twenty-odd cycles through TwoSum and the rounding, four
 //!   through an fma) needs many independent chains: where the layer has at least 64
-//!   outputs, one row of 16 vectors (more chains than registers, but faster); else 2 × 4
-//!   for direct `nearest` steps and 1 × 4 for the odd-rounding ones. Binary32 steps (a
-//!   multiply and an add, or an fma) keep 2 × 4: eight chains hide the fma's latency.
+//!   outputs, one row of 16 vectors (more chains than registers, but faster); else 1 × 4.
+//!   Binary32 steps (a multiply and an add, or an fma) keep 2 × 4: eight chains hide the
+//!   fma's latency.
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
@@ -1028,16 +1028,18 @@ impl Kernel<'_> {
         // row of four or eight: 12–80% faster). Binary32 steps (a multiply and an add, or an
         // fma of four cycles' latency) are busy with eight chains, and sixteen would spill:
         // two rows of four (measured on 256³ with an fma: as fast unchunked, 5% faster chunked).
-        // Narrower layers: the short steps (binary32, nearest through binary32) two rows of
-        // four vectors, the longer odd-rounding steps one row of four.
+        // Narrower layers: binary32 steps two rows of four vectors, the others one row of four
+        // (two rows of `nearest` through binary32 spill its eight accumulators beside its
+        // constants: measured 15-40% slower on the 32×32×16→16 convolution).
         let step = self.plan.inner_step.unwrap_or(self.plan.outer_step);
         let short_step = matches!(step, Step::Binary32 | Step::NearestThroughBinary32 { .. });
         let nvec = (self.plan.n / 4) as usize;
+        let binary32 = matches!(step, Step::Binary32);
         let (rows, vecs) = match (short_step, nvec) {
-            (_, v) if v >= 16 && !matches!(step, Step::Binary32) => (1, 16),
-            (true, v) if v >= 4 => (2, 4),
+            (_, v) if v >= 16 && !binary32 => (1, 16),
+            (_, v) if v >= 4 && binary32 => (2, 4),
+            (_, v) if v >= 4 => (1, 4),
             (true, _) => (4, 2),
-            (false, v) if v >= 4 => (1, 4),
             (false, _) => (2, 2),
         };
         let r = counted_loop(g, lo, hi, rows as i64, true, |g, r| {
