@@ -17,14 +17,20 @@
 //!   fills the **k-table** after it: the values of the row operand's computation that depend
 //!   on `k` alone (a convolution's `k → (kh, kw, c)` divisions), 8 bytes each per `k`, which
 //!   the kernel loads once per `k` for all its rows.
-//! - **Row operand**: the other operand (and the `keep` condition of padded convolutions) is
-//!   evaluated as scalar code per row and `k` (from the k-table) and splat; its loads skip
-//!   the clamping of indices that are provably within their dimensions. A term that
-//!   `keep` skips is not added: the row's steps are branched around, one branch per factor of
-//!   `keep` when it is a product of comparisons. With several groups of outputs per block of
-//!   rows, the block first evaluates its row operands and `keep` flags for every `k` into a
-//!   **row pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand
-//!   depends on the chunk), which each group's `k` loop loads.
+//! - **Windows** ([`window`]): where the other operand is a load at indices affine in the
+//!   row and in `k`-only values, under a `keep` of affine comparisons (padded convolutions
+//!   and their gradients), each row computes its base address and range bounds once, the
+//!   k-table holds the offset's and the ranges' `k` parts, and each row and `k` costs a range
+//!   check per range and a load.
+//! - **Row operand** otherwise: the other operand (and the `keep` condition of padded
+//!   convolutions) is evaluated as scalar code per row and `k` (from the k-table) and
+//!   splat; its loads skip the clamping of indices that are provably within their
+//!   dimensions. A term that `keep` skips is not added: the row's steps are branched around,
+//!   one branch per factor of `keep` when it is a product of comparisons (one for a
+//!   window's ranges). With several groups of outputs per block of rows and no window, the
+//!   block first evaluates its row operands and `keep` flags for every `k` into a **row
+//!   pack** on the stack (unless four rows' pack exceeds 64 KiB, or the row operand depends
+//!   on the chunk), which each group's `k` loop loads.
 //! - **Rounding** per addition, bit-exact to the scalar code: binary32 `nearest` is a
 //!   multiply and an add when the product is exact in f32 (three-operand instructions; an fma
 //!   would tie its destination to a multiplicand that the block reuses, costing a register
