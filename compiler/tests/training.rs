@@ -599,3 +599,20 @@ fn max_pooling_gradients_go_to_the_first_largest_element_on_both_backends() {
         }
     }
 }
+
+/// Padded convolutions' forward products, input gradients (the transposed window) and weight
+/// gradients (positions as the summed axis) read their row operand through affine windows, so
+/// the backward pass gets the forward pass's fast code.
+#[test]
+fn convolution_gradients_read_affine_windows() {
+    let path = common::qnn_cases("autodiff")
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "conv2d.qnn"))
+        .expect("tests/autodiff/conv2d.qnn");
+    let model = check(&std::fs::read_to_string(&path).unwrap());
+    let spec = GradSpec::from_model(&model).unwrap();
+    let step = compile_step(&model, &spec, 4, 5).unwrap();
+    let compiled = Jit::with_threads(1).compile(&step).unwrap();
+    // Two forward convolutions, the second's input gradient, both weight gradients.
+    assert_eq!(compiled.window_kernels(), 5);
+}
