@@ -522,3 +522,58 @@ fn windows_take_only_conditions_that_keep_establishes_in_order() {
     let direct = "%i = kernel.index_add %d, %lo : (index, index) -> index";
     assert_eq!(run(circular, direct), 0, "a condition cannot establish its own forms");
 }
+
+#[test]
+fn convolutions_over_a_dynamic_batch_read_windows() {
+    // The second convolution reads the first's output, whose batch is the generate's own.
+    let source = "model conv {
+  input x: [B, 5, 6, 3] e4m3;
+  input k: [4, 3, 3, 3] e4m3;
+  input k2: [5, 3, 3, 4] e4m3;
+  let y = conv2d(relu(conv2d(x, k, padding = same) with { acc = fp16 }) : e4m3, k2, padding = 1, stride = 2) : fp32;
+  output y;
+}
+";
+    for batch in [1, 3] {
+        let inputs = [
+            grid("e4m3", &[batch, 5, 6, 3], 1),
+            grid("e4m3", &[4, 3, 3, 3], 2),
+            grid("e4m3", &[5, 3, 3, 4], 3),
+        ];
+        let windows = check_program(&program(source), source, &inputs);
+        assert_eq!(windows, 2, "both convolutions read windows");
+    }
+}
+
+#[test]
+fn a_dynamic_axis_takes_a_window_only_over_its_own_extent() {
+    // Rows over the length of `s`, loading row `r` of `x`: nothing shows that `s` is not
+    // longer (the interpreter reports such a load as an error; the general code clamps its
+    // index), so a window, which would read past `x`, is not taken.
+    let text = "func @f(%x: tensor<?x4xfp32>, %s: tensor<?xfp32>, %w: tensor<4x8xfp32>) -> (tensor<?x8xfp32>) {
+  %n = kernel.dim %s {axis = 0} : (tensor<?xfp32>) -> index
+  %y = kernel.generate %n : (index) -> tensor<?x8xfp32> {
+  ^bb0(%r: index, %j: index):
+    %lo = kernel.index {value = 0} : () -> index
+    %hi = kernel.index {value = 4} : () -> index
+    %z = kernel.constant {value = 0.0} : () -> fp32
+    %acc = kernel.accumulate %lo, %hi, %z {round = nearest} : (index, index, fp32) -> fp32 {
+    ^bb1(%k: index):
+      %keep = kernel.index_lt %k, %hi : (index, index) -> index
+      %a = kernel.load %x, %r, %k : (tensor<?x4xfp32>, index, index) -> fp32
+      %b = kernel.load %w, %k, %j : (tensor<4x8xfp32>, index, index) -> fp32
+      %p = kernel.mul %a, %b : (fp32, fp32) -> real
+      kernel.yield %p, %keep : (real, index) -> ()
+    }
+    kernel.yield %acc : (fp32) -> ()
+  }
+  func.return %y : (tensor<?x8xfp32>) -> ()
+}";
+    let module = qc_compiler::parse_module(text).unwrap_or_else(|d| panic!("{d:?}"));
+    let p = Program::prepare(module, 5).unwrap();
+    let compiled = Jit::with_threads(1).compile(&p).unwrap();
+    assert_eq!(compiled.vectorised_kernels(), 1);
+    assert_eq!(compiled.window_kernels(), 0);
+    let inputs = [grid("fp32", &[3, 4], 1), grid("fp32", &[3], 2), grid("fp32", &[4, 8], 3)];
+    check_program(&p, text, &inputs);
+}

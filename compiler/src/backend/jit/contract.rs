@@ -577,6 +577,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     let window = if costly {
         window::analyse(
             ir,
+            op,
             row_operand,
             keep,
             &|v| row_args.contains(&v),

@@ -20,10 +20,12 @@
 //! for every position and `k` (interval bounds of the terms): then wherever the term is kept,
 //! the window's load is the general code's, and where it is not, neither adds it.
 //! Every value involved is below 2^32 and every coefficient at most 2^20 in magnitude, so the
-//! i64 arithmetic never wraps.
+//! i64 arithmetic never wraps — but for a dynamic leading axis (a batch): its index must be a
+//! generate argument that ranges over that very extent ([`same_extent`]), so it is in range
+//! and its offset within the tensor.
 
 use super::codegen::Gen;
-use crate::ir::{Dim, Module, ValueDef, ValueId};
+use crate::ir::{Dim, Module, OpId, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 
@@ -255,11 +257,13 @@ impl Analysis<'_> {
     }
 }
 
-/// The window of a row operand `row_operand` (a load) under `keep`, if it is one.
-/// `is_row_leaf`: the generate's arguments but the last; `is_k_leaf`: values of `k` alone
-/// that the k-table holds; `bound`: an upper bound of a leaf over every position and `k`.
+/// The window of a row operand `row_operand` (a load) of the contraction `generate` under
+/// `keep`, if it is one. `is_row_leaf`: the generate's arguments but the last; `is_k_leaf`:
+/// values of `k` alone that the k-table holds; `bound`: an upper bound of a leaf over every
+/// position and `k`.
 pub(super) fn analyse(
     ir: &Module,
+    generate: OpId,
     row_operand: ValueId,
     keep: Option<ValueId>,
     is_row_leaf: &dyn Fn(ValueId) -> bool,
@@ -274,17 +278,19 @@ pub(super) fn analyse(
         return None;
     }
     let tensor = l.operands[0];
-    let dims: Vec<u64> = ir
-        .ty(tensor)
-        .as_tensor()?
-        .dims
+    // A dynamic leading axis (a batch) is allowed: its stride is fixed, and its index is
+    // shown in range by `same_extent`.
+    let dims = &ir.ty(tensor).as_tensor()?.dims;
+    let fixed: Vec<u64> = dims
         .iter()
-        .map(|d| match d {
+        .enumerate()
+        .map(|(axis, d)| match d {
             Dim::Fixed(n) => Some(*n),
+            Dim::Dynamic if axis == 0 => Some(1),
             Dim::Dynamic => None,
         })
         .collect::<Option<_>>()?;
-    if dims.len() + 1 != l.operands.len() || dims.iter().product::<u64>() >= LEAF_BOUND {
+    if dims.len() + 1 != l.operands.len() || fixed.iter().product::<u64>() >= LEAF_BOUND {
         return None;
     }
     let mut a = Analysis {
@@ -300,11 +306,21 @@ pub(super) fn analyse(
     // The element offset, and the indices within their dimensions.
     let mut offset = Affine::constant(0);
     let mut stride = 1i64;
-    for (&index, &d) in l.operands[1..].iter().zip(&dims).rev() {
+    for (axis, (&index, &d)) in l.operands[1..].iter().zip(&fixed).enumerate().rev() {
         let index = a.form(index)?;
-        a.side.push(index.clone());
-        a.side
-            .push(Affine::constant(d as i64 - 1).plus(-1, &index)?);
+        if dims[axis] == Dim::Dynamic {
+            // The index must be a generate argument ranging over this very extent.
+            let [(arg, 1)] = index.terms[..] else {
+                return None;
+            };
+            if index.constant != 0 || !same_extent(ir, generate, arg, tensor, axis) {
+                return None;
+            }
+        } else {
+            a.side.push(index.clone());
+            a.side
+                .push(Affine::constant(d as i64 - 1).plus(-1, &index)?);
+        }
         offset = offset.plus(stride, &index)?;
         stride *= d as i64;
     }
@@ -370,6 +386,47 @@ pub(super) fn analyse(
         offset_k,
         ranges,
     })
+}
+
+/// Whether the argument `arg` of `generate` ranges over the extent of `tensor`'s dynamic
+/// `axis`: the generate's size for that argument is `kernel.dim` of that axis, or the size
+/// the generate defining `tensor` has for it.
+fn same_extent(ir: &Module, generate: OpId, arg: ValueId, tensor: ValueId, axis: usize) -> bool {
+    // The size operand of a generate for its dynamic axis `at` (they come in order).
+    let size = |op: OpId, at: usize| {
+        let ty = ir.ty(*ir.ops[op].results.first()?).as_tensor()?;
+        if ty.dims.get(at) != Some(&Dim::Dynamic) {
+            return None;
+        }
+        let before = ty.dims[..at].iter().filter(|d| **d == Dim::Dynamic).count();
+        ir.ops[op].operands.get(before).copied()
+    };
+    let g = &ir.ops[generate];
+    let Some(body) = g.regions.first().and_then(|&r| ir.entry_block(r)) else {
+        return false;
+    };
+    let Some(at) = ir.blocks[body].args.iter().position(|&a| a == arg) else {
+        return false;
+    };
+    let Some(extent) = size(generate, at) else {
+        return false;
+    };
+    let is_dim = match ir.values[extent].def {
+        ValueDef::Result { op, .. } => {
+            let o = &ir.ops[op];
+            o.name() == "kernel.dim"
+                && o.operands.first() == Some(&tensor)
+                && o.attr("axis").and_then(crate::ir::Attr::as_int) == Some(axis as i64)
+        }
+        ValueDef::Arg { .. } => false,
+    };
+    let same_as_producer = match ir.values[tensor].def {
+        ValueDef::Result { op, .. } if ir.ops[op].name() == "kernel.generate" => {
+            size(op, axis) == Some(extent)
+        }
+        _ => false,
+    };
+    is_dim || same_as_producer
 }
 
 impl Window {
