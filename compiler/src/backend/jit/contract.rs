@@ -1091,15 +1091,9 @@ impl Kernel<'_> {
                 for row in &rows {
                     self.set_position(g, row, Lv::Shared(Cv::Index(row[0])));
                     // Through memory, or Cranelift recomputes the bounds at every `k`.
-                    let WindowRow { base, bounds } = w.row(g)?;
-                    let mut values = vec![base];
-                    values.extend(bounds.iter().flat_map(|&(low, width)| [low, width]));
-                    let values = through_memory(g, &values);
-                    let bounds = values[1..].chunks(2).map(|b| (b[0], b[1])).collect();
-                    window_rows.push(WindowRow {
-                        base: values[0],
-                        bounds,
-                    });
+                    let computed = w.row(g)?.values();
+                    let values = through_memory(g, &computed);
+                    window_rows.push(WindowRow::from_values(&values));
                 }
                 RowSource::Window(window_rows)
             }

@@ -31,7 +31,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 
 /// `Σ coefficient·leaf + constant`, the leaves index values (each a natural number).
 #[derive(Clone, Debug, PartialEq)]
-pub(super) struct Affine {
+struct Affine {
     terms: Vec<(ValueId, i64)>,
     constant: i64,
 }
@@ -104,7 +104,7 @@ impl Affine {
     }
 
     /// Emits the form's value (i64) from the leaves' values in `g`.
-    pub(super) fn emit(&self, g: &mut Gen) -> Result<Value, String> {
+    fn emit(&self, g: &mut Gen) -> Result<Value, String> {
         let mut sum = g.e.i64c(self.constant);
         for &(v, c) in &self.terms {
             let x = g.index(v)?;
@@ -117,8 +117,8 @@ impl Affine {
 
 /// `k_part(k)` within `[max(lower(row)), min(upper(row))]`.
 #[derive(Debug)]
-pub(super) struct Range {
-    pub k_part: Affine,
+struct Range {
+    k_part: Affine,
     lower: Vec<Affine>,
     upper: Vec<Affine>,
     /// Bounds of `k_part` over every `k` (where no condition bounds it on that side).
@@ -129,18 +129,34 @@ pub(super) struct Range {
 #[derive(Debug)]
 pub(super) struct Window {
     /// The tensor the row operand loads from.
-    pub tensor: ValueId,
+    tensor: ValueId,
     /// The load's element offset: `offset_row` (row leaves and the constant) + `offset_k`.
     offset_row: Affine,
-    pub offset_k: Affine,
-    pub ranges: Vec<Range>,
+    offset_k: Affine,
+    ranges: Vec<Range>,
 }
 
 /// What the kernel needs of one row: the address of its part of the load, and per range the
 /// lower bound `L` and the width `U − L` (`L` beyond every value and width 0 when `U < L`).
 pub(super) struct WindowRow {
-    pub base: Value,
-    pub bounds: Vec<(Value, Value)>,
+    base: Value,
+    bounds: Vec<(Value, Value)>,
+}
+
+impl WindowRow {
+    /// The row's values in order: the base, then each range's `L` and width.
+    pub(super) fn values(&self) -> Vec<Value> {
+        let bounds = self.bounds.iter().flat_map(|&(low, width)| [low, width]);
+        std::iter::once(self.base).chain(bounds).collect()
+    }
+
+    /// The row of `values` in the order of [`WindowRow::values`].
+    pub(super) fn from_values(values: &[Value]) -> WindowRow {
+        WindowRow {
+            base: values[0],
+            bounds: values[1..].chunks(2).map(|b| (b[0], b[1])).collect(),
+        }
+    }
 }
 
 /// A condition `form ≥ 0`.
