@@ -166,8 +166,8 @@ fn dense_contractions_match_the_interpreter() {
 fn convolutions_with_padding_and_stride_match_the_interpreter() {
     // (batch, height, width, channels, outputs, kernel height, kernel width, window): odd
     // sizes, rows that leave a remainder in the row blocking, outputs over several groups of
-    // 16 (which share a row pack), non-square kernels, and one with more terms (2160) than a
-    // row pack takes.
+    // 16 (which share a row pack), non-square kernels, one with more terms (2160) than a
+    // row pack takes, and one with more taps (81) than a window's class mask holds.
     let layers = [
         (2, 5, 5, 3, 5, 3, 3, "padding = same"),
         (1, 6, 7, 2, 9, 3, 3, "padding = 1, stride = 2"),
@@ -176,6 +176,7 @@ fn convolutions_with_padding_and_stride_match_the_interpreter() {
         (2, 7, 5, 3, 37, 5, 3, "padding = [2, 1], stride = [2, 1], dilation = [1, 2]"),
         (3, 5, 3, 2, 6, 1, 1, "stride = 2"),
         (1, 3, 4, 240, 5, 3, 3, "padding = same"),
+        (1, 9, 10, 2, 3, 9, 9, "padding = same"),
     ];
     let mut case = 0u64;
     for (input, with) in ARITHS {

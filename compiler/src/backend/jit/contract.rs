@@ -19,9 +19,9 @@
 //!   the kernel loads once per `k` for all its rows.
 //! - **Windows** ([`window`]): where the other operand is a load at indices affine in the
 //!   row and in `k`-only values, under a `keep` of affine comparisons (padded convolutions
-//!   and their gradients), each row computes its base address and range bounds once, the
-//!   k-table holds the offset's and the ranges' `k` parts, and each row and `k` costs a range
-//!   check per range and a load.
+//!   and their gradients), each row computes its base address and its mask of kept taps (or
+//!   range bounds) once, the k-table holds the offset's `k` part and the tap (or the ranges'
+//!   `k` parts), and each row and `k` costs a bit test (or a check per range) and a load.
 //! - **Row operand** otherwise: the other operand (and the `keep` condition of padded
 //!   convolutions) is evaluated as scalar code per row and `k` (from the k-table) and
 //!   splat; its loads skip the clamping of indices that are provably within their
@@ -1610,7 +1610,8 @@ impl Kernel<'_> {
                     (Some(x), keep)
                 }
                 RowSource::Window(rows) => {
-                    let kept = window::kept(g, &rows[i], &entries[1..]);
+                    let w = plan.window.as_ref().ok_or("a window")?;
+                    let kept = w.kept(g, &rows[i], &entries[1..]);
                     (None, kept.map(|c| vec![c]))
                 }
                 RowSource::Computed => {

@@ -8,9 +8,11 @@
 //! beside a few vector steps. Where [`analyse`] finds a window, the element offset of the
 //! load splits into a part of the row (evaluated once per row: the row's **base** address)
 //! and a part of `k` (in the k-table), and `keep` into **ranges**: `L ≤ B(k) ≤ U` for a few
-//! affine `B` of `k` alone (in the k-table) and bounds `L`, `U` of the row. Per row and `k`
-//! the kernel then checks each range with one subtraction and one unsigned comparison and
-//! loads from `base + offset(k)`.
+//! affine `B` of `k` alone and bounds `L`, `U` of the row. Where the box of the `B`s' values
+//! has at most 64 points (a convolution's taps), the k-table holds each `k`'s point (its
+//! **class**) and each row a mask of the classes it keeps, computed once: per row and `k` the
+//! kernel tests one bit. Otherwise the k-table holds the `B`s and the kernel checks each range
+//! with one subtraction and one unsigned comparison. Then it loads from `base + offset(k)`.
 //!
 //! Exactness: index arithmetic is on naturals (a subtraction saturates at 0, a `min` or `max`
 //! picks), so the affine form equals the IR's value only where no subtraction saturates and
@@ -136,25 +138,26 @@ pub(super) struct Window {
     ranges: Vec<Range>,
 }
 
-/// What the kernel needs of one row: the address of its part of the load, and per range the
-/// lower bound `L` and the width `U − L` (`L` beyond every value and width 0 when `U < L`).
+/// What the kernel needs of one row: the address of its part of the load, and its checks
+/// (see [`Window::row`]).
 pub(super) struct WindowRow {
     base: Value,
-    bounds: Vec<(Value, Value)>,
+    checks: Vec<Value>,
 }
 
 impl WindowRow {
-    /// The row's values in order: the base, then each range's `L` and width.
+    /// The row's values in order: the base, then its checks.
     pub(super) fn values(&self) -> Vec<Value> {
-        let bounds = self.bounds.iter().flat_map(|&(low, width)| [low, width]);
-        std::iter::once(self.base).chain(bounds).collect()
+        std::iter::once(self.base)
+            .chain(self.checks.iter().copied())
+            .collect()
     }
 
     /// The row of `values` in the order of [`WindowRow::values`].
     pub(super) fn from_values(values: &[Value]) -> WindowRow {
         WindowRow {
             base: values[0],
-            bounds: values[1..].chunks(2).map(|b| (b[0], b[1])).collect(),
+            checks: values[1..].to_vec(),
         }
     }
 }
@@ -445,24 +448,61 @@ fn same_extent(ir: &Module, generate: OpId, arg: ValueId, tensor: ValueId, axis:
     is_dim || same_as_producer
 }
 
+/// At most this many tap classes (points of the box of the ranges' `k` parts): a row's
+/// ranges then become one 64-bit mask of the classes it keeps.
+const MAX_CLASSES: i64 = 64;
+
 impl Window {
+    /// The classes' box: each range's least value and the class stride of one step in it,
+    /// where it has at most [`MAX_CLASSES`] points.
+    fn classes(&self) -> Option<Vec<(i64, i64)>> {
+        let mut strides = vec![0; self.ranges.len()];
+        let mut points = 1i64;
+        for (i, r) in self.ranges.iter().enumerate().rev() {
+            strides[i] = points;
+            points = points.checked_mul(r.greatest - r.least + 1)?;
+        }
+        let fits = !self.ranges.is_empty() && points <= MAX_CLASSES;
+        fits.then(|| self.ranges.iter().map(|r| r.least).zip(strides).collect())
+    }
+
     /// The k-table entries the window adds (after the general ones): the offset's `k` part in
-    /// bytes, then each range's `k` part.
+    /// bytes, then the class of `k` (a point of the ranges' box), or else each range's `k`
+    /// part.
     pub(super) fn table_entries(&self) -> usize {
-        1 + self.ranges.len()
+        1 + match self.classes() {
+            Some(_) => 1,
+            None => self.ranges.len(),
+        }
     }
 
     /// Emits the entries at the `k` whose leaves `g` holds.
     pub(super) fn emit_entries(&self, g: &mut Gen) -> Result<Vec<Value>, String> {
         let offset = self.offset_k.emit(g)?;
         let mut out = vec![g.e.b.ins().ishl_imm_s(offset, 2)];
-        for r in &self.ranges {
-            out.push(r.k_part.emit(g)?);
+        match self.classes() {
+            Some(classes) => {
+                let mut class = g.e.i64c(0);
+                for (r, &(least, stride)) in self.ranges.iter().zip(&classes) {
+                    let x = r.k_part.emit(g)?;
+                    let x = g.e.b.ins().iadd_imm_s(x, -least);
+                    let x = g.e.b.ins().imul_imm_s(x, stride);
+                    class = g.e.b.ins().iadd(class, x);
+                }
+                out.push(class);
+            }
+            None => {
+                for r in &self.ranges {
+                    out.push(r.k_part.emit(g)?);
+                }
+            }
         }
         Ok(out)
     }
 
-    /// Emits a row's base address and range bounds from the row leaves in `g`.
+    /// Emits a row's base address and its checks from the row leaves in `g`: the mask of the
+    /// classes it keeps, or each range's lower bound `L` and width `U − L` (`L` beyond every
+    /// value and width 0 when `U < L`).
     pub(super) fn row(&self, g: &mut Gen) -> Result<WindowRow, String> {
         let ptr = g
             .tensors
@@ -485,31 +525,87 @@ impl Window {
             };
             let low = fold(g, &r.lower, r.least, IntCC::SignedGreaterThan)?;
             let high = fold(g, &r.upper, r.greatest, IntCC::SignedLessThan)?;
-            let width = g.e.b.ins().isub(high, low);
-            let empty = g.e.b.ins().icmp_imm_s(IntCC::SignedLessThan, width, 0);
-            let beyond = g.e.i64c(1 << 62);
-            let zero = g.e.i64c(0);
-            let low = g.e.b.ins().select(empty, beyond, low);
-            let width = g.e.b.ins().select(empty, zero, width);
-            bounds.push((low, width));
+            bounds.push((low, high));
         }
-        Ok(WindowRow { base, bounds })
+        let checks = match self.classes() {
+            Some(classes) => vec![self.class_mask(g, &classes, &bounds)],
+            None => bounds
+                .into_iter()
+                .flat_map(|(low, high)| {
+                    let width = g.e.b.ins().isub(high, low);
+                    let empty = g.e.b.ins().icmp_imm_s(IntCC::SignedLessThan, width, 0);
+                    let beyond = g.e.i64c(1 << 62);
+                    let zero = g.e.i64c(0);
+                    let low = g.e.b.ins().select(empty, beyond, low);
+                    let width = g.e.b.ins().select(empty, zero, width);
+                    [low, width]
+                })
+                .collect(),
+        };
+        Ok(WindowRow { base, checks })
     }
-}
 
-/// Whether the term at `k` is kept for `row`, from the range values `k_parts` at `k`:
-/// `k_part − L ≤ width` unsigned, for every range.
-pub(super) fn kept(g: &mut Gen, row: &WindowRow, k_parts: &[Value]) -> Option<Value> {
-    let mut all = None;
-    for (&(low, width), &x) in row.bounds.iter().zip(k_parts) {
-        let t = g.e.b.ins().isub(x, low);
-        let ok = g.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, t, width);
-        all = Some(match all {
-            Some(a) => g.e.b.ins().band(a, ok),
-            None => ok,
-        });
+    /// The mask of the classes whose every coordinate lies within its range's `[L, U]`.
+    fn class_mask(&self, g: &mut Gen, classes: &[(i64, i64)], bounds: &[(Value, Value)]) -> Value {
+        // Per range and value: whether the value is within the row's bounds.
+        let inside: Vec<Vec<Value>> = self
+            .ranges
+            .iter()
+            .zip(bounds)
+            .map(|(r, &(low, high))| {
+                (r.least..=r.greatest)
+                    .map(|v| {
+                        let above = g.e.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, low, v);
+                        let below =
+                            g.e.b
+                                .ins()
+                                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, high, v);
+                        g.e.b.ins().band(above, below)
+                    })
+                    .collect()
+            })
+            .collect();
+        let points: i64 = self
+            .ranges
+            .iter()
+            .map(|r| r.greatest - r.least + 1)
+            .product();
+        let mut mask = g.e.i64c(0);
+        for class in 0..points {
+            let mut kept: Option<Value> = None;
+            for (flags, &(_, stride)) in inside.iter().zip(classes) {
+                let flag = flags[((class / stride) % flags.len() as i64) as usize];
+                kept = Some(match kept {
+                    Some(k) => g.e.b.ins().band(k, flag),
+                    None => flag,
+                });
+            }
+            let Some(kept) = kept else { continue };
+            let bit = g.e.b.ins().uextend(types::I64, kept);
+            let bit = g.e.b.ins().ishl_imm_s(bit, class);
+            mask = g.e.b.ins().bor(mask, bit);
+        }
+        mask
     }
-    all
+
+    /// Whether the term at `k` is kept for `row`, from the entries after the offset at `k`:
+    /// the row's mask at the class of `k`, or `k_part − L ≤ width` unsigned for every range.
+    pub(super) fn kept(&self, g: &mut Gen, row: &WindowRow, entries: &[Value]) -> Option<Value> {
+        if self.classes().is_some() {
+            let shifted = g.e.b.ins().ushr(row.checks[0], entries[0]);
+            return Some(g.e.b.ins().band_imm_s(shifted, 1));
+        }
+        let mut all = None;
+        for (pair, &x) in row.checks.chunks(2).zip(entries) {
+            let t = g.e.b.ins().isub(x, pair[0]);
+            let ok = g.e.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, t, pair[1]);
+            all = Some(match all {
+                Some(a) => g.e.b.ins().band(a, ok),
+                None => ok,
+            });
+        }
+        all
+    }
 }
 
 /// The row operand at `offset` bytes (the table's entry at `k`) from the row's base.
