@@ -906,10 +906,7 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         g.vals
             .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
         emit_ops(g, &plan.table_ops)?;
-        let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
-        let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
-        let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
-        let addr = g.e.b.ins().iadd(scratch, row);
+        let addr = table_row_address(g, plan, scratch, k);
         for (f, v) in plan.table_values.iter().enumerate() {
             let x = match g.vals.get(v).map(lane0) {
                 Some(Cv::Index(x) | Cv::F32(x)) => x,
@@ -936,10 +933,7 @@ fn load_table(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Vec<(ValueI
     if plan.table_values.is_empty() {
         return Vec::new();
     }
-    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
-    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
-    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
-    let addr = g.e.b.ins().iadd(scratch, row);
+    let addr = table_row_address(g, plan, scratch, k);
     let flags = MemFlagsData::trusted().with_readonly().with_can_move();
     plan.table_values
         .iter()
@@ -961,15 +955,23 @@ fn load_window_entries(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Ve
     let Some(w) = &plan.window else {
         return Vec::new();
     };
-    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
-    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
-    let first = 8 * plan.table_values.len() as i64;
-    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset() + first);
-    let addr = g.e.b.ins().iadd(scratch, row);
+    let addr = table_row_address(g, plan, scratch, k);
+    let first = plan.table_values.len();
     let flags = MemFlagsData::trusted().with_readonly().with_can_move();
     (0..w.table_entries())
-        .map(|f| g.e.b.ins().load(types::I64, flags, addr, 8 * f as i32))
+        .map(|f| {
+            let offset = 8 * (first + f) as i32;
+            g.e.b.ins().load(types::I64, flags, addr, offset)
+        })
         .collect()
+}
+
+/// The address of the k-table's row for `k` in the scratch buffer at `scratch`.
+fn table_row_address(g: &mut Gen, plan: &Plan, scratch: Value, k: Value) -> Value {
+    let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
+    let row = g.e.b.ins().imul_imm_s(kk, plan.table_row());
+    let row = g.e.b.ins().iadd_imm_s(row, plan.table_offset());
+    g.e.b.ins().iadd(scratch, row)
 }
 
 /// `values` (i64) stored to the stack and read back by atomic loads, which Cranelift neither
