@@ -33,7 +33,7 @@
 //!   same code computes a contraction's epilogue (its element's ops after the accumulation).
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
 //!   contiguous ranges, the first run by the calling thread and the others by worker threads
-//!   kept for the process (`workers`). Elements of a `kernel.generate` are independent
+//!   kept for the process, which watch for their next range before they sleep (`workers`). Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
 //! - **Transcendentals** (`exp`, `tanh`, `sigmoid`, `gelu`) call the libm crate's f64
 //!   functions, the reference values spec/ir.md defines, and round the result inline.
@@ -45,6 +45,7 @@ mod pointwise;
 mod round;
 mod vector_round;
 mod window;
+mod workers;
 
 use super::{Backend, ExecError, Program};
 use crate::ir::{Attr, Dim, OpId, Type, ValueId};
@@ -285,46 +286,6 @@ fn tensor_format(ir: &crate::ir::Module, v: ValueId) -> Result<Format, ExecError
     ir.ty(v).as_tensor().map(|t| t.format).ok_or_else(|| ExecError::new("a tensor value"))
 }
 
-/// The worker threads that run kernels' row ranges beside the calling thread: started on
-/// first use and kept for the process (idle ones wait on their queue), so a kernel hands
-/// out its ranges without starting threads.
-mod workers {
-    use std::sync::mpsc::{channel, Sender};
-    use std::sync::Mutex;
-
-    /// One range of rows of a kernel: `code(env, lo, hi)`, then a message on `done`.
-    pub struct Job {
-        pub code: unsafe extern "C" fn(*const u64, u64, u64),
-        pub env: usize,
-        pub range: (u64, u64),
-        pub done: Sender<()>,
-    }
-
-    static QUEUES: Mutex<Vec<Sender<Job>>> = Mutex::new(Vec::new());
-
-    /// Hands `make(w)` to worker `w` for `w < n` (starting workers as needed); returns the
-    /// workers that took their job.
-    pub fn send(n: usize, make: impl Fn(usize) -> Job) -> Vec<usize> {
-        let mut queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
-        while queues.len() < n {
-            let (queue, jobs) = channel::<Job>();
-            let started = std::thread::Builder::new().name("qc-jit-worker".into()).spawn(move || {
-                for job in jobs {
-                    // SAFETY: the sender keeps `env` and the buffers it points to alive and
-                    // unmoved until `done` reports (module `generate`).
-                    unsafe { (job.code)(job.env as *const u64, job.range.0, job.range.1) };
-                    let _ = job.done.send(());
-                }
-            });
-            if started.is_err() {
-                break;
-            }
-            queues.push(queue);
-        }
-        (0..n.min(queues.len())).filter(|&w| queues[w].send(make(w)).is_ok()).collect()
-    }
-}
-
 /// Below this many estimated operations a kernel runs on the calling thread.
 const PARALLEL_WORK: f64 = 200_000.0;
 
@@ -480,30 +441,16 @@ impl Compiled {
         let rows: u64 = shape[..k.f.split].iter().product::<usize>() as u64;
         let work = count as f64 * k.f.cost_per_element;
         let threads = if work < PARALLEL_WORK { 1 } else { self.threads.min(rows as usize).max(1) };
-        let env_addr = env.as_ptr() as usize;
         let code = k.code;
         if threads == 1 {
             // SAFETY: env matches the layout the kernel was compiled for (module codegen):
             // the output buffer holds every element, captured buffers their shapes' elements.
             unsafe { code(env.as_ptr(), 0, rows) };
         } else {
-            let range = |t: usize| (rows * t as u64 / threads as u64, rows * (t as u64 + 1) / threads as u64);
-            let (done, finished) = std::sync::mpsc::channel();
-            let handed = workers::send(threads - 1, |w| workers::Job { code, env: env_addr, range: range(w + 1), done: done.clone() });
-            // The calling thread runs the first range, and any a worker could not take.
-            for t in (0..threads).filter(|&t| t == 0 || !handed.contains(&(t - 1))) {
-                let (lo, hi) = range(t);
-                // SAFETY: as above; every range of rows is written by one thread only.
-                unsafe { code(env.as_ptr(), lo, hi) };
-            }
-            // The buffers stay in place until every worker has finished its range: a worker
-            // reports after its call returns; `recv` fails only once no job holds a sender.
-            drop(done);
-            for _ in &handed {
-                if finished.recv().is_err() {
-                    return Err(ExecError::new("a JIT worker thread stopped"));
-                }
-            }
+            let ranges: Vec<(u64, u64)> = (0..threads as u64).map(|t| (rows * t / threads as u64, rows * (t + 1) / threads as u64)).collect();
+            // SAFETY: as above; every range of rows is written by one thread only, and `env`
+            // with the buffers it points to lives until every range has returned.
+            unsafe { workers::run_ranges(code, env.as_ptr(), &ranges) };
         }
         drop(held);
         drop(scratch);
