@@ -1,5 +1,5 @@
 //! qc's runtime: the numeric core (formats, rounding, block scaling, random streams), tensors,
-//! weight files and data sets; the accelerator's ISA and cost model (`accel`).
+//! weight files and data sets; the worker threads (`parallel`); the accelerator's ISA and cost model (`accel`).
 //!
 //! Knows nothing of syntax or IR; every other crate builds on it.
 
@@ -10,3 +10,4 @@ pub mod data;
 pub mod kernels;
 pub mod accel;
 pub mod train;
+pub mod parallel;

@@ -32,8 +32,9 @@
 //!   last axis, a vector with a lane outside those conditions through the scalar code; the
 //!   same code computes a contraction's epilogue (its element's ops after the accumulation).
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
-//!   contiguous ranges, the first run by the calling thread and the others by worker threads
-//!   kept for the process, which watch for their next range before they sleep (`workers`). Elements of a `kernel.generate` are independent
+//!   contiguous ranges, the first run by the calling thread and the others by the process's
+//!   worker threads (`qc_runtime::parallel`, which watch for their next task before they
+//!   sleep). Elements of a `kernel.generate` are independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
 //! - **Transcendentals** (`exp`, `tanh`, `sigmoid`, `gelu`) call the libm crate's f64
 //!   functions, the reference values spec/ir.md defines, and round the result inline.
@@ -45,7 +46,6 @@ mod pointwise;
 mod round;
 mod vector_round;
 mod window;
-mod workers;
 
 use super::{Backend, ExecError, Program};
 use crate::ir::{Attr, Dim, OpId, Type, ValueId};
@@ -73,12 +73,7 @@ const CACHED_PROGRAMS: usize = 8;
 impl Default for Jit {
     /// `QC_THREADS` if set to a positive number, else every available core.
     fn default() -> Self {
-        let threads = std::env::var("QC_THREADS")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Jit::with_threads(threads)
+        Jit::with_threads(qc_runtime::parallel::threads())
     }
 }
 
@@ -447,10 +442,15 @@ impl Compiled {
             // the output buffer holds every element, captured buffers their shapes' elements.
             unsafe { code(env.as_ptr(), 0, rows) };
         } else {
-            let ranges: Vec<(u64, u64)> = (0..threads as u64).map(|t| (rows * t / threads as u64, rows * (t + 1) / threads as u64)).collect();
-            // SAFETY: as above; every range of rows is written by one thread only, and `env`
-            // with the buffers it points to lives until every range has returned.
-            unsafe { workers::run_ranges(code, env.as_ptr(), &ranges) };
+            let range = |t: usize| (rows * t as u64 / threads as u64, rows * (t as u64 + 1) / threads as u64);
+            // Every range of rows is written by one thread only; `env` and the buffers it
+            // points to live until every range has returned.
+            let env = env.as_ptr() as usize;
+            qc_runtime::parallel::run_tasks(threads, &|t| {
+                let (lo, hi) = range(t);
+                // SAFETY: as above.
+                unsafe { code(env as *const u64, lo, hi) };
+            });
         }
         drop(held);
         drop(scratch);

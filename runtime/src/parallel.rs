@@ -1,30 +1,32 @@
-//! The worker threads that run a kernel's row ranges beside the calling thread.
+//! The process's worker threads: runs independent tasks (a JIT kernel's row ranges, the
+//! optimizer's slices of a parameter) beside the calling thread.
 //!
 //! Workers start on first use and live for the process. A training step runs dozens of
-//! kernels of a few microseconds each, so handing out a range must cost far less than waking
-//! a sleeping thread: after each job a worker watches its slot for the next one for
+//! kernels of a few microseconds each, so handing out a task must cost far less than waking
+//! a sleeping thread: after each task a worker watches its slot for the next one for
 //! [`WATCH`], and only then sleeps (`park`); the calling thread watches the workers' done
 //! counters the same way. One caller uses the workers at a time (the pool's lock); a caller
-//! that finds them busy runs every range itself, which gives the same bits (a range's rows
-//! are computed the same way whichever thread computes them).
+//! that finds them busy runs every task itself. Callers split work so that no result depends
+//! on which thread runs a task, which gives the same bits on any thread count.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// A kernel's code over the rows `lo..hi`: `code(env, lo, hi)`.
-pub type Code = unsafe extern "C" fn(*const u64, u64, u64);
-
 /// How long a worker keeps watching for its next job before it sleeps.
 const WATCH: Duration = Duration::from_micros(200);
 
+/// Task `index` of a [`run_tasks`] call, its lifetime erased: `run_tasks` waits for every
+/// task it posted before it returns, so the closure outlives each use.
 #[derive(Clone, Copy)]
 struct Job {
-    code: Code,
-    env: usize,
-    rows: (u64, u64),
+    task: *const (dyn Fn(usize) + Sync + 'static),
+    index: usize,
 }
+
+// SAFETY: the closure is `Sync` (shared by reference across threads) and outlives the job.
+unsafe impl Send for Job {}
 
 /// One worker's mailbox: the caller writes `job`, then bumps `posted`; the worker bumps
 /// `finished` to the same count once the job's call has returned.
@@ -42,36 +44,64 @@ struct Worker {
 
 static POOL: Mutex<Vec<Worker>> = Mutex::new(Vec::new());
 
-/// Runs `code(env, lo, hi)` for every range of `ranges`: the first on the calling thread,
-/// the others on workers (starting them as needed), or on the calling thread where no
-/// worker is free; returns once every call has returned.
-///
-/// # Safety
-/// `code` must be safe to call with `env` and each range, concurrently for different ranges,
-/// and `env` (with the buffers it points to) must stay valid until this returns.
-pub unsafe fn run_ranges(code: Code, env: *const u64, ranges: &[(u64, u64)]) {
+/// The thread count for parallel work: `QC_THREADS` if set to a positive number, else every
+/// available core.
+pub fn threads() -> usize {
+    std::env::var("QC_THREADS")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs `task(i)` for every `i < n`: task 0 on the calling thread, the others on workers
+/// (starting them as needed), or on the calling thread where no worker is free; returns once
+/// every task has returned.
+pub fn run_tasks(n: usize, task: &(dyn Fn(usize) + Sync)) {
     let mut pool = match POOL.try_lock() {
         Ok(pool) => Some(pool),
         Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
         Err(TryLockError::WouldBlock) => None,
     };
     if let Some(pool) = pool.as_mut() {
-        start_workers(pool, ranges.len().saturating_sub(1));
+        start_workers(pool, n.saturating_sub(1));
     }
+    // SAFETY (of the erased lifetime): every posted job is waited for below.
+    let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(task) };
     let workers = pool.as_deref().map_or(&[][..], |p| p.as_slice());
     let handed: Vec<(&Worker, u64)> = workers
         .iter()
-        .zip(ranges.iter().skip(1))
-        .map(|(worker, &rows)| (worker, post(worker, Job { code, env: env as usize, rows })))
+        .zip(1..n)
+        .map(|(worker, index)| {
+            (
+                worker,
+                post(
+                    worker,
+                    Job {
+                        task: erased,
+                        index,
+                    },
+                ),
+            )
+        })
         .collect();
-    let unhanded = ranges.iter().take(1).chain(ranges.iter().skip(1 + handed.len()));
-    for &(lo, hi) in unhanded {
-        // SAFETY: the caller's contract.
-        unsafe { code(env, lo, hi) };
+    for index in std::iter::once(0).chain(1 + handed.len()..n).take(n) {
+        task(index);
     }
     for (worker, ticket) in handed {
         watch(|| worker.slot.finished.load(Ordering::Acquire) == ticket);
     }
+}
+
+/// Hands each of `items` to `work`, in parallel as [`run_tasks`] does.
+pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    run_tasks(items.len(), &|i| {
+        let item = items[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(item) = item {
+            work(item);
+        }
+    });
 }
 
 /// Starts workers until there are `n` (fewer if a thread cannot start).
@@ -88,7 +118,10 @@ fn start_workers(pool: &mut Vec<Worker>, n: usize) {
             .name("qc-jit-worker".into())
             .spawn(move || serve(&mine));
         let Ok(handle) = started else { return };
-        pool.push(Worker { slot, thread: handle.thread().clone() });
+        pool.push(Worker {
+            slot,
+            thread: handle.thread().clone(),
+        });
     }
 }
 
@@ -111,9 +144,9 @@ fn serve(slot: &Slot) {
     loop {
         let posted = wait_for_post(slot, seen);
         let job = slot.job.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(Job { code, env, rows: (lo, hi) }) = job {
-            // SAFETY: `run_ranges`'s caller keeps `env` valid until `finished` reports.
-            unsafe { code(env as *const u64, lo, hi) };
+        if let Some(Job { task, index }) = job {
+            // SAFETY: `run_tasks` keeps the closure alive until `finished` reports.
+            unsafe { (*task)(index) };
         }
         seen = posted;
         slot.finished.store(seen, Ordering::Release);
