@@ -1,5 +1,6 @@
 //! The process's worker threads: runs independent tasks (a JIT kernel's row ranges, the
-//! optimizer's slices of a parameter) beside the calling thread.
+//! optimizer's slices of a parameter) beside the calling thread, each thread taking the next
+//! task left, so that a thread slowed down (by its caches, by another process) takes fewer.
 //!
 //! Workers start on first use and live for the process. A training step runs dozens of
 //! kernels of a few microseconds each, so handing out a task must cost far less than waking
@@ -9,7 +10,7 @@
 //! that finds them busy runs every task itself. Callers split work so that no result depends
 //! on which thread runs a task, which gives the same bits on any thread count.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -17,13 +18,10 @@ use std::time::{Duration, Instant};
 /// How long a worker keeps watching for its next job before it sleeps.
 const WATCH: Duration = Duration::from_micros(200);
 
-/// Task `index` of a [`run_tasks`] call, its lifetime erased: `run_tasks` waits for every
-/// task it posted before it returns, so the closure outlives each use.
+/// A worker's part of a [`run_tasks`] call, its lifetime erased: `run_tasks` waits for every
+/// job it posted before it returns, so the closure outlives each use.
 #[derive(Clone, Copy)]
-struct Job {
-    task: *const (dyn Fn(usize) + Sync + 'static),
-    index: usize,
-}
+struct Job(*const (dyn Fn() + Sync + 'static));
 
 // SAFETY: the closure is `Sync` (shared by reference across threads) and outlives the job.
 unsafe impl Send for Job {}
@@ -54,49 +52,48 @@ pub fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Runs `task(i)` for every `i < n`: task 0 on the calling thread, the others on workers
-/// (starting them as needed), or on the calling thread where no worker is free; returns once
-/// every task has returned.
-pub fn run_tasks(n: usize, task: &(dyn Fn(usize) + Sync)) {
+/// Runs `task(i)` for every `i < n` on the calling thread and up to `threads − 1` workers
+/// (started as needed; fewer where they are busy), each taking the next `i` not yet taken
+/// until none is left; returns once every task has returned.
+pub fn run_tasks(threads: usize, n: usize, task: &(dyn Fn(usize) + Sync)) {
+    let next = AtomicUsize::new(0);
+    let drain = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        task(i);
+    };
+    let helpers = threads.min(n).saturating_sub(1);
     let mut pool = match POOL.try_lock() {
         Ok(pool) => Some(pool),
         Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
         Err(TryLockError::WouldBlock) => None,
     };
     if let Some(pool) = pool.as_mut() {
-        start_workers(pool, n.saturating_sub(1));
+        start_workers(pool, helpers);
     }
+    let drain_ref: &(dyn Fn() + Sync) = &drain;
     // SAFETY (of the erased lifetime): every posted job is waited for below.
-    let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(task) };
+    let job = Job(unsafe {
+        std::mem::transmute::<&(dyn Fn() + Sync), &'static (dyn Fn() + Sync)>(drain_ref)
+    });
     let workers = pool.as_deref().map_or(&[][..], |p| p.as_slice());
     let handed: Vec<(&Worker, u64)> = workers
         .iter()
-        .zip(1..n)
-        .map(|(worker, index)| {
-            (
-                worker,
-                post(
-                    worker,
-                    Job {
-                        task: erased,
-                        index,
-                    },
-                ),
-            )
-        })
+        .take(helpers)
+        .map(|w| (w, post(w, job)))
         .collect();
-    for index in std::iter::once(0).chain(1 + handed.len()..n).take(n) {
-        task(index);
-    }
+    drain();
     for (worker, ticket) in handed {
         watch(|| worker.slot.finished.load(Ordering::Acquire) == ticket);
     }
 }
 
-/// Hands each of `items` to `work`, in parallel as [`run_tasks`] does.
-pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
+/// Hands each of `items` to `work`, as [`run_tasks`] does.
+pub fn for_each<T: Send>(threads: usize, items: Vec<T>, work: impl Fn(T) + Sync) {
     let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    run_tasks(items.len(), &|i| {
+    run_tasks(threads, items.len(), &|i| {
         let item = items[i].lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(item) = item {
             work(item);
@@ -144,9 +141,9 @@ fn serve(slot: &Slot) {
     loop {
         let posted = wait_for_post(slot, seen);
         let job = slot.job.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(Job { task, index }) = job {
+        if let Some(Job(task)) = job {
             // SAFETY: `run_tasks` keeps the closure alive until `finished` reports.
-            unsafe { (*task)(index) };
+            unsafe { (*task)() };
         }
         seen = posted;
         slot.finished.store(seen, Ordering::Release);

@@ -409,16 +409,7 @@ impl Optimizer {
                 .collect();
             *w = round_all(&sums, mf, mr, &master_stream)?;
         }
-        // One task per thread, each a run of slices of about equal length.
-        let total: usize = slices.iter().map(|s| s.w.len()).sum();
-        let mut tasks: Vec<Vec<Slice>> = (0..self.threads).map(|_| Vec::new()).collect();
-        let mut done = 0;
-        for slice in slices {
-            let task = (done * self.threads / total.max(1)).min(self.threads - 1);
-            done += slice.w.len();
-            tasks[task].push(slice);
-        }
-        crate::parallel::for_each(tasks, |task| task.into_iter().for_each(|s| s.update(step)));
+        crate::parallel::for_each(self.threads, slices, |s| s.update(step));
         self.steps = t;
         Ok(())
     }

@@ -32,9 +32,9 @@
 //!   last axis, a vector with a lane outside those conditions through the scalar code; the
 //!   same code computes a contraction's epilogue (its element's ops after the accumulation).
 //! - **Threads** ([`Jit::threads`], `QC_THREADS`): a kernel's leading rows are split into
-//!   contiguous ranges, the first run by the calling thread and the others by the process's
-//!   worker threads (`qc_runtime::parallel`, which watch for their next task before they
-//!   sleep). Elements of a `kernel.generate` are independent
+//!   contiguous ranges, a few per thread, which the calling thread and the process's worker
+//!   threads (`qc_runtime::parallel`) take one at a time. Elements of a `kernel.generate` are
+//!   independent
 //!   and draws are addressed by counter, so every thread count gives identical bits.
 //! - **Transcendentals** (`exp`, `tanh`, `sigmoid`, `gelu`) call the libm crate's f64
 //!   functions, the reference values spec/ir.md defines, and round the result inline.
@@ -281,6 +281,9 @@ fn tensor_format(ir: &crate::ir::Module, v: ValueId) -> Result<Format, ExecError
     ir.ty(v).as_tensor().map(|t| t.format).ok_or_else(|| ExecError::new("a tensor value"))
 }
 
+/// How many ranges of rows a parallel kernel is cut into per thread.
+const RANGES_PER_THREAD: usize = 4;
+
 /// Below this many estimated operations a kernel runs on the calling thread.
 const PARALLEL_WORK: f64 = 200_000.0;
 
@@ -442,12 +445,13 @@ impl Compiled {
             // the output buffer holds every element, captured buffers their shapes' elements.
             unsafe { code(env.as_ptr(), 0, rows) };
         } else {
-            let range = |t: usize| (rows * t as u64 / threads as u64, rows * (t as u64 + 1) / threads as u64);
-            // Every range of rows is written by one thread only; `env` and the buffers it
-            // points to live until every range has returned.
+            // Ranges of rows for the threads to take one at a time, several per thread so that
+            // one slowed down takes fewer. Every range of rows is written by one thread only;
+            // `env` and the buffers it points to live until every range has returned.
+            let ranges = (threads * RANGES_PER_THREAD).min(rows as usize) as u64;
             let env = env.as_ptr() as usize;
-            qc_runtime::parallel::run_tasks(threads, &|t| {
-                let (lo, hi) = range(t);
+            qc_runtime::parallel::run_tasks(threads, ranges as usize, &|t| {
+                let (lo, hi) = (rows * t as u64 / ranges, rows * (t as u64 + 1) / ranges);
                 // SAFETY: as above.
                 unsafe { code(env as *const u64, lo, hi) };
             });
