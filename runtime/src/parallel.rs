@@ -8,7 +8,8 @@
 //! [`WATCH`], and only then sleeps (`park`); the calling thread watches the workers' done
 //! counters the same way. One caller uses the workers at a time (the pool's lock); a caller
 //! that finds them busy runs every task itself. Callers split work so that no result depends
-//! on which thread runs a task, which gives the same bits on any thread count.
+//! on which thread runs a task, which gives the same bits on any thread count. A task that
+//! panics (on any thread) makes the call panic once every task has returned.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
@@ -33,6 +34,8 @@ struct Slot {
     posted: AtomicU64,
     finished: AtomicU64,
     sleeping: AtomicBool,
+    /// Whether the last job panicked (the worker catches it and lives on).
+    panicked: AtomicBool,
 }
 
 struct Worker {
@@ -79,14 +82,34 @@ pub fn run_tasks(threads: usize, n: usize, task: &(dyn Fn(usize) + Sync)) {
         std::mem::transmute::<&(dyn Fn() + Sync), &'static (dyn Fn() + Sync)>(drain_ref)
     });
     let workers = pool.as_deref().map_or(&[][..], |p| p.as_slice());
-    let handed: Vec<(&Worker, u64)> = workers
+    let handed = Handed(
+        workers
+            .iter()
+            .take(helpers)
+            .map(|w| (w, post(w, job)))
+            .collect(),
+    );
+    drain();
+    drop(handed);
+    let panicked = workers
         .iter()
         .take(helpers)
-        .map(|w| (w, post(w, job)))
-        .collect();
-    drain();
-    for (worker, ticket) in handed {
-        watch(|| worker.slot.finished.load(Ordering::Acquire) == ticket);
+        .any(|w| w.slot.panicked.swap(false, Ordering::AcqRel));
+    if panicked {
+        panic!("a parallel task panicked on a worker thread");
+    }
+}
+
+/// The workers a [`run_tasks`] call posted to, with their tickets: dropping it waits for each
+/// to finish, also when the calling thread's own tasks unwind, so that no worker still runs
+/// the call's closure once its frame is gone.
+struct Handed<'a>(Vec<(&'a Worker, u64)>);
+
+impl Drop for Handed<'_> {
+    fn drop(&mut self) {
+        for &(worker, ticket) in &self.0 {
+            watch(|| worker.slot.finished.load(Ordering::Acquire) == ticket);
+        }
     }
 }
 
@@ -109,6 +132,7 @@ fn start_workers(pool: &mut Vec<Worker>, n: usize) {
             posted: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
         });
         let mine = slot.clone();
         let started = std::thread::Builder::new()
@@ -143,7 +167,10 @@ fn serve(slot: &Slot) {
         let job = slot.job.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(Job(task)) = job {
             // SAFETY: `run_tasks` keeps the closure alive until `finished` reports.
-            unsafe { (*task)() };
+            let run = std::panic::AssertUnwindSafe(|| unsafe { (*task)() });
+            if std::panic::catch_unwind(run).is_err() {
+                slot.panicked.store(true, Ordering::Release);
+            }
         }
         seen = posted;
         slot.finished.store(seen, Ordering::Release);
@@ -186,5 +213,53 @@ fn watch_for(limit: Duration, ready: impl Fn() -> bool) -> bool {
         if start.elapsed() > limit {
             return false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_once_on_any_thread_count() {
+        for threads in [1, 2, 3, 8] {
+            for n in [0, 1, 2, 7, 64] {
+                let runs: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                run_tasks(threads, n, &|i| {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(
+                    runs.iter().all(|r| r.load(Ordering::Relaxed) == 1),
+                    "{threads} threads, {n} tasks"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_reaches_the_caller_after_every_task_has_returned() {
+        for last in [0, 15] {
+            let finished = AtomicUsize::new(0);
+            let outcome = std::panic::catch_unwind(|| {
+                run_tasks(2, 16, &|i| {
+                    if i == last {
+                        panic!("task {i}");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    finished.fetch_add(1, Ordering::Relaxed);
+                })
+            });
+            assert!(outcome.is_err());
+            // No task is still running once the call has unwound.
+            let seen = finished.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(finished.load(Ordering::Relaxed), seen);
+        }
+        // The workers still serve.
+        let sum = AtomicUsize::new(0);
+        run_tasks(2, 10, &|i| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 45);
     }
 }
