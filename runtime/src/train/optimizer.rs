@@ -67,10 +67,7 @@ enum ElementRounding {
     /// Binary32 to nearest: the hardware conversion rounds exactly so.
     Binary32Nearest,
     /// `FloatFormat::round`, with the format's constants computed once.
-    Float {
-        rounding: PreparedRounding,
-        stream: RandomStream,
-    },
+    Float(FloatRounding),
 }
 
 impl ElementRounding {
@@ -81,10 +78,7 @@ impl ElementRounding {
             if *f == FloatFormat::ieee(8, 23) && rounding == Rounding::Nearest {
                 ElementRounding::Binary32Nearest
             } else {
-                ElementRounding::Float {
-                    rounding: PreparedRounding::new(*f, rounding),
-                    stream,
-                }
+                ElementRounding::Float(FloatRounding(PreparedRounding::new(*f, rounding), stream))
             },
         )
     }
@@ -94,9 +88,7 @@ impl ElementRounding {
     fn round(&self, i: usize, x: f64) -> f32 {
         match *self {
             ElementRounding::Binary32Nearest => Binary32Nearest.round(i, x),
-            ElementRounding::Float { rounding, stream } => {
-                FloatRounding(rounding, stream).round(i, x)
-            }
+            ElementRounding::Float(r) => r.round(i, x),
         }
     }
 }
@@ -117,7 +109,9 @@ impl RoundElement for Binary32Nearest {
     }
 }
 
-/// [`ElementRounding::Float`].
+/// `FloatFormat::round` with the format's constants computed once, element `i` drawing at
+/// index `i` of the stream.
+#[derive(Clone, Copy)]
 struct FloatRounding(PreparedRounding, RandomStream);
 
 impl RoundElement for FloatRounding {
@@ -156,16 +150,11 @@ impl Slice<'_> {
     /// specialised.
     fn update(self, step: StepScalars) {
         use ElementRounding::{Binary32Nearest as B, Float as F};
-        let float = |r: ElementRounding| match r {
-            F { rounding, stream } => FloatRounding(rounding, stream),
-            B => unreachable!("matched as Float"),
-        };
-        let (update, master) = (self.update, self.master);
-        match (update, master) {
+        match (self.update, self.master) {
             (B, B) => self.update_with(step, &Binary32Nearest, &Binary32Nearest),
-            (B, F { .. }) => self.update_with(step, &Binary32Nearest, &float(master)),
-            (F { .. }, B) => self.update_with(step, &float(update), &Binary32Nearest),
-            (F { .. }, F { .. }) => self.update_with(step, &float(update), &float(master)),
+            (B, F(master)) => self.update_with(step, &Binary32Nearest, &master),
+            (F(update), B) => self.update_with(step, &update, &Binary32Nearest),
+            (F(update), F(master)) => self.update_with(step, &update, &master),
         }
     }
 
@@ -244,6 +233,14 @@ impl Slice<'_> {
             }
         }
     }
+}
+
+/// The first `len` elements of `rest` (all of them if fewer), leaving the others in `rest`.
+fn take_front<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
+    let len = len.min(rest.len());
+    let (front, back) = std::mem::take(rest).split_at_mut(len);
+    *rest = back;
+    front
 }
 
 /// A parameter's optimizer state (empty where the optimizer keeps none).
@@ -370,21 +367,17 @@ impl Optimizer {
                 let (mut first, mut second) = (state(first), state(second));
                 for piece in 0..pieces {
                     let len = n * (piece + 1) / pieces - n * piece / pieces;
-                    let (wp, wr) = std::mem::take(&mut w).split_at_mut(len);
-                    let (gp, gr) = g.split_at(len);
-                    let (state_first, state_second) = (len.min(first.len()), len.min(second.len()));
-                    let (fp, fr) = std::mem::take(&mut first).split_at_mut(state_first);
-                    let (sp, sr) = std::mem::take(&mut second).split_at_mut(state_second);
+                    let gp;
+                    (gp, g) = g.split_at(len);
                     slices.push(Slice {
                         offset: n * piece / pieces,
-                        w: wp,
+                        w: take_front(&mut w, len),
                         g: gp,
-                        first: fp,
-                        second: sp,
+                        first: take_front(&mut first, len),
+                        second: take_front(&mut second, len),
                         update,
                         master,
                     });
-                    (w, g, first, second) = (wr, gr, fr, sr);
                 }
                 continue;
             }
