@@ -46,8 +46,9 @@
 //!   exact fraction.
 //!   `nearest` skips the odd rounding where double rounding through binary32 is innocuous
 //!   (terms of at most the accumulator's `p ≤ 11` bits, subnormal sums exact in f32:
-//!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition, then the
-//!   format's rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
+//!   [`nearest_through_binary32`], argued in spec/ir.md): one f32 addition (an fma of the
+//!   exact product, which the general sequence then rounds too), then the format's
+//!   rounding — fp16 with FP8 products, and fp16 chunks of fp16 sums.
 //!   `stochastic:R` draws the same words as the scalar code (draw index `base + k` per lane),
 //!   the counter-based hash computed in `i32x4` lanes, in a **word pass** of its own over a
 //!   tile of 64 `k` that stores the words on the stack before the pass adding the tile's
@@ -1849,7 +1850,7 @@ fn add_steps(g: &mut Gen, step: Step, steps: &[(Value, Addend, Option<Draw>)]) -
             let x = addend_value(g, addend);
             let d = draw.expect("a stochastic rounding has a draw counter (verified)");
             let random = d.word(g, stream);
-            Some(sum_stochastic_bits(g, acc, x, &format, bits, random))
+            Some((sum_stochastic_bits(g, acc, x, &format, bits, random), None))
         }
         Step::Narrow {
             format,
@@ -1857,24 +1858,29 @@ fn add_steps(g: &mut Gen, step: Step, steps: &[(Value, Addend, Option<Draw>)]) -
             ..
         } if format.emin() >= -126 => {
             let x = addend_value(g, addend);
-            Some(sum_nearest_exact(g, acc, x, &format))
+            Some((sum_nearest_exact(g, acc, x, &format), None))
         }
         Step::NearestThroughBinary32 { format } => {
-            let x = addend_value(g, addend);
-            let v = g.e.b.ins().fadd(acc, x);
-            Some(sum_nearest(g, v, &format))
+            // The product is exact in f32, so one fma forms the binary32 sum; its first
+            // operand (the one-use `b`, Cranelift ties the destination to it) needs no copy,
+            // and the general sequence rounds this same sum.
+            let v = match addend {
+                Addend::Product(a, b, _) => g.e.b.ins().fma(b, a, acc),
+                Addend::Sum(x) => g.e.b.ins().fadd(acc, x),
+            };
+            Some((sum_nearest(g, v, &format), Some(v)))
         }
         Step::NearestOfFma { format } => {
             let (a, b) = product_operands(addend);
             let s = g.e.b.ins().fma(a, b, acc);
-            Some(fma_sum_nearest(g, s, &format))
+            Some((fma_sum_nearest(g, s, &format), None))
         }
         _ => None,
     };
     steps
         .iter()
         .map(|&(acc, addend, draw)| {
-            let Some(lane) = fast(g, acc, addend, draw) else {
+            let Some((lane, binary32_sum)) = fast(g, acc, addend, draw) else {
                 return add_step(g, step, acc, addend, draw);
             };
             let general = g.e.b.create_block();
@@ -1885,7 +1891,12 @@ fn add_steps(g: &mut Gen, step: Step, steps: &[(Value, Addend, Option<Draw>)]) -
                 .ins()
                 .brif(any, general, &[], join, &[lane.value.into()]);
             g.e.b.switch_to_block(general);
-            let exact = add_step(g, step, acc, addend, draw);
+            let exact = match (step, binary32_sum) {
+                (Step::NearestThroughBinary32 { format }, Some(s)) => {
+                    round_nearest_with_subnormals(g, s, &format)
+                }
+                _ => add_step(g, step, acc, addend, draw),
+            };
             g.e.b.ins().jump(join, &[exact.into()]);
             g.e.b.switch_to_block(join);
             g.e.b.block_params(join)[0]
