@@ -281,6 +281,76 @@ fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
     }
 }
 
+/// Layers of at least 64 outputs whose fp16 sums of FP8 products run under the range guard:
+/// without overflow checks when the operands' largest magnitudes bound every sum (small
+/// values, also with a subnormal or zero sum), with them when not (values near the formats'
+/// largest, whose sums overflow to ±∞ or come back from near it): chunked and not, a layer
+/// width with a vector left over and a partial one, one and two rows per block of
+/// outputs.
+#[test]
+fn range_guarded_accumulations_match_the_interpreter() {
+    let mut case = 0u64;
+    for (fx, fw) in [("e4m3", "e4m3"), ("e5m2", "e4m3")] {
+        for chunk in ["", ", chunk = 64"] {
+            for (m, n) in [(3, 64), (2, 70)] {
+                case += 1;
+                let k = 200;
+                let source = format!(
+                    "model dense {{\n  input x: [{m}, {k}] {fx};\n  input w: [{n}, {k}] {fw};\n  let y = dense(x, w) with {{ acc = fp16{chunk} }} : fp32;\n  output y;\n}}\n"
+                );
+                // Within the guard: |x| ≤ 4, |w| ≤ 1 bound 200-term sums far below 65504;
+                // the first row's terms are subnormal-sized, the second's cancel to zero.
+                let mut x = uniform(fx, &[m, k], 4.0, case).data().to_vec();
+                let w = uniform(fw, &[n, k], 1.0, case + 100);
+                for kk in 0..k {
+                    x[kk] = if kk % 3 == 0 { 2f32.powi(-9) } else { 0.0 };
+                    x[k + kk] = if kk % 2 == 0 { 1.0 } else { -1.0 };
+                }
+                let mut wv = w.data().to_vec();
+                for j in 0..n {
+                    for kk in 0..k {
+                        if kk % 2 == 1 {
+                            wv[j * k + kk] = wv[j * k + kk - 1];
+                        }
+                    }
+                }
+                let x = Tensor::new(vec![m, k], x).unwrap();
+                let w = Tensor::new(vec![n, k], wv).unwrap();
+                check(&source, &[x, w]);
+                // Beyond it: magnitudes up to 448 (E4M3) and 57344 (E5M2).
+                let x = uniform(fx, &[m, k], 448.0, case + 200);
+                let w = uniform(fw, &[n, k], 448.0, case + 300);
+                check(&source, &[x, w]);
+                // Beyond it by one large value: sums that rise past 65504 and fall back.
+                let mut x = uniform(fx, &[m, k], 2.0, case + 400).data().to_vec();
+                x[k / 2] = 448.0;
+                let mut w = uniform(fw, &[n, k], 1.0, case + 500).data().to_vec();
+                for j in 0..n {
+                    w[j * k + k / 2] = if j % 2 == 0 { 240.0 } else { -240.0 };
+                    w[j * k + k / 2 + 1] = if j % 2 == 0 { -240.0 } else { 240.0 };
+                }
+                x[k / 2 + 1] = 448.0;
+                let x = Tensor::new(vec![m, k], x).unwrap();
+                let w = Tensor::new(vec![n, k], w).unwrap();
+                check(&source, &[x, w]);
+            }
+        }
+    }
+}
+
+/// Values of `format` drawn uniformly from `[-scale, scale]` and rounded to it.
+fn uniform(format: &str, shape: &[usize], scale: f32, stream: u64) -> Tensor {
+    let rng = RandomStream::new(13, stream);
+    let n: usize = shape.iter().product();
+    let raw: Vec<f32> = (0..n)
+        .map(|i| {
+            let w = rng.word(i as u64, 0);
+            (w as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale
+        })
+        .collect();
+    rounded(format, shape, &raw, &rng)
+}
+
 /// Sums whose binary32 rounding lands exactly on a midpoint of the accumulator's values
 /// while the exact sum lies to one side (a false tie): a tiny first product, then one that is
 /// a midpoint of fp16 (1536 · (1 + 2^-10) = 1537.5). The exact sums round to 1537 (tiny
