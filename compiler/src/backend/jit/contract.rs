@@ -1396,6 +1396,7 @@ impl Kernel<'_> {
 
     /// The outputs `rows × [j0, j0 + 4·vecs)` (only `valid` lanes of a single vector stored);
     /// `source`: where the rows' operands come from.
+    #[allow(clippy::too_many_arguments)]
     fn group(
         &self,
         g: &mut Gen,
