@@ -1,6 +1,8 @@
 //! Vector code for contractions: a `kernel.generate` whose element is an accumulation
 //! (possibly chunked: an accumulation of inner accumulations) of products `u·v` of two
-//! values of formats, one of which varies along the output's last axis `j` and the other not.
+//! values of formats, one of which varies along the output's last axis `j` and the other not,
+//! or of one value that varies along `j` (a bias gradient's sum over the batch), taken as
+//! its product with one.
 //!
 //! - **Lanes**: four adjacent outputs of the last axis form one `f32x4` accumulator; each lane
 //!   keeps its own order of additions over `k`, so every output's additions are the scalar
@@ -227,9 +229,10 @@ pub(super) struct Plan {
     inner: Option<OpId>,
     /// The block yielding the product (and `keep`) and its `k` argument.
     term_block: BlockId,
-    /// The product's operands: the packed (`j`-varying) one and the row one.
+    /// The product's operands: the packed (`j`-varying) one and the row one (`None` where
+    /// the term is one `j`-varying value, such as a bias gradient's: a product with one).
     lane_operand: ValueId,
-    row_operand: ValueId,
+    row_operand: Option<ValueId>,
     lane_first: bool,
     keep: Option<ValueId>,
     k_lo: u64,
@@ -496,29 +499,45 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     }
     propagate(ir, term_ops, &mut deps);
     let yields = ir.ops[*term_ops.last()?].operands.clone();
-    let mul = def_op(ir, *yields.first()?)?;
-    let m = &ir.ops[mul];
-    if m.name() != "kernel.mul" || ir.ty(m.results[0]) != &Type::Real || !term_ops.contains(&mul) {
-        return None;
-    }
-    let (u, v) = (m.operands[0], m.operands[1]);
-    let (fu, fv) = (float_of(ir, u)?, float_of(ir, v)?);
-    let lane_first = dep(&deps, u) & J != 0;
-    let (lane_operand, row_operand) = if lane_first { (u, v) } else { (v, u) };
+    let term = *yields.first()?;
+    let product = def_op(ir, term).filter(|&m| {
+        let m = &ir.ops[m];
+        m.name() == "kernel.mul" && ir.ty(m.results[0]) == &Type::Real
+    });
+    let (lane_operand, row_operand, lane_first) = match product {
+        Some(mul) if term_ops.contains(&mul) => {
+            let (u, v) = (ir.ops[mul].operands[0], ir.ops[mul].operands[1]);
+            if dep(&deps, u) & J != 0 {
+                (u, Some(v), true)
+            } else {
+                (v, Some(u), false)
+            }
+        }
+        Some(_) => return None,
+        // One value per term: the packed operand times one.
+        None => (term, None, false),
+    };
+    let fl = float_of(ir, lane_operand)?;
+    let fr = match row_operand {
+        Some(r) => Some(float_of(ir, r)?),
+        None => None,
+    };
     let keep = yields.get(1).copied();
     if dep(&deps, lane_operand) & !(J | KI) != 0
-        || dep(&deps, row_operand) & J != 0
+        || row_operand.is_some_and(|r| dep(&deps, r) & J != 0)
         || keep.is_some_and(|k| dep(&deps, k) & J != 0)
         || yields.len() > 2
     {
         return None;
     }
     // The product is exact in f32: at most 24 significant bits, the lowest at or above
-    // 2^-149, and far from overflow.
+    // 2^-149, and far from overflow (a value times one is itself).
     let lowest = |f: &FloatFormat| f.emin() - f.man_bits as i32;
-    let exact_product = fu.man_bits + fv.man_bits + 2 <= 24
-        && lowest(&fu) + lowest(&fv) >= -149
-        && fu.max() * fv.max() < 2f64.powi(100);
+    let exact_product = fr.is_none_or(|fr| {
+        fl.man_bits + fr.man_bits + 2 <= 24
+            && lowest(&fl) + lowest(&fr) >= -149
+            && fl.max() * fr.max() < 2f64.powi(100)
+    });
     let term_step = inner_step.unwrap_or(outer_step);
     // A narrow accumulator of products not exact in f32: `nearest` through one fma.
     let fused = match term_step {
@@ -538,9 +557,14 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     };
     let term = |step: Step, bits: u32, lowest: i32| fused.unwrap_or(cheaper(step, bits, lowest));
     // The products have the operands' bits together, their lowest bits' exponents summed.
-    let (bits_u, lowest_u) = precision_and_lowest(&fu);
-    let (bits_v, lowest_v) = precision_and_lowest(&fv);
-    let (product_bits, product_lowest) = (bits_u + bits_v, lowest_u + lowest_v);
+    let (product_bits, product_lowest) = match fr {
+        Some(fr) => {
+            let ((bits_l, lowest_l), (bits_r, lowest_r)) =
+                (precision_and_lowest(&fl), precision_and_lowest(&fr));
+            (bits_l + bits_r, lowest_l + lowest_r)
+        }
+        None => precision_and_lowest(&fl),
+    };
     let (outer_step, inner_step) = match inner_step {
         None => (term(outer_step, product_bits, product_lowest), None),
         Some(inner_step) => {
@@ -563,7 +587,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     if !within_binary32(outer_step) || inner_step.is_some_and(|s| !within_binary32(s)) {
         return None;
     }
-    let mut row_wanted = vec![row_operand];
+    let mut row_wanted: Vec<ValueId> = row_operand.into_iter().collect();
     row_wanted.extend(keep);
     let row_ops = needed(ir, term_ops, &row_wanted);
     let (table_values, table_ops, row_ops) = k_table(ir, &deps, &row_ops, &row_wanted);
@@ -627,8 +651,8 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
     let is_k_leaf =
         |v: ValueId| v == k_arg || table_values.contains(&v) && ir.ty(v) == &Type::Index;
     let bound = |v: ValueId| index_bound(ir, &args_bound, v, 32);
-    let window = if costly {
-        window::analyse(
+    let window = match row_operand {
+        Some(row_operand) if costly => window::analyse(
             ir,
             op,
             row_operand,
@@ -636,9 +660,8 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             &|v| row_args.contains(&v),
             &is_k_leaf,
             &bound,
-        )
-    } else {
-        None
+        ),
+        _ => None,
     };
     let pack_rows = costly && window.is_none() && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
     let lane_ops = needed(ir, term_ops, &[lane_operand]);
@@ -784,6 +807,17 @@ fn emit_row_ops(g: &mut Gen, plan: &Plan) -> Result<(), String> {
         g.vals.insert(o.results[0], Lv::Shared(Cv::F32(x)));
     }
     Ok(())
+}
+
+/// The row operand's value after [`emit_row_ops`] (one where the term has none).
+fn row_value(g: &mut Gen, plan: &Plan) -> Result<Value, String> {
+    let Some(r) = plan.row_operand else {
+        return Ok(g.e.b.ins().f32const(1.0));
+    };
+    match g.vals.get(&r).map(lane0) {
+        Some(Cv::F32(x)) => Ok(x),
+        _ => Err("the row operand is a scalar".into()),
+    }
 }
 
 /// Splits `row_ops` (computing `wanted`) into the k-table's values (results of ops depending
@@ -1305,10 +1339,7 @@ impl Kernel<'_> {
                 g.vals.extend(table);
                 g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
                 emit_row_ops(g, plan)?;
-                match g.vals.get(&plan.row_operand).map(lane0) {
-                    Some(Cv::F32(x)) => Ok(x),
-                    _ => Err("the row operand is a scalar".into()),
-                }
+                row_value(g, plan)
             })?;
             max = g.e.b.ins().fmax(max, row_max);
         }
@@ -1358,9 +1389,7 @@ impl Kernel<'_> {
                 g.vals.extend(table);
                 g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
                 emit_row_ops(g, plan)?;
-                let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
-                    return Err("the row operand is a scalar".into());
-                };
+                let x = row_value(g, plan)?;
                 let kk = g.e.b.ins().iadd_imm_s(k, -(plan.k_lo as i64));
                 let bytes = g.e.b.ins().ishl_imm_s(kk, 2);
                 let addr = g.e.b.ins().iadd(buffer, bytes);
@@ -1821,9 +1850,7 @@ impl Kernel<'_> {
                     g.vals.extend(table.iter().cloned());
                     g.vals.insert(k_arg, Lv::Shared(Cv::Index(k)));
                     emit_row_ops(g, plan)?;
-                    let Some(Cv::F32(x)) = g.vals.get(&plan.row_operand).map(lane0) else {
-                        return Err("the row operand is a scalar".into());
-                    };
+                    let x = row_value(g, plan)?;
                     let keep = match plan.keep {
                         Some(kv) => Some(keep_conditions(g, kv)?),
                         None => None,
