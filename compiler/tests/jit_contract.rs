@@ -284,7 +284,8 @@ fn nearest_accumulators_rounding_the_binary32_sum_match_the_interpreter() {
 /// Layers of at least 64 outputs whose fp16 sums of FP8 products run under the range guard:
 /// without overflow checks when the operands' largest magnitudes bound every sum (small
 /// values, also with a subnormal or zero sum), with them when not (values near the formats'
-/// largest, whose sums overflow to ±∞ or come back from near it): chunked and not, a layer
+/// largest, whose sums overflow to ±∞ or come back from near it; a NaN or infinite
+/// operand): chunked and not, a layer
 /// width with a vector left over and a partial one, one and two rows per block of
 /// outputs.
 #[test]
@@ -332,6 +333,12 @@ fn range_guarded_accumulations_match_the_interpreter() {
                 x[k / 2 + 1] = 448.0;
                 let x = Tensor::new(vec![m, k], x).unwrap();
                 let w = Tensor::new(vec![n, k], w).unwrap();
+                check(&source, &[x, w]);
+                // Small values but for one NaN (or ∞) operand: no bound, the checked steps.
+                let mut x = uniform(fx, &[m, k], 4.0, case + 600).data().to_vec();
+                x[k + 7] = if fx == "e5m2" { f32::INFINITY } else { f32::NAN };
+                let w = uniform(fw, &[n, k], 1.0, case + 700);
+                let x = Tensor::new(vec![m, k], x).unwrap();
                 check(&source, &[x, w]);
             }
         }

@@ -251,8 +251,8 @@ pub(super) struct Plan {
     /// k-table, loaded by the kernel once per `k`; `table_ops` computes them.
     table_values: Vec<ValueId>,
     table_ops: Vec<OpId>,
-    /// The loads of `row_ops` whose indices are within the tensor's dimensions for every
-    /// position and `k` ([`index_bound`]): emitted without the clamps.
+    /// The loads of `row_ops` and `lane_ops` whose indices are within the tensor's
+    /// dimensions for every position and `k` ([`index_bound`]): emitted without the clamps.
     unclamped_loads: HashSet<OpId>,
     /// Whether each block of rows evaluates its row operand and `keep` for every `k` into a
     /// row pack before its groups of outputs run (module doc).
@@ -615,8 +615,10 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         j_coefficient(ir, &deps, d, j_arg).filter(|_| draws_in_32_bits)
     };
     let (outer_draw_j, inner_draw_j) = (draw_j(outer), inner.and_then(draw_j));
+    let lane_ops = needed(ir, term_ops, &[lane_operand]);
     let unclamped_loads = row_ops
         .iter()
+        .chain(&lane_ops)
         .copied()
         .filter(|&o| {
             let load = &ir.ops[o];
@@ -664,7 +666,6 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
         _ => None,
     };
     let pack_rows = costly && window.is_none() && (k_hi - k_lo) * 4 * 8 <= 1 << 16;
-    let lane_ops = needed(ir, term_ops, &[lane_operand]);
     // The guard needs the row operand for every `k` once per block (not per chunk) and the
     // term accumulation's initial value as a constant. Its pass over the row operands pays
     // where a block has sixteen vectors (measured on the digits MLP's training step: 3–13%
@@ -775,10 +776,15 @@ fn index_bound(ir: &Module, args: &HashMap<ValueId, u64>, v: ValueId, depth: u32
     }
 }
 
-/// Emits the row operand's ops (`row_ops`), the loads of `unclamped_loads` without clamping
-/// their indices (the same values: each index is at most its dimension − 1).
+/// Emits the row operand's ops (`row_ops`), see [`emit_operand_ops`].
 fn emit_row_ops(g: &mut Gen, plan: &Plan) -> Result<(), String> {
-    for &op in &plan.row_ops {
+    emit_operand_ops(g, plan, &plan.row_ops)
+}
+
+/// Emits an operand's `ops`, the loads of `unclamped_loads` without clamping their indices
+/// (the same values: each index is at most its dimension − 1).
+fn emit_operand_ops(g: &mut Gen, plan: &Plan, ops: &[OpId]) -> Result<(), String> {
+    for &op in ops {
         if !plan.unclamped_loads.contains(&op) {
             g.emit_in_block(op, 1)?;
             continue;
@@ -993,7 +999,7 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
             enter_first_chunk(g, plan, klo)?;
             g.vals
                 .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
-            emit_ops(g, &plan.lane_ops)?;
+            emit_operand_ops(g, plan, &plan.lane_ops)?;
             let Some(Cv::F32(x)) = g.vals.get(&plan.lane_operand).map(lane0) else {
                 return Err("the packed operand is a scalar".into());
             };
@@ -1047,18 +1053,44 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
 /// The largest magnitude of the packed operand (NaN if one is NaN), stored after the
 /// k-table for the range guard.
 fn emit_lane_max(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
-    let zero = g.e.i64c(0);
-    let end = g.e.i64c(plan.table_offset());
-    let max = max_magnitude(g, zero, end, 4, |g, at| {
-        let addr = g.e.b.ins().iadd(scratch, at);
-        Ok(g.e.b.ins().load(types::F32, MemFlagsData::trusted(), addr, 0))
-    })?;
+    let max = packed_max_magnitude(g, scratch, plan.table_offset())?;
     let offset = plan.lane_max_offset() as i32;
     g.e.b.ins().store(MemFlagsData::trusted(), max, scratch, offset);
     Ok(())
 }
 
-/// The largest `|value(k)|` for `k in lo..hi by stride` (NaN if one is NaN; 0 for none).
+/// The largest magnitude of the f32 values in `bytes` (a multiple of 16) at `buffer` (NaN if
+/// one is NaN): as integers, magnitudes order like their values, NaN above ∞, so four lanes
+/// of integer maxima over the bits with the sign cleared, then the largest lane.
+fn packed_max_magnitude(g: &mut Gen, buffer: Value, bytes: i64) -> Result<Value, String> {
+    let zero = g.e.i64c(0);
+    let end = g.e.i64c(bytes);
+    let start = ivec(g, 0);
+    let magnitude = ivec(g, i32::MAX);
+    let max = loop_carrying(g, zero, end, 16, &[start], |g, at, max| {
+        let addr = g.e.b.ins().iadd(buffer, at);
+        let x = g.e.b.ins().load(types::I32X4, MemFlagsData::trusted(), addr, 0);
+        let x = g.e.b.ins().band(x, magnitude);
+        Ok(vec![g.e.b.ins().smax(max[0], x)])
+    })?;
+    let max = *max.first().ok_or("the largest magnitude")?;
+    let lanes: Vec<Value> = (0..4).map(|l| g.e.b.ins().extractlane(max, l)).collect();
+    let top = lanes[1..].iter().fold(lanes[0], |m, &l| g.e.b.ins().smax(m, l));
+    Ok(g.e.b.ins().bitcast(types::F32, MemFlagsData::new(), top))
+}
+
+/// The larger of two magnitudes (NaN if one is NaN), as integers.
+fn larger_magnitude(g: &mut Gen, a: Value, b: Value) -> Value {
+    let (a, b) = (
+        g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), a),
+        g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), b),
+    );
+    let max = g.e.b.ins().smax(a, b);
+    g.e.b.ins().bitcast(types::F32, MemFlagsData::new(), max)
+}
+
+/// The largest `|value(k)|` for `k in lo..hi by stride` (NaN if one is NaN; 0 for none): the
+/// integer maximum of the bits with the sign cleared, as [`packed_max_magnitude`].
 fn max_magnitude(
     g: &mut Gen,
     lo: Value,
@@ -1066,13 +1098,15 @@ fn max_magnitude(
     stride: i64,
     mut value: impl FnMut(&mut Gen, Value) -> Result<Value, String>,
 ) -> Result<Value, String> {
-    let start = g.e.b.ins().f32const(0.0);
+    let start = g.e.b.ins().iconst(types::I32, 0);
     let max = loop_carrying(g, lo, hi, stride, &[start], |g, k, max| {
         let x = value(g, k)?;
-        let x = g.e.b.ins().fabs(x);
-        Ok(vec![g.e.b.ins().fmax(max[0], x)])
+        let bits = g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+        let magnitude = g.e.b.ins().band_imm_s(bits, i64::from(i32::MAX));
+        Ok(vec![g.e.b.ins().smax(max[0], magnitude)])
     })?;
-    max.first().copied().ok_or_else(|| "the largest magnitude".to_string())
+    let max = *max.first().ok_or("the largest magnitude")?;
+    Ok(g.e.b.ins().bitcast(types::F32, MemFlagsData::new(), max))
 }
 
 /// The k-table's values at `k` (loaded once per `k`, shared by the rows).
@@ -1341,7 +1375,7 @@ impl Kernel<'_> {
                 emit_row_ops(g, plan)?;
                 row_value(g, plan)
             })?;
-            max = g.e.b.ins().fmax(max, row_max);
+            max = larger_magnitude(g, max, row_max);
         }
         g.vals = saved;
         Ok(max)
