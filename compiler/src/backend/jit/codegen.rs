@@ -12,6 +12,10 @@
 //! `kernel.reduce_max` are loops over block parameters `(k, acc)`; every other op is
 //! straight-line code. Loads clamp each index to its axis (memory safety; the lowering
 //! never loads out of range).
+//!
+//! A rank-2 element whose ops include a loop that does not depend on the innermost index (a
+//! softmax gradient's maximum and sum over its row) runs row by row: each row computes
+//! those ops once, before the loop over the innermost axis ([`row_invariant_ops`]).
 
 use super::exact_call::{encode_mode, encode_target, Inexact};
 use super::round::{odd_rounding_is_exact, Emit, Target};
@@ -125,7 +129,8 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
     let rank = out_ty.rank();
     let block = ir.entry_block(o.regions[0]).ok_or("a generate has a body")?;
     let cost = element_cost(ir, block);
-    let split = rank.min(2);
+    let hoisted = if rank == 2 { row_invariant_ops(ir, block) } else { Vec::new() };
+    let split = if hoisted.is_empty() { rank.min(2) } else { 1 };
     let (id, captures, streams) = build_function(jit, fctx, ir, op, helpers, name, |g, out, _env, _slot, mut lo, hi| {
         if split == rank && rank > 0 {
             // LANES rows at a time while they fit, then one at a time.
@@ -143,13 +148,56 @@ pub(super) fn compile_generate(jit: &mut JITModule, fctx: &mut FunctionBuilderCo
         g.e.b.ins().brif(more, body, &[], exit, &[]);
         g.e.b.switch_to_block(body);
         let mut idx = g.leading(out, r, split);
+        if let (Some(&row_arg), false) = (ir.blocks[block].args.first(), hoisted.is_empty()) {
+            g.vals.insert(row_arg, Lv::Shared(Cv::Index(idx[0])));
+            for &op in &hoisted {
+                g.emit_in_block(op, 1)?;
+                let result = ir.ops[op].results.first().ok_or("a hoisted op has a result")?;
+                g.precomputed.insert(op, g.vals[result].clone());
+            }
+        }
         g.axis_loops(out, &mut idx, split, block)?;
+        for op in &hoisted {
+            g.precomputed.remove(op);
+        }
         let next = g.e.b.ins().iadd_imm_s(r, 1);
         g.e.b.ins().jump(header, &[next.into()]);
         g.e.b.switch_to_block(exit);
         Ok(())
     })?;
     Ok(KernelFn { id, captures, split, cost_per_element: cost, streams, pack: None })
+}
+
+/// The ops of the element's block `body` that do not depend on its last argument (the
+/// innermost index), directly or inside their regions, in order; empty unless one of them
+/// is a loop (what hoisting them out of the innermost axis's loop saves).
+fn row_invariant_ops(ir: &Module, body: crate::ir::BlockId) -> Vec<OpId> {
+    let Some(&innermost) = ir.blocks[body].args.last() else {
+        return Vec::new();
+    };
+    let mut varying: HashSet<ValueId> = HashSet::from([innermost]);
+    let mut invariant = Vec::new();
+    for &op in &ir.blocks[body].ops {
+        let o = &ir.ops[op];
+        if o.name() == "kernel.yield" || o.results.is_empty() {
+            continue;
+        }
+        let mut inside = Vec::new();
+        for &r in &o.regions {
+            ir.collect_ops(r, &mut inside);
+        }
+        let uses = o.operands.iter().chain(inside.iter().flat_map(|&i| &ir.ops[i].operands));
+        if uses.into_iter().any(|v| varying.contains(v)) {
+            varying.extend(o.results.iter().copied());
+        } else {
+            invariant.push(op);
+        }
+    }
+    if invariant.iter().any(|&op| !ir.ops[op].regions.is_empty()) {
+        invariant
+    } else {
+        Vec::new()
+    }
 }
 
 /// Declares and defines a native function `fn(env, lo, hi)` for the generate `op`: the entry
