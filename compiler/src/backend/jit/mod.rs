@@ -114,11 +114,22 @@ impl Backend for Jit {
     }
 }
 
-/// A value of the top level while running.
-#[derive(Clone)]
-enum Slot {
-    Tensor(std::sync::Arc<Tensor>),
+/// A value of the top level while running: an input or constant in place (not copied), a
+/// kernel's result, or an index.
+enum Slot<'a> {
+    Borrowed(&'a Tensor),
+    Owned(Tensor),
     Index(u64),
+}
+
+impl Slot<'_> {
+    fn tensor(&self) -> Option<&Tensor> {
+        match self {
+            Slot::Borrowed(t) => Some(t),
+            Slot::Owned(t) => Some(t),
+            Slot::Index(_) => None,
+        }
+    }
 }
 
 /// One top-level op, as the driver runs it.
@@ -139,6 +150,10 @@ struct Kernel {
     code: unsafe extern "C" fn(*const u64, u64, u64),
     /// The vector contraction's packing function `fn(env, 0, 0)`, run once before `code`.
     pack: Option<unsafe extern "C" fn(*const u64, u64, u64)>,
+    /// Scratch buffers for the packing function, kept between runs: it writes every float
+    /// but the padding, which stays zero from the buffer's allocation (a run that finds the
+    /// pool in use by another allocates its own).
+    scratch_pool: std::sync::Mutex<Vec<Vec<f32>>>,
 }
 
 /// A program compiled to native code, ready to run on inputs.
@@ -266,7 +281,7 @@ fn compile(program: &Program, threads: usize) -> Result<Compiled, ExecError> {
                 // SAFETY: as above.
                 unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*const u64, u64, u64)>(ptr) }
             });
-            Kernel { f, code, pack }
+            Kernel { f, code, pack, scratch_pool: std::sync::Mutex::new(Vec::new()) }
         })
         .collect();
     let args = ir.blocks[body].args.clone();
@@ -326,14 +341,11 @@ impl Compiled {
             if !fits {
                 return Err(ExecError::new(format!("input {i} has shape {:?}, the function takes {}", t.shape(), ty)));
             }
-            slots.insert(arg, Slot::Tensor(std::sync::Arc::new(t.clone())));
+            slots.insert(arg, Slot::Borrowed(t));
         }
-        let tensor = |slots: &HashMap<ValueId, Slot>, v: ValueId| -> Result<std::sync::Arc<Tensor>, ExecError> {
-            match slots.get(&v) {
-                Some(Slot::Tensor(t)) => Ok(t.clone()),
-                _ => Err(ExecError::new("a tensor operand is missing")),
-            }
-        };
+        fn tensor<'s>(slots: &'s HashMap<ValueId, Slot<'_>>, v: ValueId) -> Result<&'s Tensor, ExecError> {
+            slots.get(&v).and_then(Slot::tensor).ok_or_else(|| ExecError::new("a tensor operand is missing"))
+        }
         let index = |slots: &HashMap<ValueId, Slot>, v: ValueId| -> Result<u64, ExecError> {
             match slots.get(&v) {
                 Some(Slot::Index(i)) => Ok(*i),
@@ -344,7 +356,7 @@ impl Compiled {
             match step {
                 Step::Constant(v) => {
                     let t = program.constants.get(v).ok_or_else(|| ExecError::new("a parameter was not materialised"))?;
-                    slots.insert(*v, Slot::Tensor(std::sync::Arc::new(t.clone())));
+                    slots.insert(*v, Slot::Borrowed(t));
                 }
                 Step::Dim { result, tensor: t, axis } => {
                     let t = tensor(&slots, *t)?;
@@ -369,7 +381,7 @@ impl Compiled {
                 }
                 Step::Generate { result, kernel, sizes } => {
                     let out = self.generate(ir, &self.kernels[*kernel], *result, sizes, &slots, program.seed)?;
-                    slots.insert(*result, Slot::Tensor(std::sync::Arc::new(out)));
+                    slots.insert(*result, Slot::Owned(out));
                 }
                 Step::Quantize { result, input, format, rounding, stream } => {
                     let x = tensor(&slots, *input)?;
@@ -378,10 +390,23 @@ impl Compiled {
                         .quantize(x.data(), x.shape(), *rounding, &RandomStream::new(program.seed, *stream), &mut out)
                         .map_err(|e| ExecError::new(format!("quantizing to `{format}`: {e}")))?;
                     let t = Tensor::new(x.shape().to_vec(), out).map_err(|e| ExecError::new(e.to_string()))?;
-                    slots.insert(*result, Slot::Tensor(std::sync::Arc::new(t)));
+                    slots.insert(*result, Slot::Owned(t));
                 }
                 Step::Return(values) => {
-                    return values.iter().map(|&v| tensor(&slots, v).map(|t| (*t).clone())).collect();
+                    // A kernel's result returned once moves out; others are copied.
+                    let once = |v: &ValueId| values.iter().filter(|&w| w == v).count() == 1;
+                    return values
+                        .iter()
+                        .map(|v| match slots.remove_entry(v) {
+                            Some((_, Slot::Owned(t))) if once(v) => Ok(t),
+                            Some((k, slot)) => {
+                                let t = slot.tensor().cloned().ok_or_else(|| ExecError::new("a result is a tensor"));
+                                slots.insert(k, slot);
+                                t
+                            }
+                            None => Err(ExecError::new("a result is missing")),
+                        })
+                        .collect();
                 }
             }
         }
@@ -408,18 +433,17 @@ impl Compiled {
         }
         let mut env: Vec<u64> = vec![out.as_mut_ptr() as u64];
         env.extend(shape.iter().map(|&n| n as u64));
-        // Keep the captured tensors alive (and their buffers in place) for the call.
-        let mut held = Vec::new();
+        // The captured tensors stay alive (and their buffers in place) in `slots`, which this
+        // call borrows.
         for c in &k.f.captures {
             match c {
                 Capture::Tensor(v) => {
-                    let Some(Slot::Tensor(t)) = slots.get(v) else { return Err(ExecError::new("a captured tensor is missing")) };
+                    let Some(t) = slots.get(v).and_then(Slot::tensor) else { return Err(ExecError::new("a captured tensor is missing")) };
                     if t.is_empty() {
                         return Err(ExecError::new("a kernel reads from an empty tensor"));
                     }
                     env.push(t.data().as_ptr() as u64);
                     env.extend(t.shape().iter().map(|&n| n as u64));
-                    held.push(t.clone());
                 }
                 Capture::Index(v) => match slots.get(v) {
                     Some(Slot::Index(i)) => env.push(*i),
@@ -432,7 +456,8 @@ impl Compiled {
             env.push(k0 as u64 | (k1 as u64) << 32);
         }
         // The vector contraction's packed operand, filled once before the rows run.
-        let mut scratch = vec![0f32; k.f.pack.as_ref().map_or(0, |p| p.floats)];
+        let floats = k.f.pack.as_ref().map_or(0, |p| p.floats);
+        let mut scratch = k.scratch_pool.try_lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_else(|| vec![0f32; floats]);
         if let Some(pack) = k.pack {
             env.push(scratch.as_mut_ptr() as u64);
             // SAFETY: env as below; the scratch buffer holds the floats the packing writes.
@@ -458,8 +483,9 @@ impl Compiled {
                 unsafe { code(env as *const u64, lo, hi) };
             });
         }
-        drop(held);
-        drop(scratch);
+        if let Ok(mut pool) = k.scratch_pool.try_lock() {
+            pool.push(scratch);
+        }
         Tensor::new(shape, out).map_err(|e| ExecError::new(e.to_string()))
     }
 }
