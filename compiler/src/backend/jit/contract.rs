@@ -15,8 +15,9 @@
 //! - **Packing**: before the kernel runs, a generated function evaluates the `j`-varying
 //!   operand for every `(k, j)` into a scratch buffer in `[k][j]` order (`j` padded to a
 //!   multiple of 4 with zeros), so the kernel reads it as one vector load per `k` (with one
-//!   row per block, a pure load placed at its use, which frees registers). The same function
-//!   fills the **k-table** after it: the values of the row operand's computation that depend
+//!   row per block, a pure load placed at its use, which frees registers); it packs a range
+//!   of columns `j`, so that large packs are shared by the threads. The same function (its
+//!   first range) fills the **k-table** after it: the values of the row operand's computation that depend
 //!   on `k` alone (a convolution's `k → (kh, kw, c)` divisions), 8 bytes each per `k`, which
 //!   the kernel loads once per `k` for all its rows.
 //! - **Windows** ([`window`]): where the other operand is a load at indices affine in the
@@ -92,7 +93,7 @@ use super::vector_round::{
 use crate::ir::{Attr, BlockId, Dim, Module, OpId, Type, ValueDef, ValueId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
+    types, AtomicRmwOp, BlockArg, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
@@ -105,6 +106,12 @@ use std::collections::{HashMap, HashSet};
 pub(super) struct Pack {
     pub id: FuncId,
     pub floats: usize,
+    /// The columns `j` it packs: `fn(env, lo, hi)` packs `[lo, hi)` (and the k-table when
+    /// `lo` is 0), so that threads can share the columns.
+    pub columns: u64,
+    /// Where (in floats) it keeps the packed operand's largest magnitude for the range
+    /// guard, which the caller zeroes before the columns are packed.
+    pub lane_max: Option<usize>,
 }
 
 /// How one accumulation step adds and rounds.
@@ -912,16 +919,12 @@ pub(super) fn compile(
         op,
         helpers,
         &format!("{name}_pack"),
-        |g, _out, env, slot, _lo, _hi| {
+        |g, _out, env, slot, lo, hi| {
             let scratch =
                 g.e.b
                     .ins()
                     .load(types::I64, MemFlagsData::trusted(), env, slot * 8);
-            emit_pack(g, plan, scratch)?;
-            if plan.range_guard.is_some() {
-                emit_lane_max(g, plan, scratch)?;
-            }
-            Ok(())
+            emit_pack(g, plan, scratch, lo, hi)
         },
     )?;
     let o = &ir.ops[op];
@@ -955,6 +958,10 @@ pub(super) fn compile(
         pack: Some(Pack {
             id: pack_id,
             floats,
+            columns: plan.n,
+            lane_max: plan
+                .range_guard
+                .map(|_| plan.lane_max_offset() as usize / 4),
         }),
     })
 }
@@ -982,20 +989,23 @@ fn enter_first_chunk(g: &mut Gen, plan: &Plan, k_lo: Value) -> Result<(), String
 }
 
 /// The packing function: `scratch[(k − k_lo)·npad + j]` = the packed operand at `(j, k)`.
-fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
+/// The packing function for the columns `[lo, hi)`: `scratch[(k − k_lo)·npad + j]` = the
+/// packed operand at `(j, k)`; with a range guard, the largest magnitude of those values
+/// (integer maximum of the sign-cleared bits: magnitudes order like their values, NaN above
+/// ∞) merged into the guard's slot by an atomic maximum; the k-table when `lo` is 0.
+fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value, lo: Value, hi: Value) -> Result<(), String> {
     let ir = g.ir;
     let npad = padded(plan.n) as i64;
-    let zero = g.e.i64c(0);
-    let n = g.e.i64c(plan.n as i64);
     let (klo, khi) = (g.e.i64c(plan.k_lo as i64), g.e.i64c(plan.k_hi as i64));
-    counted_loop(g, zero, n, 1, false, |g, j| {
+    let none = g.e.b.ins().iconst(types::I32, 0);
+    let column_max = loop_carrying(g, lo, hi, 1, &[none], |g, j, max| {
         let args = ir.blocks[plan.body].args.clone();
         for (i, &a) in args.iter().enumerate() {
             let v = if i + 1 == args.len() { j } else { g.e.i64c(0) };
             g.vals.insert(a, Lv::Shared(Cv::Index(v)));
         }
         emit_ops(g, &plan.pre_ops)?;
-        counted_loop(g, klo, khi, 1, false, |g, k| {
+        loop_carrying(g, klo, khi, 1, max, |g, k, max| {
             enter_first_chunk(g, plan, klo)?;
             g.vals
                 .insert(ir.blocks[plan.term_block].args[0], Lv::Shared(Cv::Index(k)));
@@ -1009,13 +1019,40 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
             let bytes = g.e.b.ins().ishl_imm_s(pos, 2);
             let addr = g.e.b.ins().iadd(scratch, bytes);
             g.e.b.ins().store(MemFlagsData::trusted(), x, addr, 0);
-            Ok(())
-        })?;
-        Ok(())
+            if plan.range_guard.is_none() {
+                return Ok(max.to_vec());
+            }
+            let bits = g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+            let magnitude = g.e.b.ins().band_imm_s(bits, i64::from(i32::MAX));
+            Ok(vec![g.e.b.ins().smax(max[0], magnitude)])
+        })
     })?;
+    if plan.range_guard.is_some() {
+        let max = *column_max.first().ok_or("the largest magnitude")?;
+        let addr = g.e.b.ins().iadd_imm_s(scratch, plan.lane_max_offset());
+        g.e.b
+            .ins()
+            .atomic_rmw(types::I32, MemFlagsData::trusted(), AtomicRmwOp::Smax, addr, max);
+    }
     if plan.table_row() == 0 {
         return Ok(());
     }
+    // Once, by the columns' first range.
+    let (table, done) = (g.e.b.create_block(), g.e.b.create_block());
+    let first = g.e.b.ins().icmp_imm_s(IntCC::Equal, lo, 0);
+    g.e.b.ins().brif(first, table, &[], done, &[]);
+    g.e.b.switch_to_block(table);
+    emit_table(g, plan, scratch)?;
+    g.e.b.ins().jump(done, &[]);
+    g.e.b.switch_to_block(done);
+    Ok(())
+}
+
+/// The k-table (module doc).
+fn emit_table(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
+    let ir = g.ir;
+    let zero = g.e.i64c(0);
+    let (klo, khi) = (g.e.i64c(plan.k_lo as i64), g.e.i64c(plan.k_hi as i64));
     // The k-table: `table_values` at every `k`, 8 bytes each, after the packed operand, then
     // the window's entries.
     let args = ir.blocks[plan.body].args.clone();
@@ -1048,35 +1085,6 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
         Ok(())
     })?;
     Ok(())
-}
-
-/// The largest magnitude of the packed operand (NaN if one is NaN), stored after the
-/// k-table for the range guard.
-fn emit_lane_max(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
-    let max = packed_max_magnitude(g, scratch, plan.table_offset())?;
-    let offset = plan.lane_max_offset() as i32;
-    g.e.b.ins().store(MemFlagsData::trusted(), max, scratch, offset);
-    Ok(())
-}
-
-/// The largest magnitude of the f32 values in `bytes` (a multiple of 16) at `buffer` (NaN if
-/// one is NaN): as integers, magnitudes order like their values, NaN above ∞, so four lanes
-/// of integer maxima over the bits with the sign cleared, then the largest lane.
-fn packed_max_magnitude(g: &mut Gen, buffer: Value, bytes: i64) -> Result<Value, String> {
-    let zero = g.e.i64c(0);
-    let end = g.e.i64c(bytes);
-    let start = ivec(g, 0);
-    let magnitude = ivec(g, i32::MAX);
-    let max = loop_carrying(g, zero, end, 16, &[start], |g, at, max| {
-        let addr = g.e.b.ins().iadd(buffer, at);
-        let x = g.e.b.ins().load(types::I32X4, MemFlagsData::trusted(), addr, 0);
-        let x = g.e.b.ins().band(x, magnitude);
-        Ok(vec![g.e.b.ins().smax(max[0], x)])
-    })?;
-    let max = *max.first().ok_or("the largest magnitude")?;
-    let lanes: Vec<Value> = (0..4).map(|l| g.e.b.ins().extractlane(max, l)).collect();
-    let top = lanes[1..].iter().fold(lanes[0], |m, &l| g.e.b.ins().smax(m, l));
-    Ok(g.e.b.ins().bitcast(types::F32, MemFlagsData::new(), top))
 }
 
 /// The larger of two magnitudes (NaN if one is NaN), as integers.
