@@ -334,6 +334,14 @@ fn range_guarded_accumulations_match_the_interpreter() {
                 let x = Tensor::new(vec![m, k], x).unwrap();
                 let w = Tensor::new(vec![n, k], w).unwrap();
                 check(&source, &[x, w]);
+                // Small row operands, packed ones near E4M3's largest: the packed side alone
+                // breaks the bound, and the first row's all-positive sums overflow.
+                let mut x = uniform(fx, &[m, k], 4.0, case + 800).data().to_vec();
+                x[..k].fill(4.0);
+                let w = vec![448.0; n * k];
+                let x = Tensor::new(vec![m, k], x).unwrap();
+                let w = Tensor::new(vec![n, k], w).unwrap();
+                check(&source, &[x, w]);
                 // Small values but for one NaN (or ∞) operand: no bound, the checked steps.
                 let mut x = uniform(fx, &[m, k], 4.0, case + 600).data().to_vec();
                 x[k + 7] = if fx == "e5m2" { f32::INFINITY } else { f32::NAN };
