@@ -277,15 +277,46 @@ impl Trainer {
         Tensor::new(x.shape().to_vec(), values).map_err(err)
     }
 
+    fn param_shapes(&self) -> Vec<Vec<usize>> {
+        self.params
+            .iter()
+            .map(|p| p.dims.iter().map(|&d| d as usize).collect())
+            .collect()
+    }
+
     fn arguments(&self, x: Tensor) -> Result<Vec<Tensor>, ExecError> {
         let mut args = vec![x];
-        for (p, w) in self.params.iter().zip(&self.weights) {
-            args.push(
-                Tensor::new(p.dims.iter().map(|&d| d as usize).collect(), w.clone())
-                    .map_err(err)?,
-            );
+        for (w, shape) in self.weights.iter().zip(self.param_shapes()) {
+            args.push(Tensor::new(shape, w.clone()).map_err(err)?);
         }
         Ok(args)
+    }
+
+    /// The step's arguments with the weights moved in rather than copied; [`Self::restore`]
+    /// moves them back.
+    fn lend_arguments(&mut self, x: Tensor) -> Result<Vec<Tensor>, ExecError> {
+        let shapes = self.param_shapes();
+        // Every shape is checked before any weights move, so an error loses none.
+        for ((p, w), shape) in self.params.iter().zip(&self.weights).zip(&shapes) {
+            if qc_runtime::tensor::element_count(shape) != Some(w.len()) {
+                return Err(ExecError::new(format!(
+                    "the weights of `{}` do not fill {shape:?}",
+                    p.name
+                )));
+            }
+        }
+        let mut args = vec![x];
+        for (w, shape) in self.weights.iter_mut().zip(shapes) {
+            args.push(Tensor::new(shape, std::mem::take(w)).map_err(err)?);
+        }
+        Ok(args)
+    }
+
+    /// Moves the weights lent by [`Self::lend_arguments`] back from `args`.
+    fn restore(&mut self, args: Vec<Tensor>) {
+        for (w, t) in self.weights.iter_mut().zip(args.into_iter().skip(1)) {
+            *w = t.into_data();
+        }
     }
 
     fn loss_value(&self, output: &Tensor, labels: &[u32]) -> Result<LossValue, ExecError> {
@@ -317,7 +348,6 @@ impl Trainer {
         let rows = labels.len();
         let step = self.steps_done;
         let input = self.input_tensor(x, (1 << 62) + step)?;
-        let mut args = self.arguments(input)?;
         let scale = self.scaling.scale();
         let seed = mix64(self.seed ^ mix64(step));
         let program = self.step_program(rows)?;
@@ -335,11 +365,14 @@ impl Trainer {
             }
         };
         let target = Tensor::new(vec![rows, width], host::one_hot(labels, width)).map_err(err)?;
+        let mut args = self.lend_arguments(input)?;
         args.push(target);
         args.push(Tensor::scalar(scale as f32));
         let program = self.steps.get_mut(&rows).expect("compiled above");
         program.seed = seed;
-        let results = backend.run(program, &args)?;
+        let results = backend.run(program, &args);
+        self.restore(args);
+        let results = results?;
         let (output, grads) = results
             .split_first()
             .ok_or_else(|| ExecError::new("the training step returned nothing"))?;
