@@ -28,7 +28,9 @@ pub enum ScaleDecision {
 
 /// Whether every value is finite.
 pub fn all_finite(values: &[f32]) -> bool {
-    values.iter().all(|v| v.is_finite())
+    // Without the early exit, so that it runs as vector code (gradients are finite but for
+    // the rare overflowing step).
+    values.iter().fold(true, |finite, v| finite & v.is_finite())
 }
 
 impl LossScaling {

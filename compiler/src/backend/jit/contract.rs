@@ -86,7 +86,7 @@ use super::codegen::{build_function, counted_loop, Cv, Gen, Helpers, KernelFn, L
 use super::round::Target;
 use super::window::{self, Window, WindowRow};
 use super::vector_round::{
-    fma_sum_nearest, ivec, product_sum_nearest_per_lane, random_word, round,
+    fma_sum_nearest, ivec, nearest_without_zero_sign, product_sum_nearest_per_lane, random_word, round,
     round_nearest_with_subnormals, sum_nearest, sum_nearest_exact, sum_stochastic_bits, sum_to_odd,
     Draw, DrawCounters,
 };
@@ -130,8 +130,12 @@ enum Step {
     NearestThroughBinary32 { format: FloatFormat },
     /// [`Step::NearestThroughBinary32`] where the kernel's range guard ([`RangeGuard`]) has
     /// shown that every binary32 sum stays within the format's range: the rounding alone,
-    /// no check for overflow.
-    NearestWithinRange { format: FloatFormat },
+    /// no check for overflow; without restoring the sign of a zero where no sum is −0 or
+    /// rounds to it ([`RangeGuard::positive_zero`]).
+    NearestWithinRange {
+        format: FloatFormat,
+        positive_zero: bool,
+    },
     /// `nearest` to a float format of products not exact in binary32 ([`nearest_of_fma`]):
     /// the fma's binary32 sum rounded to the format, lanes on a midpoint or beyond the
     /// largest value by the scalar code's exact sequence.
@@ -181,7 +185,7 @@ fn within_binary32(step: Step) -> bool {
     match step {
         Step::Narrow { format, .. }
         | Step::NearestThroughBinary32 { format }
-        | Step::NearestWithinRange { format } => format.max() < 2f64.powi(100),
+        | Step::NearestWithinRange { format, .. } => format.max() < 2f64.powi(100),
         Step::Binary32 | Step::NearestOfFma { .. } => true,
     }
 }
@@ -207,6 +211,12 @@ fn cheaper(step: Step, addend_bits: u32, addend_lowest: i32) -> Step {
 #[derive(Clone, Copy, Debug)]
 struct RangeGuard {
     limit: f32,
+    /// Whether no sum is −0 or rounds to it: the initial value is +0 and every term a
+    /// multiple of the format's smallest spacing `2^q`. A binary32 sum is then a multiple of
+    /// `2^q` too (exact below 2^(q+24), a multiple of its own spacing above), so a nonzero one
+    /// rounds to a nonzero value, and a zero one is +0 (`x + y = −0` needs both −0, and by
+    /// induction no accumulator is).
+    positive_zero: bool,
 }
 
 impl RangeGuard {
@@ -225,6 +235,7 @@ impl RangeGuard {
         let limit = ((format.max() / growth - init) / n - h) * (1.0 - 2f64.powi(-20));
         (limit > 0.0).then_some(RangeGuard {
             limit: limit as f32,
+            positive_zero: false,
         })
     }
 }
@@ -578,7 +589,7 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
             let outer_step = match inner_step {
                 Step::Narrow { format, .. }
                 | Step::NearestThroughBinary32 { format }
-                | Step::NearestWithinRange { format }
+                | Step::NearestWithinRange { format, .. }
                 | Step::NearestOfFma { format } => {
                     let (bits, lowest) = precision_and_lowest(&format);
                     cheaper(outer_step, bits, lowest)
@@ -688,7 +699,11 @@ pub(super) fn plan(ir: &Module, op: OpId, fma: bool) -> Option<Plan> {
                 Some(_) => oo.attr("step").and_then(Attr::as_int).unwrap_or(1) as u64,
                 None => k_hi - k_lo,
             };
-            constant_float(ir, init).and_then(|c| RangeGuard::new(&format, c.abs(), terms))
+            let init = constant_float(ir, init);
+            let (_, spacing) = precision_and_lowest(&format);
+            let positive_zero = init.is_some_and(|c| c.to_bits() == 0) && product_lowest >= spacing;
+            init.and_then(|c| RangeGuard::new(&format, c.abs(), terms))
+                .map(|guard| RangeGuard { positive_zero, ..guard })
         }
         _ => None,
     };
@@ -1483,9 +1498,10 @@ impl Kernel<'_> {
         let oo = &ir.ops[plan.outer];
         // The term accumulation's step, without the overflow check where the guard holds.
         let term_step = |step: Step| match step {
-            Step::NearestThroughBinary32 { format } if within_range => {
-                Step::NearestWithinRange { format }
-            }
+            Step::NearestThroughBinary32 { format } if within_range => Step::NearestWithinRange {
+                format,
+                positive_zero: plan.range_guard.is_some_and(|g| g.positive_zero),
+            },
             other => other,
         };
         let mut snapshots = Vec::with_capacity(rows.len());
@@ -2209,9 +2225,13 @@ fn add_step(g: &mut Gen, step: Step, acc: Value, addend: Addend, draw: Option<Dr
             let s = g.e.b.ins().fadd(acc, x);
             round_nearest_with_subnormals(g, s, &format)
         }
-        (Step::NearestWithinRange { format }, addend) => {
+        (Step::NearestWithinRange { format, positive_zero }, addend) => {
             let s = binary32_sum(g, acc, addend);
-            sum_nearest(g, s, &format).value
+            if positive_zero {
+                nearest_without_zero_sign(g, s, &format)
+            } else {
+                sum_nearest(g, s, &format).value
+            }
         }
         (Step::NearestOfFma { format }, addend) => {
             let (a, b) = product_operands(addend);

@@ -162,6 +162,15 @@ fn nearest_by_magic_constant(
     (rbits, signed)
 }
 
+/// `nearest` rounding of `v` to `f` in its range (smallest normal exponent at least −126) by
+/// the magic constant alone, a zero's sign not restored: for sums that are never −0 and
+/// never round to it (`contract::RangeGuard::positive_zero`).
+pub(super) fn nearest_without_zero_sign(g: &mut Gen, v: Value, f: &FloatFormat) -> Value {
+    let unused_sign = ivec(g, 0);
+    let (rbits, _) = nearest_by_magic_constant(g, v, unused_sign, f);
+    as_float(g, rbits)
+}
+
 /// Rounds `v` (f32x4) to the float format `f`, which has subnormals and a smallest normal
 /// exponent of at least −126, to nearest (ties to even), as `FloatFormat::round`:
 /// `(v + C) − C` with `C = 1.5·2^(s+23)`, `2^s` the format's spacing at v's binade (`C`'s
