@@ -148,7 +148,8 @@ struct Kernel {
     f: KernelFn,
     /// The native entry point `fn(env, lo, hi)`.
     code: unsafe extern "C" fn(*const u64, u64, u64),
-    /// The vector contraction's packing function `fn(env, 0, 0)`, run once before `code`.
+    /// The vector contraction's packing function `fn(env, lo, hi)` over the columns
+    /// `[lo, hi)` (`contract::Pack`), run for every column before `code`.
     pack: Option<unsafe extern "C" fn(*const u64, u64, u64)>,
     /// Scratch buffers for the packing function, kept between runs: it writes every float
     /// but the padding, which stays zero from the buffer's allocation (a run that finds the
