@@ -1037,9 +1037,7 @@ fn emit_pack(g: &mut Gen, plan: &Plan, scratch: Value, lo: Value, hi: Value) -> 
             if plan.range_guard.is_none() {
                 return Ok(max.to_vec());
             }
-            let bits = g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
-            let magnitude = g.e.b.ins().band_imm_s(bits, i64::from(i32::MAX));
-            Ok(vec![g.e.b.ins().smax(max[0], magnitude)])
+            Ok(vec![larger_magnitude_bits(g, max[0], x)])
         })
     })?;
     if plan.range_guard.is_some() {
@@ -1102,6 +1100,14 @@ fn emit_table(g: &mut Gen, plan: &Plan, scratch: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The larger of `max` (a magnitude's bits, as i32) and `|x|` (f32) as those bits:
+/// magnitudes order like their values as integers, NaN above ∞.
+fn larger_magnitude_bits(g: &mut Gen, max: Value, x: Value) -> Value {
+    let bits = g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+    let magnitude = g.e.b.ins().band_imm_s(bits, i64::from(i32::MAX));
+    g.e.b.ins().smax(max, magnitude)
+}
+
 /// The larger of two magnitudes (NaN if one is NaN), as integers.
 fn larger_magnitude(g: &mut Gen, a: Value, b: Value) -> Value {
     let (a, b) = (
@@ -1124,9 +1130,7 @@ fn max_magnitude(
     let start = g.e.b.ins().iconst(types::I32, 0);
     let max = loop_carrying(g, lo, hi, stride, &[start], |g, k, max| {
         let x = value(g, k)?;
-        let bits = g.e.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
-        let magnitude = g.e.b.ins().band_imm_s(bits, i64::from(i32::MAX));
-        Ok(vec![g.e.b.ins().smax(max[0], magnitude)])
+        Ok(vec![larger_magnitude_bits(g, max[0], x)])
     })?;
     let max = *max.first().ok_or("the largest magnitude")?;
     Ok(g.e.b.ins().bitcast(types::F32, MemFlagsData::new(), max))
